@@ -1,0 +1,304 @@
+"""The one type that flows through every stage: :class:`Detections` of one image.
+
+Boxes are ``xyxy`` float32 in original-image pixels (after EXIF orientation, see
+:mod:`autolabel.sources`), scores float32, class ids int64 indexing ``class_names``.
+Optional per-box arrays: ``class_probs`` (N, C) when a backend exposes the class
+distribution, and ``iscrowd`` (N,) for ground truth read from COCO.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Sequence
+
+import numpy as np
+
+__all__ = ["ImageInfo", "Detections", "Failure", "Results"]
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """Identity of one image or video frame.
+
+    ``key`` is stable across runs: the path relative to the source root for files,
+    ``"<video>#<frame index>"`` for video frames.
+    """
+
+    key: str
+    width: int
+    height: int
+    path: str | None = None
+    frame_index: int | None = None
+    timestamp: float | None = None
+
+    @property
+    def file_name(self) -> str:
+        """Name used for this image in exported datasets (relative, ``/``-separated)."""
+        if self.frame_index is None:
+            return self.key
+        stem = self.key.split("#", 1)[0].rsplit(".", 1)[0]
+        return f"{stem}/frame_{self.frame_index:06d}.jpg"
+
+
+def _as(a: object, dtype: type, shape_tail: tuple[int, ...]) -> np.ndarray:
+    arr = np.asarray(a, dtype=dtype)
+    if arr.size == 0:
+        arr = arr.reshape((0, *shape_tail))
+    return arr
+
+
+@dataclass(eq=False)
+class Detections:
+    """Boxes, scores and labels for one image.
+
+    Indexing (int, slice, boolean mask or index array) returns a new ``Detections``
+    with every per-box array sliced the same way and the image identity kept.
+    """
+
+    xyxy: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+    class_names: tuple[str, ...] = ()
+    image: ImageInfo | None = None
+    class_probs: np.ndarray | None = None
+    iscrowd: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.xyxy = _as(self.xyxy, np.float32, (4,))
+        self.scores = _as(self.scores, np.float32, ())
+        self.class_ids = _as(self.class_ids, np.int64, ())
+        self.class_names = tuple(self.class_names)
+        n = len(self.xyxy)
+        if self.xyxy.ndim != 2 or self.xyxy.shape[1] != 4:
+            raise ValueError(f"xyxy must have shape (N, 4), got {self.xyxy.shape}")
+        if self.scores.shape != (n,) or self.class_ids.shape != (n,):
+            raise ValueError(
+                f"scores {self.scores.shape} and class_ids {self.class_ids.shape} must have shape ({n},)"
+            )
+        if self.class_probs is not None:
+            self.class_probs = _as(self.class_probs, np.float32, (len(self.class_names),))
+            if len(self.class_probs) != n:
+                raise ValueError(f"class_probs has {len(self.class_probs)} rows for {n} boxes")
+        if self.iscrowd is not None:
+            self.iscrowd = _as(self.iscrowd, bool, ())
+            if self.iscrowd.shape != (n,):
+                raise ValueError(f"iscrowd must have shape ({n},)")
+
+    # -- construction -------------------------------------------------------------
+    @classmethod
+    def empty(
+        cls, class_names: Sequence[str] = (), image: ImageInfo | None = None, with_probs: bool = False
+    ) -> Detections:
+        probs = np.zeros((0, len(class_names)), np.float32) if with_probs else None
+        return cls(np.zeros((0, 4)), np.zeros(0), np.zeros(0), tuple(class_names), image, probs)
+
+    @classmethod
+    def from_xywh(cls, xywh: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, **kw: object) -> Detections:
+        """From COCO-style ``[x, y, w, h]`` boxes."""
+        b = _as(xywh, np.float32, (4,)).copy()
+        b[:, 2:] += b[:, :2]
+        return cls(b, scores, class_ids, **kw)  # type: ignore[arg-type]
+
+    @staticmethod
+    def concat(items: Iterable[Detections]) -> Detections:
+        """Concatenate detections of the *same* image (e.g. from several detectors)."""
+        items = list(items)
+        if not items:
+            return Detections.empty()
+        first = items[0]
+        if any(d.class_names != first.class_names for d in items):
+            raise ValueError("cannot concatenate detections with different class_names")
+
+        def cat(name: str) -> np.ndarray | None:
+            parts = [getattr(d, name) for d in items]
+            return None if any(p is None for p in parts) else np.concatenate(parts)
+
+        return Detections(
+            cat("xyxy"), cat("scores"), cat("class_ids"), first.class_names, first.image,
+            cat("class_probs"), cat("iscrowd"),
+        )
+
+    # -- container protocol -------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    def __getitem__(self, index: int | slice | np.ndarray | Sequence[int]) -> Detections:
+        if isinstance(index, (int, np.integer)):
+            index = [int(index)]
+        idx = np.asarray(index) if not isinstance(index, slice) else index
+        return replace(
+            self,
+            xyxy=self.xyxy[idx],
+            scores=self.scores[idx],
+            class_ids=self.class_ids[idx],
+            class_probs=None if self.class_probs is None else self.class_probs[idx],
+            iscrowd=None if self.iscrowd is None else self.iscrowd[idx],
+        )
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for i in range(len(self)):
+            yield self[i]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Detections):
+            return NotImplemented
+        return (
+            self.class_names == other.class_names
+            and np.array_equal(self.xyxy, other.xyxy)
+            and np.array_equal(self.scores, other.scores)
+            and np.array_equal(self.class_ids, other.class_ids)
+        )
+
+    # -- derived views ----------------------------------------------------------------
+    @property
+    def xywh(self) -> np.ndarray:
+        """COCO-style ``[x, y, w, h]`` boxes."""
+        b = self.xyxy.copy()
+        b[:, 2:] -= b[:, :2]
+        return b
+
+    @property
+    def area(self) -> np.ndarray:
+        return np.clip(self.xyxy[:, 2] - self.xyxy[:, 0], 0, None) * np.clip(
+            self.xyxy[:, 3] - self.xyxy[:, 1], 0, None
+        )
+
+    @property
+    def labels(self) -> list[str]:
+        """Class name of every box."""
+        return [self.class_names[i] if 0 <= i < len(self.class_names) else str(i) for i in self.class_ids]
+
+    def with_image(self, image: ImageInfo) -> Detections:
+        return replace(self, image=image)
+
+    def filter(self, conf: float | None = None, classes: Iterable[str | int] | None = None) -> Detections:
+        """Keep boxes with ``score >= conf`` and (optionally) of the given classes (names or ids)."""
+        keep = np.ones(len(self), bool)
+        if conf is not None:
+            keep &= self.scores >= conf
+        if classes is not None:
+            ids = {self.class_names.index(c) if isinstance(c, str) else int(c) for c in classes}
+            keep &= np.isin(self.class_ids, list(ids))
+        return self[keep]
+
+    def clip(self) -> Detections:
+        """Boxes clipped to the image bounds (needs ``image``)."""
+        if self.image is None:
+            raise ValueError("clip() needs the image size")
+        b = self.xyxy.copy()
+        b[:, [0, 2]] = b[:, [0, 2]].clip(0, self.image.width)
+        b[:, [1, 3]] = b[:, [1, 3]].clip(0, self.image.height)
+        return replace(self, xyxy=b)
+
+    # -- notebook niceties --------------------------------------------------------------
+    def to_pandas(self):  # type: ignore[no-untyped-def]
+        """One row per box: image key, class, score and ``x1, y1, x2, y2``."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "image": [self.image.key if self.image else None] * len(self),
+                "class_id": self.class_ids,
+                "label": self.labels,
+                "score": self.scores,
+                "x1": self.xyxy[:, 0],
+                "y1": self.xyxy[:, 1],
+                "x2": self.xyxy[:, 2],
+                "y2": self.xyxy[:, 3],
+            }
+        )
+
+    def __repr__(self) -> str:
+        where = f"{self.image.key!r} {self.image.width}x{self.image.height}" if self.image else "no image"
+        if not len(self):
+            return f"Detections(0 boxes, {where})"
+        counts = np.bincount(self.class_ids, minlength=0)
+        top = sorted(((int(c), i) for i, c in enumerate(counts) if c), reverse=True)[:5]
+        per = ", ".join(f"{self.class_names[i] if i < len(self.class_names) else i}: {c}" for c, i in top)
+        return (
+            f"Detections({len(self)} boxes, {where}; {per}; "
+            f"scores {self.scores.min():.2f}-{self.scores.max():.2f})"
+        )
+
+    def _repr_html_(self) -> str:
+        return f"<p><code>{self.__repr__()}</code></p>" + self.to_pandas().head(20).to_html(index=False)
+
+    def plot(self, image: np.ndarray | str | None = None, ax=None, min_score: float = 0.0):  # type: ignore[no-untyped-def]
+        """Draw the boxes on the image (array or path; default: ``image.path``); returns the axes."""
+        from autolabel.viz import plot_detections
+
+        return plot_detections(self, image, ax=ax, min_score=min_score)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An input that could not be processed, with the reason."""
+
+    key: str
+    reason: str
+
+
+@dataclass(eq=False)
+class Results:
+    """Detections for many images from one model, plus the inputs that failed.
+
+    What :func:`autolabel.prelabel` returns and what every reader gives back.
+    """
+
+    detections: list[Detections]
+    class_names: tuple[str, ...]
+    model_id: str = ""
+    failures: list[Failure] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.class_names = tuple(self.class_names)
+        self._by_key: dict[str, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.detections)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.detections)
+
+    def __getitem__(self, key: int | str) -> Detections:
+        """By position or by image key."""
+        if isinstance(key, str):
+            if self._by_key is None:
+                self._by_key = {d.image.key: i for i, d in enumerate(self.detections) if d.image}
+            return self.detections[self._by_key[key]]
+        return self.detections[key]
+
+    @property
+    def num_boxes(self) -> int:
+        return sum(len(d) for d in self.detections)
+
+    def filter(self, conf: float | None = None, classes: Iterable[str | int] | None = None) -> Results:
+        """Same filter as :meth:`Detections.filter`, applied to every image."""
+        return replace(self, detections=[d.filter(conf, classes) for d in self.detections])
+
+    def to_pandas(self):  # type: ignore[no-untyped-def]
+        """One row per box over all images (columns as :meth:`Detections.to_pandas`)."""
+        import pandas as pd
+
+        frames = [d.to_pandas() for d in self.detections if len(d)]
+        if not frames:
+            return Detections.empty(self.class_names).to_pandas()
+        return pd.concat(frames, ignore_index=True)
+
+    def save(self, out_dir: str, format: str = "coco", **options: object) -> list[str]:
+        """Write in an annotation tool's format; returns the written paths. See :mod:`autolabel.formats`."""
+        from autolabel.formats import write
+
+        return write(self, out_dir, format, **options)
+
+    def __repr__(self) -> str:
+        fail = f", {len(self.failures)} failed" if self.failures else ""
+        return (
+            f"Results({len(self)} images, {self.num_boxes} boxes, {len(self.class_names)} classes, "
+            f"model={self.model_id or '?'}{fail})"
+        )
+
+    def _repr_html_(self) -> str:
+        df = self.to_pandas()
+        per_class = df.groupby("label").agg(boxes=("score", "size"), mean_score=("score", "mean"))
+        return f"<p><code>{self!r}</code></p>" + per_class.to_html()

@@ -1,0 +1,108 @@
+"""The one small interface every detector backend implements."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from abc import ABC, abstractmethod
+from functools import lru_cache
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from autolabel.core import Detections
+
+__all__ = ["Detector", "file_sha256"]
+
+
+@lru_cache(maxsize=64)
+def _sha256(path: str, mtime_ns: int, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a weights file (cached per path, size and modification time)."""
+    st = os.stat(path)
+    return _sha256(os.path.abspath(path), st.st_mtime_ns, st.st_size)
+
+
+class Detector(ABC):
+    """Batch of RGB ``uint8`` images in, one :class:`Detections` per image out.
+
+    Subclasses implement :meth:`predict_prepared`; backends that can do their
+    preprocessing off the inference thread also override :meth:`prepare`, which
+    the batch engine runs in its decode workers.
+
+    Attributes: ``class_names``, ``input_size`` (height, width) or ``None`` when the
+    backend resizes internally, ``model_id`` (``<name>@<sha256 prefix of the weights>``),
+    ``batch_size``, and the default ``conf``, ``iou`` and ``max_det``.
+    """
+
+    backend: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        name: str,
+        class_names: Sequence[str],
+        weights_sha256: str,
+        input_size: tuple[int, int] | None = None,
+        batch_size: int = 8,
+        conf: float = 0.25,
+        iou: float = 0.6,
+        max_det: int = 300,
+    ):
+        self.name = name
+        self.class_names = tuple(class_names)
+        self.weights_sha256 = weights_sha256
+        self.input_size = input_size
+        self.batch_size = batch_size
+        self.conf, self.iou, self.max_det = conf, iou, max_det
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.name}@{self.weights_sha256[:12]}"
+
+    def prepare(self, image: np.ndarray) -> Any:
+        """Per-image preprocessing, safe to run in worker threads. Default: none."""
+        return image
+
+    @abstractmethod
+    def predict_prepared(self, batch: Sequence[Any], conf: float, iou: float, max_det: int) -> list[Detections]:
+        """Run on a batch of :meth:`prepare` outputs; boxes in original-image pixels."""
+
+    def predict(
+        self,
+        images: Sequence[np.ndarray],
+        conf: float | None = None,
+        iou: float | None = None,
+        max_det: int | None = None,
+    ) -> list[Detections]:
+        """Detect objects in RGB ``uint8`` (H, W, 3) images, ``batch_size`` at a time."""
+        conf = self.conf if conf is None else conf
+        iou = self.iou if iou is None else iou
+        max_det = self.max_det if max_det is None else max_det
+        out: list[Detections] = []
+        for i in range(0, len(images), self.batch_size):
+            chunk = [self.prepare(im) for im in images[i : i + self.batch_size]]
+            out += self.predict_prepared(chunk, conf, iou, max_det)
+        return out
+
+    def __call__(self, image: np.ndarray | str | os.PathLike, **kw: Any) -> Detections:
+        """Detect in one image (array or path); the result carries the image identity."""
+        from autolabel.sources import Item
+
+        if isinstance(image, np.ndarray):
+            return self.predict([image], **kw)[0]
+        arr, info = Item(os.path.basename(str(image)), str(image)).load()
+        return self.predict([arr], **kw)[0].with_image(info)
+
+    def __repr__(self) -> str:
+        size = "x".join(map(str, self.input_size)) if self.input_size else "native"
+        return (
+            f"{type(self).__name__}({self.model_id}, {len(self.class_names)} classes, input {size}, "
+            f"batch {self.batch_size}, conf {self.conf}, iou {self.iou})"
+        )

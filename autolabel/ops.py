@@ -1,0 +1,72 @@
+"""Box geometry shared by every stage: IoU, class-wise NMS, letterboxing."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["box_iou", "batched_nms", "letterbox", "unletterbox"]
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of ``xyxy`` boxes: (N, 4) x (M, 4) -> (N, M), float64."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
+    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = np.clip(rb - lt, 0, None)
+    inter = wh[..., 0] * wh[..., 1]
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def batched_nms(
+    boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou: float, max_det: int = 300
+) -> np.ndarray:
+    """Class-wise greedy NMS (boxes of different classes never suppress each other).
+
+    Returns kept indices by descending score, at most ``max_det``. A box is suppressed
+    when its IoU with a kept box of its class exceeds ``iou`` (OpenCV's C++ kernel).
+    """
+    import cv2
+
+    if len(boxes) == 0:
+        return np.zeros(0, np.int64)
+    b = np.asarray(boxes, np.float32)
+    xywh = np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
+    keep = cv2.dnn.NMSBoxesBatched(
+        xywh.tolist(), np.asarray(scores, np.float32).tolist(), np.asarray(class_ids, np.int32).tolist(),
+        0.0, float(iou),
+    )  # OpenCV's top_k caps candidates *before* NMS, so max_det is applied after
+    return np.asarray(keep, np.int64).reshape(-1)[:max_det]
+
+
+def letterbox(
+    image: np.ndarray, size: tuple[int, int], pad_value: int = 114
+) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """Resize keeping aspect ratio and pad to ``size`` = (height, width), as YOLO does.
+
+    Returns the padded image, the scale ratio and the (left, top) padding.
+    """
+    import cv2
+
+    h, w = image.shape[:2]
+    th, tw = size
+    r = min(th / h, tw / w)
+    nw, nh = int(round(w * r)), int(round(h * r))
+    dw, dh = (tw - nw) / 2, (th - nh) / 2
+    if (nw, nh) != (w, h):
+        image = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    top, bottom = int(round(dh - 0.1)), int(round(dh + 0.1))
+    left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
+    out = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(pad_value,) * 3)
+    return out, r, (float(left), float(top))
+
+
+def unletterbox(xyxy: np.ndarray, ratio: float, pad: tuple[float, float], width: int, height: int) -> np.ndarray:
+    """Map boxes from letterboxed input pixels back to the original image, clipped to it."""
+    b = xyxy.astype(np.float32, copy=True)
+    b[:, [0, 2]] = ((b[:, [0, 2]] - pad[0]) / ratio).clip(0, width)
+    b[:, [1, 3]] = ((b[:, [1, 3]] - pad[1]) / ratio).clip(0, height)
+    return b

@@ -1,0 +1,274 @@
+"""Where images come from: folders, globs, path lists, COCO / YOLO / VOC datasets and video.
+
+Every source yields :class:`Item` objects that load lazily (video frames arrive decoded,
+one at a time, never the whole video in memory).
+
+**EXIF orientation rule** (applied everywhere, by :func:`load_image`): pixels are rotated
+as the EXIF ``Orientation`` tag says, exactly as annotation tools (Label Studio, CVAT,
+browsers) display the image. Widths, heights and boxes in every output refer to that
+displayed image. A dataset whose recorded size disagrees with the displayed size is
+therefore reported, not silently mixed.
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from autolabel.core import ImageInfo, Results
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "VIDEO_EXTENSIONS",
+    "ImageReadError",
+    "Item",
+    "Source",
+    "load_image",
+    "open_source",
+    "from_folder",
+    "from_glob",
+    "from_paths",
+    "from_coco",
+    "from_yolo",
+    "from_voc",
+    "from_video",
+]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+class ImageReadError(Exception):
+    """An input image that cannot be decoded; ``str()`` names the file and the reason."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file to RGB ``uint8`` (H, W, 3) with EXIF orientation applied.
+
+    Raises :class:`ImageReadError` for missing, unreadable, empty, truncated or
+    non-image files.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    p = str(path)
+    try:
+        if os.path.getsize(p) == 0:
+            raise ImageReadError(p, "empty file (0 bytes)")
+        with Image.open(p) as im:
+            im = ImageOps.exif_transpose(im)
+            arr = np.asarray(im.convert("RGB"))
+    except ImageReadError:
+        raise
+    except FileNotFoundError:
+        raise ImageReadError(p, "file not found") from None
+    except PermissionError:
+        raise ImageReadError(p, "permission denied") from None
+    except IsADirectoryError:
+        raise ImageReadError(p, "is a directory") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(p, "not an image (unrecognised format)") from None
+    except (OSError, SyntaxError, ValueError) as e:  # truncated data, decoder errors
+        raise ImageReadError(p, f"cannot decode: {e}") from None
+    except Image.DecompressionBombError as e:
+        raise ImageReadError(p, f"refused by decoder: {e}") from None
+    return arr
+
+
+@dataclass
+class Item:
+    """One input: an image file or a decoded video frame."""
+
+    key: str
+    path: str | None = None
+    frame_index: int | None = None
+    timestamp: float | None = None
+    array: np.ndarray | None = field(default=None, repr=False)
+
+    def load(self) -> tuple[np.ndarray, ImageInfo]:
+        """Pixels (RGB uint8) and identity. Raises :class:`ImageReadError`."""
+        arr = self.array if self.array is not None else load_image(self.path or self.key)
+        h, w = arr.shape[:2]
+        return arr, ImageInfo(self.key, w, h, self.path, self.frame_index, self.timestamp)
+
+
+@dataclass
+class Source:
+    """An iterable of :class:`Item`; ``ground_truth`` is set for labeled datasets."""
+
+    items: Iterable[Item] | Callable[[], Iterator[Item]]
+    description: str
+    length: int | None = None
+    class_names: tuple[str, ...] | None = None
+    ground_truth: Results | None = None
+
+    def __iter__(self) -> Iterator[Item]:
+        return iter(self.items() if callable(self.items) else self.items)
+
+    def __len__(self) -> int:
+        if self.length is None:
+            raise TypeError(f"length of {self.description} is unknown before reading it")
+        return self.length
+
+    def __repr__(self) -> str:
+        n = "?" if self.length is None else self.length
+        return f"Source({self.description}, {n} items)"
+
+
+def _is_image(p: str) -> bool:
+    return p.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _keyed(paths: Sequence[str], root: str | None) -> Source:
+    if root is None:
+        root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths]) if paths else "."
+    items = [Item(Path(os.path.relpath(os.path.abspath(p), root)).as_posix(), p) for p in paths]
+    return Source(items, f"{len(items)} images under {root}", len(items))
+
+
+def from_folder(root: str | os.PathLike, recursive: bool = True, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> Source:
+    """All images under ``root`` (by extension, case-insensitive), sorted; keys are relative paths."""
+    root = str(root)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"image folder not found: {root}")
+    exts = tuple(e.lower() for e in extensions)
+    found: list[str] = []
+    for dirpath, dirnames, files in os.walk(root):
+        dirnames.sort()
+        found += [os.path.join(dirpath, f) for f in sorted(files) if f.lower().endswith(exts)]
+        if not recursive:
+            break
+    src = _keyed(found, root)
+    src.description = f"folder {root}"
+    return src
+
+
+def from_glob(pattern: str) -> Source:
+    """Images matching a glob pattern (``**`` recurses); keys relative to the fixed prefix."""
+    paths = sorted(p for p in _glob.glob(pattern, recursive=True) if os.path.isfile(p))
+    prefix = pattern.split("*")[0].split("?")[0].split("[")[0]
+    root = prefix if prefix.endswith(os.sep) else os.path.dirname(prefix) or "."
+    src = _keyed(paths, root)
+    src.description = f"glob {pattern}"
+    return src
+
+
+def from_paths(paths: Sequence[str | os.PathLike]) -> Source:
+    """An explicit list of image paths; keys relative to their common folder."""
+    return _keyed([str(p) for p in paths], None)
+
+
+def _dataset_source(gt: Results, image_dir: str, description: str) -> Source:
+    items = [Item(d.image.key, os.path.join(image_dir, d.image.key)) for d in gt if d.image]
+    return Source(items, description, len(items), gt.class_names, gt)
+
+
+def from_coco(annotations: str | os.PathLike, image_dir: str | os.PathLike | None = None) -> Source:
+    """Images of a COCO dataset (``file_name`` relative to ``image_dir``, default: the
+    JSON's folder or its ``images/`` subfolder), with categories and ground truth."""
+    from autolabel.formats import read_coco
+
+    gt = read_coco(str(annotations))
+    if image_dir is None:
+        base = os.path.dirname(os.path.abspath(annotations))
+        first = gt.detections[0].image.key if len(gt) else ""
+        image_dir = base if os.path.exists(os.path.join(base, first)) else os.path.join(base, "images")
+    return _dataset_source(gt, str(image_dir), f"COCO {annotations}")
+
+
+def from_yolo(root: str | os.PathLike, split: str | None = None) -> Source:
+    """A YOLO dataset (``data.yaml`` + ``images/`` + ``labels/``), optionally one split."""
+    from autolabel.formats import read_yolo
+
+    gt = read_yolo(str(root), split=split)
+    return _dataset_source(gt, str(root), f"YOLO {root}" + (f" [{split}]" if split else ""))
+
+
+def from_voc(root: str | os.PathLike, split: str | None = None) -> Source:
+    """A Pascal VOC dataset (``Annotations/``, ``JPEGImages/``, ``ImageSets/Main/<split>.txt``)."""
+    from autolabel.formats import read_voc
+
+    gt = read_voc(str(root), split=split)
+    return _dataset_source(gt, os.path.join(str(root), "JPEGImages"), f"VOC {root}" + (f" [{split}]" if split else ""))
+
+
+def from_video(path: str | os.PathLike, every: int | None = None, every_seconds: float | None = None) -> Source:
+    """Frames of a video, every ``every``-th frame or every ``every_seconds`` seconds.
+
+    Frames are decoded one at a time (skipped frames are only grabbed, not decoded);
+    each item carries the frame index and timestamp (seconds). Keys are
+    ``"<file name>#<frame index>"``.
+    """
+    import cv2
+
+    path = str(path)
+    if every is not None and every_seconds is not None:
+        raise ValueError("give either every or every_seconds, not both")
+    cap = cv2.VideoCapture(path)
+    if not os.path.isfile(path) or not cap.isOpened():
+        raise ImageReadError(path, "cannot open video")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    cap.release()
+    if every_seconds is not None and fps <= 0:
+        raise ImageReadError(path, "video reports no frame rate; use every=<k frames>")
+    step = max(1, every or (round(every_seconds * fps) if every_seconds else 1))
+    name = os.path.basename(path)
+
+    def frames() -> Iterator[Item]:
+        cap = cv2.VideoCapture(path)
+        try:
+            i = 0
+            while True:
+                if i % step:
+                    if not cap.grab():
+                        return
+                else:
+                    ok, bgr = cap.read()
+                    if not ok:
+                        return
+                    ts = i / fps if fps > 0 else float(cap.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0
+                    yield Item(f"{name}#{i}", path, i, round(ts, 6), np.ascontiguousarray(bgr[..., ::-1]))
+                i += 1
+        finally:
+            cap.release()
+
+    length = (count + step - 1) // step if count > 0 else None
+    return Source(frames, f"video {path} every {step} frames", length)
+
+
+def open_source(spec: Source | str | os.PathLike | Sequence[str | os.PathLike], **kw: object) -> Source:
+    """Any source from one argument: a :class:`Source`, an image folder, a glob, a video
+    file, a COCO ``.json``, a VOC root (has ``Annotations/``), a YOLO root (has
+    ``data.yaml``), a single image, or a list of image paths. ``kw`` goes to the
+    matching ``from_*`` function (e.g. ``every=30`` for video, ``split="val"``)."""
+    if isinstance(spec, Source):
+        return spec
+    if isinstance(spec, (list, tuple)):
+        return from_paths(spec)
+    s = str(spec)
+    low = s.lower()
+    if any(c in s for c in "*?["):
+        return from_glob(s)
+    if low.endswith(VIDEO_EXTENSIONS):
+        return from_video(s, **kw)  # type: ignore[arg-type]
+    if low.endswith(".json"):
+        return from_coco(s, **kw)  # type: ignore[arg-type]
+    if os.path.isdir(s):
+        if os.path.isdir(os.path.join(s, "Annotations")) and os.path.isdir(os.path.join(s, "JPEGImages")):
+            return from_voc(s, **kw)  # type: ignore[arg-type]
+        if os.path.isfile(os.path.join(s, "data.yaml")):
+            return from_yolo(s, **kw)  # type: ignore[arg-type]
+        return from_folder(s, **kw)  # type: ignore[arg-type]
+    if os.path.isfile(s) and _is_image(s):
+        return from_paths([s])
+    raise FileNotFoundError(f"no such image folder, image, video or dataset: {s}")

@@ -1,0 +1,40 @@
+"""Shared fixtures: real models and real data from ../shared (never downloaded)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("AUTOLABEL_SHARED", ROOT.parent / "shared"))
+MODELS = Path(os.environ.get("AUTOLABEL_MODEL_DIR", SHARED / "models"))
+DATA = SHARED / "data"
+COCO150 = DATA / "coco-val-150"
+BCCD = DATA / "bccd"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # the resolver finds the shared models by bare name, as a user's model dir would
+    os.environ.setdefault("AUTOLABEL_MODEL_DIR", str(MODELS))
+
+
+@pytest.fixture(scope="session")
+def coco150() -> Path:
+    if not (COCO150 / "instances.json").is_file():
+        pytest.fail(f"shared data missing: {COCO150} (set AUTOLABEL_SHARED)")
+    return COCO150
+
+
+@pytest.fixture(scope="session")
+def bccd() -> Path:
+    if not (BCCD / "instances.json").is_file():
+        pytest.fail(f"shared data missing: {BCCD} (set AUTOLABEL_SHARED)")
+    return BCCD
+
+
+@pytest.fixture(scope="session")
+def yolov5n():
+    import autolabel as al
+
+    return al.load_detector("yolov5n.onnx")
