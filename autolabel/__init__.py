@@ -1,4 +1,33 @@
-"""autolabel: model-assisted labeling for object detection."""
+"""autolabel: model-assisted labeling for object detection.
+
+Pre-label images with pretrained detectors, route uncertain images to people, and
+measure the human time and money the model saves::
+
+    import autolabel as al
+    det = al.load_detector("yolov5n.onnx")
+    results = al.prelabel("photos/", det, conf=0.25)
+    results.to_pandas()
+    results.save("out/", format="coco")
+"""
+
+from autolabel.classmap import ClassMap
 from autolabel.core import Detections, Failure, ImageInfo, Results
-from autolabel.detectors import Detector, load_detector
+from autolabel.detectors import Detector, list_models, load_detector
 from autolabel.pipeline import prelabel
+from autolabel.sources import load_image, open_source
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ClassMap",
+    "Detections",
+    "Detector",
+    "Failure",
+    "ImageInfo",
+    "Results",
+    "list_models",
+    "load_detector",
+    "load_image",
+    "open_source",
+    "prelabel",
+]

@@ -1,1 +1,75 @@
-class ClassMap: pass
+"""Map a model's classes onto a project's label set: rename, merge, drop.
+
+Config (``configs/classmaps/*.yaml``, validated by :class:`autolabel.config.ClassMapConfig`)::
+
+    mapping: {car: vehicle, truck: vehicle, bus: vehicle, person: pedestrian, bicycle: null}
+    keep_unmapped: false
+
+Merged classes take the **max** of their source class probabilities (YOLO class
+probabilities are independent sigmoids), and boxes that become the same class are
+de-duplicated with class-wise NMS at the detector's IoU.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from typing import Any, Sequence
+
+import numpy as np
+
+from autolabel.config import ClassMapConfig, ConfigError
+from autolabel.core import Detections
+from autolabel.ops import batched_nms
+
+__all__ = ["ClassMap"]
+
+
+class ClassMap:
+    """A validated mapping from ``source_names`` (the model's) to ``target_names``."""
+
+    def __init__(self, config: ClassMapConfig, source_names: Sequence[str]):
+        self.source_names = tuple(source_names)
+        unknown = sorted(set(config.mapping) - set(self.source_names))
+        if unknown:
+            raise ConfigError(f"class map names classes the model does not have: {unknown}")
+        targets: list[str] = list(config.labels or [])
+        lut = np.full(len(self.source_names), -1, np.int64)
+        for i, name in enumerate(self.source_names):
+            t = config.mapping[name] if name in config.mapping else (name if config.keep_unmapped else None)
+            if t is None:
+                continue
+            if t not in targets:
+                targets.append(t)
+            lut[i] = targets.index(t)
+        self.target_names = tuple(targets)
+        self.lut = lut
+        self.merges = len(set(lut[lut >= 0].tolist())) < int((lut >= 0).sum())
+
+    @classmethod
+    def load(cls, spec: ClassMap | ClassMapConfig | dict[str, Any] | str | os.PathLike, source_names: Sequence[str]) -> ClassMap:
+        """From a ClassMap, a config, a dict, a YAML path or a name under ``configs/classmaps/``."""
+        if isinstance(spec, ClassMap):
+            if spec.source_names != tuple(source_names):
+                raise ConfigError("class map was built for a model with other classes")
+            return spec
+        return cls(ClassMapConfig.load(spec), source_names)
+
+    def __call__(self, det: Detections, iou: float | None = None) -> Detections:
+        """Remap one image's detections; ``iou`` re-runs NMS where classes were merged."""
+        ids = self.lut[det.class_ids]
+        keep = ids >= 0
+        probs = None
+        if det.class_probs is not None:
+            probs = np.zeros((len(det), len(self.target_names)), np.float32)
+            for t in range(len(self.target_names)):
+                cols = np.flatnonzero(self.lut == t)
+                probs[:, t] = det.class_probs[:, cols].max(1) if len(det) else 0
+            probs = probs[keep]
+        out = replace(det[keep], class_ids=ids[keep], class_names=self.target_names, class_probs=probs)
+        if iou is not None and self.merges and len(out):
+            out = out[np.sort(batched_nms(out.xyxy, out.scores, out.class_ids, iou, len(out)))]
+        return out
+
+    def __repr__(self) -> str:
+        return f"ClassMap({len(self.source_names)} model classes -> {list(self.target_names)})"

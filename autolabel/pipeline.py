@@ -100,7 +100,7 @@ def prelabel(
                     failures.append(x)
                     bar.write(f"skipped {x.key}: {x.reason}")
                 else:
-                    out.append(cmap(x) if cmap else x)
+                    out.append(cmap(x, iou if iou is not None else det.iou) if cmap else x)
             bar.update(len(batch))
             if failures:
                 bar.set_postfix(failed=len(failures))
