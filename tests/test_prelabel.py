@@ -1,0 +1,140 @@
+"""End-to-end pre-labeling from Python and the shell, accuracy, and bad input."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import autolabel as al
+from autolabel.cli import main
+
+EXAMPLE = Path(__file__).parent / "data" / "example"
+
+
+def _coco_map(pred_json: Path, gt_json: Path) -> tuple[float, float]:
+    """mAP50-95 and mAP50 of a COCO predictions *dataset* against ground truth,
+    matching images by file_name and categories by name."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    gt = COCO(str(gt_json))
+    pred = json.loads(pred_json.read_text())
+    img_id = {im["file_name"]: im["id"] for im in gt.dataset["images"]}
+    cat_id = {c["name"]: c["id"] for c in gt.dataset["categories"]}
+    pred_img = {im["id"]: img_id[im["file_name"]] for im in pred["images"]}
+    pred_cat = {c["id"]: cat_id[c["name"]] for c in pred["categories"]}
+    dts = [
+        {"image_id": pred_img[a["image_id"]], "category_id": pred_cat[a["category_id"]], "bbox": a["bbox"], "score": a["score"]}
+        for a in pred["annotations"]
+    ]
+    ev = COCOeval(gt, gt.loadRes(dts), "bbox")
+    ev.evaluate(), ev.accumulate(), ev.summarize()
+    return float(ev.stats[0]), float(ev.stats[1])
+
+
+def test_cli_prelabel_coco_reaches_reference_map(tmp_path, coco150, capsys):
+    out = tmp_path / "OUT"
+    rc = main(["prelabel", str(coco150 / "images"), "--model", "yolov5n.onnx", "--format", "coco",
+               "--conf", "0.001", "--out", str(out), "--quiet"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["status"] == "completed" and summary["images"] == 150
+    files = list(out.glob("*.json"))
+    assert len(files) == 1
+    m, m50 = _coco_map(files[0], coco150 / "instances.json")
+    assert m >= 0.31 and m50 >= 0.48, (m, m50)
+
+
+def test_python_api_quick_start(tmp_path):
+    det = al.load_detector("yolov5n.onnx")
+    assert det.model_id.startswith("yolov5n@6a4f08578465")
+    results = al.prelabel(str(EXAMPLE), det, conf=0.25, progress=False)
+    assert len(results) == 4 and results.num_boxes > 0 and not results.failures
+    df = results.to_pandas()
+    assert len(df) == results.num_boxes and set(df["image"]) <= {p.name for p in EXAMPLE.glob("*.jpg")}
+    assert (df["score"] >= 0.25).all()
+    written = results.save(str(tmp_path / "out"), format="coco")
+    assert all(Path(p).resolve().is_relative_to((tmp_path / "out").resolve()) for p in written)
+
+
+def test_bundled_default_model_works_without_model_dir(tmp_path, monkeypatch):
+    monkeypatch.delenv("AUTOLABEL_MODEL_DIR", raising=False)
+    monkeypatch.setenv("AUTOLABEL_CACHE", str(tmp_path / "cache"))
+    res = al.prelabel(str(EXAMPLE), progress=False)
+    assert res.model_id.startswith("yolov5n@") and res.num_boxes > 0
+
+
+def _bad_batch(tmp_path: Path, coco150: Path) -> Path:
+    d = tmp_path / "mixed"
+    d.mkdir()
+    good = sorted((coco150 / "images").glob("*.jpg"))[:6]
+    for p in good:
+        shutil.copy(p, d / p.name)
+    data = good[0].read_bytes()
+    (d / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    (d / "zero.jpg").write_bytes(b"")
+    (d / "text.png").write_text("not an image at all")
+    (d / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(2000))
+    (d / "dangling.jpg").symlink_to(d / "does-not-exist.jpg")  # unreadable path (we run as root)
+    return d
+
+
+def test_bad_inputs_are_reported_and_skipped(tmp_path, coco150, yolov5n, capsys):
+    d = _bad_batch(tmp_path, coco150)
+    res = al.prelabel(str(d), yolov5n, progress=False)
+    assert len(res) == 6 and all(len(x) >= 0 for x in res)
+    reasons = {f.key: f.reason for f in res.failures}
+    assert set(reasons) == {"truncated.jpg", "zero.jpg", "text.png", "corrupt.jpg", "dangling.jpg"}
+    assert "empty" in reasons["zero.jpg"] and "not an image" in reasons["text.png"]
+    assert "not found" in reasons["dangling.jpg"]
+    # the same through the CLI: finished work kept, non-zero exit and a summary that says so
+    rc = main(["prelabel", str(d), "--out", str(tmp_path / "o"), "--quiet"])
+    captured = capsys.readouterr()
+    assert rc == 1
+    assert json.loads(captured.out)["status"] == "completed with 5 skipped"
+    assert "truncated.jpg" in captured.err
+    written = json.loads((tmp_path / "o" / "annotations.json").read_text())
+    assert len(written["images"]) == 6
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--model", "no-such-model.onnx"], "looked in"),
+        (["--format", "pdf"], "unknown format"),
+        (["--class-map", "{cm}"], "does not have"),
+    ],
+)
+def test_configuration_errors_fail_before_any_work(tmp_path, args, message, capsys):
+    cm = tmp_path / "cm.yaml"
+    cm.write_text("mapping: {unicorn: horse}\n")
+    args = [a.replace("{cm}", str(cm)) for a in args]
+    out = tmp_path / "never"
+    rc = main(["prelabel", str(EXAMPLE), "--out", str(out), "--quiet", *args])
+    assert rc == 2 and message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_corrupt_model_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"this is not a model")
+    with pytest.raises(ValueError, match="broken.onnx"):
+        al.load_detector(str(bad))
+
+
+def test_console_script_and_models_listing(tmp_path):
+    exe = Path(sys.executable).parent / "autolabel"
+    r = subprocess.run([str(exe), "models"], capture_output=True, text=True, check=True)
+    assert "yolov5n.onnx" in r.stdout and "bundled" in r.stdout and "$AUTOLABEL_MODEL_DIR" in r.stdout
+    r = subprocess.run([str(exe), "prelabel", str(EXAMPLE), "--out", str(tmp_path / "o"), "--format", "yolo"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "100%" in r.stderr  # the progress bar
+    assert len(list((tmp_path / "o").rglob("*.txt"))) == 4
+    assert np.isfinite(json.loads(r.stdout)["boxes"])
