@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-__all__ = ["ConfigError", "ModelConfig", "ClassMapConfig", "load_yaml", "config_path"]
+__all__ = ["ConfigError", "ModelConfig", "ClassMapConfig", "load_yaml", "config_path", "CostProfile", "RoutingPolicy"]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 T = TypeVar("T", bound="StrictModel")
@@ -90,8 +90,11 @@ class ModelConfig(StrictModel):
         p = base / self.model
         return str(p) if p.exists() else self.model
 
-    def detector_options(self) -> dict[str, Any]:
+    def detector_options(self, base: Path) -> dict[str, Any]:
+        """Backend options; a relative ``weights`` path is taken relative to the YAML file."""
         opts = self.model_dump(include={"class_names", "conf", "iou", "max_det", "batch_size", "device", "weights"})
+        if opts["weights"] is not None and (base / opts["weights"]).exists():
+            opts["weights"] = str(base / opts["weights"])
         return {k: v for k, v in opts.items() if v is not None}
 
 
@@ -118,4 +121,77 @@ class ClassMapConfig(StrictModel):
             missing = {t for t in self.mapping.values() if t is not None} - set(self.labels)
             if missing:
                 raise ValueError(f"mapping targets not in labels: {sorted(missing)}")
+        return self
+
+
+class CostProfile(StrictModel):
+    """Human seconds per labeling action and what time costs (``configs/cost/*.yaml``).
+
+    Money is either ``hourly_wage`` (money = human hours x wage) or piece rates
+    (``price_per_box`` / ``price_per_image`` for labeling from scratch; assisted work
+    is paid at the same implied rate per human second). ``verify_s`` must be the
+    cheapest box action: a correct pre-label can never cost more than a wrong one.
+    """
+
+    draw_s: float = Field(gt=0, description="draw one box from nothing")
+    verify_s: float = Field(ge=0, description="look at a correct pre-label and accept it")
+    adjust_s: float = Field(ge=0, description="move/resize a pre-label of the right class")
+    relabel_s: float = Field(ge=0, description="change the class of a well-placed pre-label")
+    delete_s: float = Field(ge=0, description="delete a wrong or duplicate pre-label")
+    image_overhead_s: float = Field(0.0, ge=0, description="open and scan one image")
+    review_passes: int = Field(0, ge=0, description="quality-review passes over every final box")
+    review_s_per_box: float = Field(0.0, ge=0, description="seconds per box per review pass")
+    currency: str = "USD"
+    hourly_wage: float | None = Field(None, gt=0)
+    price_per_box: float | None = Field(None, ge=0)
+    price_per_image: float | None = Field(None, ge=0)
+    machine_price_per_hour: float = Field(0.0, ge=0, description="hardware price per inference hour")
+    description: str = ""
+
+    @classmethod
+    def load(cls, source: Any = "extreme-clicking", kind: str = "cost") -> CostProfile:  # type: ignore[override]
+        return super().load(source, kind)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CostProfile:
+        if self.verify_s > min(self.draw_s, self.adjust_s, self.relabel_s):
+            raise ValueError("verify_s must not exceed draw_s, adjust_s or relabel_s")
+        piece = self.price_per_box is not None or self.price_per_image is not None
+        if (self.hourly_wage is None) == (not piece):
+            raise ValueError("give exactly one of: hourly_wage, or piece rates (price_per_box / price_per_image)")
+        return self
+
+
+class RoutingPolicy(StrictModel):
+    """Parameters of a routing policy before it is fitted (``configs/routing/*.yaml``).
+
+    See :mod:`autolabel.routing`: ``alpha`` is the largest tolerated fraction of
+    auto-accepted images that need any edit, certified at confidence ``1 - delta``.
+    """
+
+    alpha: float = Field(0.1, gt=0, lt=1, description="max rate of auto-accepted images needing an edit")
+    delta: float = Field(0.1, gt=0, lt=1, description="the bound holds with probability 1 - delta")
+    method: Literal["isotonic", "platt"] = Field("isotonic", description="box calibration model")
+    min_class_boxes: int = Field(30, ge=1, description="fewer calibration boxes: the class uses the global model")
+    prelabel_conf: float = Field(0.25, ge=0, le=1, description="boxes below are evidence of misses, not labels")
+    band: tuple[float, float] = Field((0.1, 0.5), description="uncertain band [lo, hi) of detector scores")
+    iou_accept: float = Field(0.7, gt=0, le=1, description="IoU from which a right-class box needs no edit")
+    iou_min: float = Field(0.5, gt=0, le=1, description="IoU from which a box counts as found")
+    cost_profile: str = Field("extreme-clicking", description="configs/cost name or YAML path")
+    scratch_margin: float = Field(1.0, gt=0, description="scratch when expected fix s > margin x scratch s")
+    holdout: float = Field(0.0, ge=0, lt=1, description="share of calibration images kept for the bound only")
+    seed: int = Field(0, description="seed of the holdout split")
+    ece_bins: int = Field(10, ge=2)
+    description: str = ""
+
+    @classmethod
+    def load(cls, source: Any = "default", kind: str = "routing") -> RoutingPolicy:  # type: ignore[override]
+        return super().load(source, kind)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RoutingPolicy:
+        if not 0 <= self.band[0] < self.band[1] <= 1:
+            raise ValueError(f"band must be 0 <= lo < hi <= 1, got {list(self.band)}")
+        if self.iou_min > self.iou_accept:
+            raise ValueError("iou_min must not exceed iou_accept")
         return self

@@ -168,7 +168,7 @@ def from_paths(paths: Sequence[str | os.PathLike]) -> Source:
 
 
 def _dataset_source(gt: Results, image_dir: str, description: str) -> Source:
-    items = [Item(d.image.key, os.path.join(image_dir, d.image.key)) for d in gt if d.image]
+    items = [Item(d.image.key, d.image.path or os.path.join(image_dir, d.image.key)) for d in gt if d.image]
     return Source(items, description, len(items), gt.class_names, gt)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -88,3 +89,20 @@ def test_video_every_k_frames_and_seconds(tmp_path, coco150):
     assert res[0].image.file_name == "clip/frame_000000.jpg"
     with pytest.raises(sources.ImageReadError, match="cannot open video"):
         sources.from_video(tmp_path / "nope.mp4")
+
+
+def test_dataset_sources_voc_yolo_coco(tmp_path, bccd, coco150):
+    voc = sources.from_voc(bccd, split="val")
+    assert len(voc) == 87 and set(voc.class_names) == {"RBC", "WBC", "Platelets"}
+    assert voc.ground_truth is not None and len(voc.ground_truth) == 87
+    # the same images as a YOLO dataset (written by our YOLO sink, images linked in)
+    root = tmp_path / "yolo"
+    voc.ground_truth.save(str(root), format="yolo")
+    (root / "images").mkdir()
+    for item in voc:
+        (root / "images" / item.key).symlink_to(item.path)
+    yolo = sources.from_yolo(root)
+    res = al.prelabel(yolo, "yolov8n-bccd.pt", progress=False)
+    assert len(res) == 87 and not res.failures and res.num_boxes > 87
+    coco = sources.open_source(coco150 / "instances.json")
+    assert len(coco) == 150 and all(Path(i.path).is_file() for i in coco)

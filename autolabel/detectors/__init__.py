@@ -21,7 +21,6 @@ loaded. Load only checkpoints you trust; prefer ONNX, or torchvision state dicts
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,6 @@ __all__ = ["Detector", "load_detector", "model_search_dirs", "list_models", "DEF
 
 DEFAULT_MODEL = "yolov5n.onnx"
 MODEL_SUFFIXES = (".onnx", ".pt", ".pth", ".yaml", ".yml")
-_ULTRALYTICS_ASSET = re.compile(r"^(yolov[35-9]|yolo1[0-9]|yolo2[0-9]|rtdetr)[\w.-]*\.pt$")
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -100,7 +98,7 @@ def load_detector(spec: Detector | str | os.PathLike | None = None, **options: A
         path = found or path
     if path.is_file():
         return _by_suffix(path, options)
-    if _ULTRALYTICS_ASSET.match(s):
+    if _is_ultralytics_asset(s):
         from autolabel.detectors.ultralytics import UltralyticsDetector
 
         try:
@@ -108,6 +106,15 @@ def load_detector(spec: Detector | str | os.PathLike | None = None, **options: A
         except Exception as e:
             looked.append(f"Ultralytics download of {s} ({type(e).__name__}: {e})")
     raise ModelNotFoundError(f"model {s!r} not found; looked in:\n  " + "\n  ".join(looked))
+
+
+def _is_ultralytics_asset(name: str) -> bool:
+    """An official Ultralytics release file name (which Ultralytics can download)."""
+    try:
+        from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
+    except ImportError:
+        return False
+    return name in GITHUB_ASSETS_NAMES
 
 
 def _by_suffix(path: Path, options: dict[str, Any]) -> Detector:
@@ -124,5 +131,5 @@ def _by_suffix(path: Path, options: dict[str, Any]) -> Detector:
         from autolabel.config import ModelConfig
 
         cfg = ModelConfig.load(path)
-        return load_detector(cfg.resolved_model(path.parent), **{**cfg.detector_options(), **options})
+        return load_detector(cfg.resolved_model(path.parent), **{**cfg.detector_options(path.parent), **options})
     raise ValueError(f"{path}: unknown model format {suffix!r}; expected one of {', '.join(MODEL_SUFFIXES)}")

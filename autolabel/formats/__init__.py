@@ -1,0 +1,66 @@
+"""Annotation-tool formats: a writer ("sink") and a reader for each of :data:`FORMATS`.
+
+Every writer keeps the scores and the model id, writes each file atomically (temporary
+file + rename) and never writes outside its output folder, whatever the image names
+(``../``, absolute paths and drive letters are made relative, see
+:func:`~autolabel.formats._common.safe_relpath`). What a writer writes, its reader
+reads back to the same images, classes and boxes, to the format's precision:
+
+=============  =================================================  =========================
+format         files in ``out_dir``                               box precision
+=============  =================================================  =========================
+coco           ``annotations.json``                               exact (float32)
+yolo           ``data.yaml``, ``labels/<stem>.txt``               6 decimals of the size
+voc            ``Annotations/<stem>.xml``, ``labelmap.txt``        1 pixel (integers)
+labelstudio    ``tasks.json``, ``label_config.xml``               float64 percent
+cvat           ``annotations.xml``                                2 decimals
+=============  =================================================  =========================
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from autolabel.core import Results
+from autolabel.formats.coco import read_coco, write_coco
+from autolabel.formats.cvat import read_cvat, write_cvat
+from autolabel.formats.labelstudio import labelstudio_config, read_labelstudio, write_labelstudio
+from autolabel.formats.voc import read_voc, write_voc
+from autolabel.formats.yolo import read_yolo, write_yolo
+
+__all__ = [
+    "FORMATS", "write", "read", "labelstudio_config",
+    "write_coco", "write_yolo", "write_voc", "write_labelstudio", "write_cvat",
+    "read_coco", "read_yolo", "read_voc", "read_labelstudio", "read_cvat",
+]
+
+FORMATS = ("coco", "yolo", "voc", "labelstudio", "cvat")
+_FILE = {"coco": "annotations.json", "labelstudio": "tasks.json", "cvat": "annotations.xml"}
+_WRITE = {
+    "coco": write_coco, "yolo": write_yolo, "voc": write_voc, "labelstudio": write_labelstudio, "cvat": write_cvat,
+}
+_READ = {"coco": read_coco, "yolo": read_yolo, "voc": read_voc, "labelstudio": read_labelstudio, "cvat": read_cvat}
+
+
+def _checked(format: str) -> str:
+    if format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
+    return format
+
+
+def write(results: Results, out_dir: str | os.PathLike, format: str = "coco", **options: Any) -> list[str]:
+    """Write ``results`` into ``out_dir`` (created) in ``format``; returns the written paths.
+    ``options`` go to the format's ``write_<format>`` function."""
+    fmt = _checked(format)
+    os.makedirs(out_dir, exist_ok=True)
+    target = os.path.join(out_dir, _FILE[fmt]) if fmt in _FILE else out_dir
+    return _WRITE[fmt](results, target, **options)
+
+
+def read(path: str | os.PathLike, format: str, **kw: Any) -> Results:
+    """Read what :func:`write` wrote (``path``: its ``out_dir`` or the file itself)."""
+    fmt = _checked(format)
+    if fmt in _FILE and os.path.isdir(path):
+        path = os.path.join(path, _FILE[fmt])
+    return _READ[fmt](path, **kw)

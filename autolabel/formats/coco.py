@@ -1,0 +1,118 @@
+"""COCO object-detection dataset JSON (loadable by ``pycocotools.coco.COCO``).
+
+Written: ``info`` (``model_id``, ``date_created``, ``tool``, ``failures``), ``images``
+(ids 1.., ``file_name``, ``width``, ``height``; video frames add ``video``,
+``frame_index``, ``timestamp``), ``categories`` (ids 1..C in ``class_names`` order) and
+``annotations`` with ``bbox`` ``[x, y, w, h]`` at full float precision, ``area``,
+``iscrowd`` and ``score``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from autolabel.core import Failure, ImageInfo, Results
+from autolabel.formats._common import Builder, atomic_write, check_names, labeled, load_json, now, num, number
+
+__all__ = ["write_coco", "read_coco"]
+
+
+def write_coco(results: Results, path: str | os.PathLike) -> list[str]:
+    """Write ``results`` as one COCO dataset JSON file; returns ``[path]``."""
+    check_names(results.class_names)
+    images, annotations = [], []
+    for image_id, (d, info) in enumerate(labeled(results), start=1):
+        record: dict[str, Any] = {"id": image_id, "file_name": info.file_name, "width": info.width,
+                                  "height": info.height}
+        if info.frame_index is not None:
+            record.update(video=info.key.split("#", 1)[0], frame_index=info.frame_index, timestamp=info.timestamp)
+        images.append(record)
+        crowd = d.iscrowd if d.iscrowd is not None else [False] * len(d)
+        for b, s, c, z in zip(d.xyxy.tolist(), d.scores, d.class_ids.tolist(), crowd):
+            # float64 differences of float32 corners are exact: x + w gives x2 back bit for bit
+            w, h = b[2] - b[0], b[3] - b[1]
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": image_id, "category_id": c + 1,
+                "bbox": [b[0], b[1], w, h], "area": w * h, "iscrowd": int(z), "score": float(num(s)),
+            })
+    dataset = {
+        "info": {
+            "description": f"pre-labels by {results.model_id or 'an unnamed model'}",
+            "model_id": results.model_id, "date_created": now(), "tool": "autolabel",
+            "failures": [{"key": f.key, "reason": f.reason} for f in results.failures],
+        },
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": i + 1, "name": n, "supercategory": ""} for i, n in enumerate(results.class_names)],
+    }
+    return [atomic_write(path, json.dumps(dataset, separators=(",", ":"), allow_nan=False))]
+
+
+def read_coco(source: str | os.PathLike | dict[str, Any]) -> Results:
+    """A COCO dataset (path or parsed dict): one :class:`Detections` per entry of
+    ``images`` in order, even with no boxes. Class names come from ``categories``
+    sorted by id (ids with gaps map to 0..C-1); ``score`` -> scores (absent: 1.0);
+    ``iscrowd`` is kept. Keys are ``file_name`` (video frames written by autolabel get
+    their ``"<video>#<frame>"`` key back). Bad records raise ``ValueError`` naming the
+    file and the record."""
+    data, name = load_json(source)
+    if not isinstance(data, dict):
+        raise ValueError(f"{name}: a COCO dataset is a JSON object, got {type(data).__name__}")
+    missing = [k for k in ("images", "categories") if not isinstance(data.get(k), list)]
+    if missing:
+        raise ValueError(f"{name}: not a COCO dataset: missing or non-list {', '.join(missing)}")
+    cats = sorted(data["categories"], key=lambda c: _field(c, "id", name, "category"))
+    category = {c["id"]: i for i, c in enumerate(cats)}
+    if len(category) != len(cats):
+        raise ValueError(f"{name}: duplicate category ids")
+    builder = Builder(name, [str(_field(c, "name", name, f"category {c['id']}")) for c in cats])
+    if len(set(builder.names)) != len(builder.names):
+        raise ValueError(f"{name}: duplicate category names")
+    rows: dict[Any, tuple[list, list, list, list]] = {}
+    infos = []
+    for im in data["images"]:
+        image_id = _field(im, "id", name, "image")
+        where = f"image id {image_id}"
+        if image_id in rows:
+            raise ValueError(f"{name}: {where} appears twice")
+        fname = str(_field(im, "file_name", name, where))
+        w, h = (int(number(_field(im, k, name, where), f"{name}: {where}", k)) for k in ("width", "height"))
+        video, frame = im.get("video"), im.get("frame_index")
+        if video and frame is not None:
+            infos.append((image_id, ImageInfo(f"{video}#{frame}", w, h, None, frame, im.get("timestamp"))))
+        else:
+            infos.append((image_id, ImageInfo(fname, w, h)))
+        rows[image_id] = ([], [], [], [])
+    for a in data.get("annotations") or []:
+        if not isinstance(a, dict):
+            raise ValueError(f"{name}: annotation {a!r:.80} is not an object")
+        where = f"{name}: annotation id {a.get('id')}"
+        if a.get("image_id") not in rows:
+            raise ValueError(f"{where}: unknown image_id {a.get('image_id')!r}")
+        if a.get("category_id") not in category:
+            raise ValueError(f"{where}: unknown category_id {a.get('category_id')!r}")
+        bbox = a.get("bbox")
+        if not isinstance(bbox, list) or len(bbox) != 4:
+            raise ValueError(f"{where}: bbox must be [x, y, w, h], got {bbox!r}")
+        x, y, w, h = (number(v, where, "bbox") for v in bbox)
+        if w < 0 or h < 0:
+            raise ValueError(f"{where}: bbox has negative width or height: {bbox!r}")
+        boxes, scores, ids, crowd = rows[a["image_id"]]
+        boxes.append([x, y, x + w, y + h])
+        scores.append(number(a.get("score", 1.0), where, "score"))
+        ids.append(category[a["category_id"]])
+        crowd.append(bool(a.get("iscrowd", 0)))
+    for image_id, info in infos:
+        builder.add(info, *rows[image_id])
+    meta = data.get("info") if isinstance(data.get("info"), dict) else {}
+    failures = [Failure(str(f.get("key")), str(f.get("reason")))
+                for f in meta.get("failures") or [] if isinstance(f, dict)]
+    return builder.results(str(meta.get("model_id") or ""), failures)
+
+
+def _field(record: Any, key: str, name: str, what: str) -> Any:
+    if not isinstance(record, dict) or key not in record:
+        raise ValueError(f"{name}: {what} {record!r:.80} has no {key!r}")
+    return record[key]

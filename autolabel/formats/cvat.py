@@ -1,0 +1,79 @@
+"""CVAT for images 1.1 XML (``annotations.xml``).
+
+``<meta>`` holds the task's labels (each with a text attribute ``score``) and
+``<model_id>``; every image is ``<image id name width height>`` with
+``<box label xtl ytl xbr ybr occluded source="auto" z_order>`` and
+``<attribute name="score">``. Coordinates have 2 decimals, as CVAT writes them.
+"""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from typing import Sequence
+
+from autolabel.core import ImageInfo, Results
+from autolabel.formats._common import (
+    Builder, atomic_write, check_names, labeled, load_xml, now, num, number, rotated_bounds, sub, xml_text,
+)
+
+__all__ = ["write_cvat", "read_cvat"]
+
+
+def write_cvat(results: Results, path: str | os.PathLike) -> list[str]:
+    """Write one CVAT for images 1.1 XML file; returns ``[path]``."""
+    check_names(results.class_names)
+    rows = labeled(results)
+    root = ET.Element("annotations")
+    sub(root, "version", "1.1")
+    meta = sub(root, "meta")
+    task = sub(meta, "task")
+    for tag, v in (("name", f"autolabel {results.model_id}".strip()), ("size", len(rows)), ("mode", "annotation")):
+        sub(task, tag, v)
+    labels = sub(task, "labels")
+    for n in results.class_names:
+        label = sub(labels, "label")
+        sub(label, "name", n)
+        sub(label, "type", "rectangle")
+        attribute = sub(sub(label, "attributes"), "attribute")
+        fields = ("name", "score"), ("mutable", "False"), ("input_type", "text"), ("default_value", ""), ("values", "")
+        for tag, v in fields:
+            sub(attribute, tag, v)
+    sub(meta, "model_id", results.model_id)
+    sub(meta, "dumped", now())
+    for i, (d, info) in enumerate(rows):
+        image = sub(root, "image", id=i, name=info.file_name, width=info.width, height=info.height)
+        for b, s, name in zip(d.xyxy.tolist(), d.scores, d.labels):
+            corners = {t: f"{v:.2f}" for t, v in zip(("xtl", "ytl", "xbr", "ybr"), b)}
+            box = sub(image, "box", label=name, source="auto", occluded=0, **corners, z_order=0)
+            sub(box, "attribute", num(s), name="score")
+    return [atomic_write(path, xml_text(root))]
+
+
+def read_cvat(path: str | os.PathLike, class_names: Sequence[str] | None = None) -> Results:
+    """A CVAT for images 1.1 XML file: boxes of every ``<image>`` (other shapes are
+    skipped), ``score`` attribute -> scores (absent: 1.0), rotated boxes as their
+    enclosing box. Class names: ``class_names``, else the labels in ``<meta>``, else the
+    sorted names found."""
+    path = str(path)
+    root = load_xml(path)
+    if root.tag != "annotations":
+        raise ValueError(f"{path}: root element is <{root.tag}>, not <annotations>")
+    declared = [el.findtext("name", "") for el in root.findall("meta/*/labels/label")]
+    builder = Builder(path, class_names if class_names is not None else declared or None)
+    for image in root.iter("image"):
+        where = f"{path}: image {image.get('id')} ({image.get('name')})"
+        if not image.get("name"):
+            raise ValueError(f"{where}: no name")
+        size = [int(number(image.get(t), where, t)) for t in ("width", "height")]
+        boxes, scores, ids = [], [], []
+        for j, box in enumerate(image.iter("box")):
+            bw = f"{where}: box {j}"
+            x1, y1, x2, y2 = (number(box.get(t), bw, t) for t in ("xtl", "ytl", "xbr", "ybr"))
+            turn = number(box.get("rotation", 0), bw, "rotation")
+            boxes.append(rotated_bounds(x1, y1, x2, y2, turn, ((x1 + x2) / 2, (y1 + y2) / 2)))
+            score = box.find("attribute[@name='score']")
+            scores.append(number(score.text, bw, "score") if score is not None else 1.0)
+            ids.append(builder.label(box.get("label", ""), bw))
+        builder.add(ImageInfo(image.get("name", ""), *size), boxes, scores, ids)
+    return builder.results(root.findtext("meta/model_id", ""))

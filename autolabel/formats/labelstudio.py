@@ -1,0 +1,153 @@
+"""Label Studio: tasks JSON with ``predictions``, ready to import, and its labeling config.
+
+Each task is ``{"data": {"image": <url>, "key", "width", "height", ...}, "predictions":
+[{"model_version", "score", "result": [rectanglelabels regions]}]}``; region
+``x, y, width, height`` are percent of the image size, with a per-region ``score``.
+Images are referenced by URL (``image_root_url`` + the URL-quoted file name), never
+embedded. :func:`labelstudio_config` gives the matching ``<View>`` config, also written
+beside the tasks as ``label_config.xml``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ET
+from typing import Any, Mapping, Sequence
+from urllib.parse import quote, unquote
+
+from autolabel.core import Failure, ImageInfo, Results
+from autolabel.formats._common import (
+    Builder, Size, atomic_write, check_names, from_relative, image_score, labeled, load_json, load_xml, num,
+    number, rotated_bounds, size_for, sub, to_relative, xml_text,
+)
+
+__all__ = ["write_labelstudio", "read_labelstudio", "labelstudio_config", "CONFIG_NAME"]
+
+CONFIG_NAME = "label_config.xml"
+_RESERVED = ("image", "key", "width", "height", "frame_index", "timestamp")
+
+
+def labelstudio_config(class_names: Sequence[str]) -> str:
+    """The labeling config XML for rectangles over ``$image`` with these labels (escaped)."""
+    view = ET.Element("View")
+    sub(view, "Image", name="image", value="$image")
+    labels = sub(view, "RectangleLabels", name="label", toName="image")
+    for n in class_names:
+        sub(labels, "Label", value=n)
+    return xml_text(view, declaration=False)
+
+
+def write_labelstudio(
+    results: Results,
+    path: str | os.PathLike,
+    image_root_url: str = "",
+    extra_data: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[str]:
+    """Write the tasks JSON to ``path`` and ``label_config.xml`` beside it.
+
+    ``image_root_url`` prefixes every image (e.g. ``"/data/local-files/?d=photos/"``);
+    ``extra_data`` maps an image key to fields merged into that task's ``data``."""
+    check_names(results.class_names)
+    tasks = []
+    for i, (d, info) in enumerate(labeled(results)):
+        boxes = to_relative(d, info, center=False, scale=100.0).tolist()
+        regions = [
+            {
+                "id": f"{i}-{j}", "from_name": "label", "to_name": "image", "type": "rectanglelabels",
+                "original_width": info.width, "original_height": info.height, "image_rotation": 0,
+                "value": {"x": x, "y": y, "width": w, "height": h, "rotation": 0, "rectanglelabels": [name]},
+                "score": float(num(s)),
+            }
+            for j, ((x, y, w, h), name, s) in enumerate(zip(boxes, d.labels, d.scores))
+        ]
+        data: dict[str, Any] = {
+            "image": image_root_url + quote(info.file_name, safe="/"), "key": info.key,
+            "width": info.width, "height": info.height,
+        }
+        if info.frame_index is not None:
+            data.update(frame_index=info.frame_index, timestamp=info.timestamp)
+        extra = (extra_data or {}).get(info.key, {})
+        clash = sorted(set(extra).intersection(_RESERVED))
+        if clash:
+            raise ValueError(f"extra_data for {info.key!r} may not set {', '.join(clash)}")
+        data.update(extra)
+        prediction = {"model_version": results.model_id, "score": float(num(image_score(d))), "result": regions}
+        tasks.append({"data": data, "predictions": [prediction]})
+    config = os.path.join(os.path.dirname(str(path)), CONFIG_NAME)
+    text = json.dumps(tasks, indent=1, ensure_ascii=False, allow_nan=False)
+    return [atomic_write(path, text), atomic_write(config, labelstudio_config(results.class_names))]
+
+
+def read_labelstudio(
+    source: str | os.PathLike | list[dict[str, Any]],
+    class_names: Sequence[str] | None = None,
+    use: str | None = None,
+    image_root_url: str = "",
+    image_sizes: Mapping[str, Size] | None = None,
+) -> Results:
+    """Tasks with ``predictions`` or a Label Studio JSON export with ``annotations``.
+
+    ``use=None`` takes a task's first non-cancelled annotation, else its first prediction;
+    ``"annotations"``/``"predictions"`` take only that kind (a task without one becomes a
+    :class:`~autolabel.core.Failure`). Percent boxes become pixels; rotated boxes their
+    enclosing box. Keys: ``data.key``, else the image URL less ``image_root_url``,
+    unquoted. Class names: ``class_names``, else the ``label_config.xml`` beside the
+    file, else the sorted names found. Sizes: ``data.width/height``, the regions'
+    ``original_width/height``, or ``image_sizes``."""
+    if use not in (None, "annotations", "predictions"):
+        raise ValueError(f"use must be 'annotations' or 'predictions', got {use!r}")
+    tasks, name = load_json(source)
+    tasks = [tasks] if isinstance(tasks, dict) else tasks
+    if not isinstance(tasks, list):
+        raise ValueError(f"{name}: Label Studio tasks are a JSON list, got {type(tasks).__name__}")
+    if class_names is None and isinstance(source, (str, os.PathLike)):
+        config = os.path.join(os.path.dirname(name), CONFIG_NAME)
+        if os.path.isfile(config):
+            class_names = [el.get("value", "") for el in load_xml(config).iter("Label")]
+    builder, failures, model_id = Builder(name, class_names), [], None
+    for t, task in enumerate(tasks):
+        data = task.get("data") if isinstance(task, dict) else None
+        where = f"{name}: task {task.get('id', t) if isinstance(task, dict) else t}"
+        if not isinstance(data, dict) or not isinstance(data.get("image"), str):
+            raise ValueError(f"{where}: no data.image")
+        url = data["image"]
+        key = str(data.get("key") or unquote(url[len(image_root_url):] if url.startswith(image_root_url) else url))
+        done = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
+        kind = use or ("annotations" if done else "predictions")
+        chosen = done if kind == "annotations" else task.get("predictions") or []
+        if not chosen:
+            failures.append(Failure(key, f"no {kind}"))
+            continue
+        if kind == "predictions" and model_id is None:
+            model_id = str(chosen[0].get("model_version") or "")
+        boxes, scores, labels, sizes = [], [], [], []
+        for r in chosen[0].get("result") or []:
+            if r.get("type") == "rectanglelabels":
+                rw = f"{where}: region {r.get('id')}"
+                box, score, label, wh = _region(r, rw)
+                boxes.append(box)
+                scores.append(score if kind == "predictions" else 1.0)
+                labels.append(builder.label(label, rw))
+                sizes.append(wh)
+        if data.get("width") and data.get("height"):
+            size = tuple(int(number(data[k], where, f"data.{k}")) for k in ("width", "height"))
+        else:
+            size = sizes[0] if sizes else size_for(key, image_sizes, where)
+        frame = data.get("frame_index")
+        info = ImageInfo(key, *size, None, frame, data.get("timestamp") if frame is not None else None)
+        builder.add(info, boxes, scores, labels)
+    return builder.results(model_id or "", failures)
+
+
+def _region(r: dict[str, Any], where: str) -> tuple[list[float], float, str, Size]:
+    """``(xyxy in pixels, score, label, (original_width, original_height))`` of a region."""
+    v = r.get("value") or {}
+    labels = v.get("rectanglelabels") or [""]
+    if not labels[0]:
+        raise ValueError(f"{where}: no rectanglelabels")
+    wh = tuple(int(number(r.get(f"original_{k}"), where, f"original_{k}")) for k in ("width", "height"))
+    xywh = [number(v.get(k), where, k) for k in ("x", "y", "width", "height")]
+    x1, y1, x2, y2 = from_relative(xywh, wh, center=False, scale=100.0)[0].tolist()
+    box = rotated_bounds(x1, y1, x2, y2, number(v.get("rotation", 0), where, "rotation"), (x1, y1))
+    return box, number(r.get("score", 1.0), where, "score"), str(labels[0]), wh

@@ -1,0 +1,150 @@
+"""YOLO (Ultralytics) detection labels: ``labels/<stem>.txt`` + ``data.yaml``.
+
+A label line is ``class cx cy w h`` normalised to 0..1 (6 decimals), plus a 6th
+confidence column unless ``confidence=False``. ``data.yaml`` holds ``names``, ``nc``,
+``train``/``val`` (``images``) and ``model_id``. Images are not copied: put them at
+``images/<file name>`` and the Ultralytics images -> labels rule finds every label file.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+import yaml
+
+from autolabel.config import load_yaml
+from autolabel.core import ImageInfo, Results
+from autolabel.formats._common import (
+    Builder, Size, atomic_write, check_names, from_relative, image_size, num, number, per_image_paths,
+    rel_posix, size_for, to_relative,
+)
+from autolabel.sources import IMAGE_EXTENSIONS
+
+__all__ = ["write_yolo", "read_yolo"]
+
+
+def write_yolo(results: Results, out_dir: str | os.PathLike, confidence: bool = True) -> list[str]:
+    """Write ``data.yaml`` and one ``labels/<stem>.txt`` per image (empty when no boxes)."""
+    out_dir = str(out_dir)
+    check_names(results.class_names)
+    written = []
+    for d, info, path in per_image_paths(results, out_dir, "labels", ".txt"):
+        rel = to_relative(d, info, center=True)
+        lines = [
+            f"{c} {r[0]:.6f} {r[1]:.6f} {r[2]:.6f} {r[3]:.6f}" + (f" {num(s)}" if confidence else "")
+            for c, r, s in zip(d.class_ids.tolist(), rel, d.scores)
+        ]
+        written.append(atomic_write(path, "".join(line + "\n" for line in lines)))
+    data = {
+        "train": "images", "val": "images", "nc": len(results.class_names),
+        "names": dict(enumerate(results.class_names)), "model_id": results.model_id,
+    }
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    return [atomic_write(os.path.join(out_dir, "data.yaml"), text), *written]
+
+
+def read_yolo(
+    root: str | os.PathLike, split: str | None = None, image_sizes: Mapping[str, Size] | None = None
+) -> Results:
+    """A YOLO dataset: ``root`` is its folder (with ``data.yaml``) or the YAML file.
+
+    Images: every image under ``images/`` (or, without it, the ``train``/``val``/``test``
+    entries), or those of ``split`` only; an entry is a folder, an image list ``.txt`` or
+    an image, relative to ``path:`` (itself relative to the YAML's folder). Keys are the
+    paths below the ``images`` folder; labels follow the images -> labels rule, a missing
+    label file meaning no boxes. Sizes come from ``image_sizes`` (``{key: (width,
+    height)}``) or the image headers (EXIF-oriented); with no images at all, the keys of
+    ``image_sizes`` name the images. A 6th column is read as the confidence."""
+    yaml_path = str(root) if str(root).endswith((".yaml", ".yml")) else os.path.join(str(root), "data.yaml")
+    if not os.path.isfile(yaml_path):
+        raise FileNotFoundError(f"not a YOLO dataset (no data.yaml): {root}")
+    data = load_yaml(yaml_path)
+    names = _names(data, yaml_path)
+    base = os.path.join(os.path.dirname(os.path.abspath(yaml_path)), str(data.get("path") or ""))
+    splits = [k for k in ("train", "val", "test") if data.get(k)]
+    if split is not None:
+        if not data.get(split):
+            raise ValueError(f"{yaml_path}: no split {split!r}; it has {', '.join(splits) or 'none'}")
+        entries = [data[split]]
+    elif os.path.isdir(os.path.join(base, "images")):
+        entries = ["images"]
+    else:
+        entries = [data[k] for k in splits]
+    paths = list(dict.fromkeys(p for e in entries for p in _images(e, base)))
+    if not paths and image_sizes:
+        paths = [os.path.join(base, "images", *k.split("/")) for k in image_sizes]
+    if not paths:
+        raise ValueError(f"{yaml_path}: no images found; put them under images/ or pass image_sizes")
+    builder = Builder(yaml_path, names)
+    for path in paths:
+        key, label = _key_and_label(path, base)
+        exists = os.path.isfile(path)
+        given = image_sizes is not None and key in image_sizes
+        size = size_for(key, image_sizes, yaml_path) if given or not exists else image_size(path)
+        builder.add(ImageInfo(key, *size, path if exists else None), *_labels(label, size, len(names)))
+    return builder.results(str(data.get("model_id") or ""))
+
+
+def _names(data: Any, where: str) -> list[str]:
+    names = data.get("names") if isinstance(data, dict) else None
+    if isinstance(names, dict):
+        if sorted(names) != list(range(len(names))):
+            raise ValueError(f"{where}: names keys must be 0..{len(names) - 1}, got {sorted(names)}")
+        names = [names[i] for i in range(len(names))]
+    if not isinstance(names, list):
+        raise ValueError(f"{where}: 'names' must be a list or a {{id: name}} mapping")
+    return [str(n) for n in names]
+
+
+def _images(entry: Any, base: str) -> list[str]:
+    if isinstance(entry, list):
+        return [p for e in entry for p in _images(e, base)]
+    if not entry:
+        return []
+    p = os.path.join(base, str(entry))
+    if os.path.isdir(p):
+        found = []
+        for folder, dirs, files in os.walk(p):
+            dirs.sort()
+            found += [os.path.join(folder, f) for f in sorted(files) if f.lower().endswith(IMAGE_EXTENSIONS)]
+        return found
+    if p.endswith(".txt") and os.path.isfile(p):
+        with open(p, encoding="utf-8") as f:
+            lines = [x.strip() for x in f if x.strip()]
+        # Ultralytics: "./x" is relative to the list's folder
+        return [os.path.join(os.path.dirname(p), x[2:]) if x.startswith("./") else os.path.join(base, x)
+                for x in lines]
+    return [p] if os.path.isfile(p) else []
+
+
+def _key_and_label(path: str, base: str) -> tuple[str, str]:
+    """Key below the last ``images`` folder and the label path (``images`` -> ``labels``, ``.txt``)."""
+    p = os.path.abspath(path).replace(os.sep, "/")
+    head, sep, tail = p.rpartition("/images/")
+    if sep:
+        return tail, f"{head}/labels/{os.path.splitext(tail)[0]}.txt"
+    return rel_posix(path, base), os.path.splitext(path)[0] + ".txt"
+
+
+def _labels(path: str, size: Size, nc: int) -> tuple[list, list, list]:
+    rows, scores, ids = [], [], []
+    if not os.path.isfile(path):
+        return rows, scores, ids
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            v = line.split()
+            if not v:
+                continue
+            where = f"{path}: line {n}"
+            if len(v) not in (5, 6):
+                raise ValueError(f"{where}: expected 'class cx cy w h [confidence]', got {len(v)} values")
+            c = number(v[0], where, "class")
+            if c != int(c) or not 0 <= c < nc:
+                raise ValueError(f"{where}: class {v[0]!r} is not an id in 0..{nc - 1}")
+            rows.append([number(x, where, "box") for x in v[1:5]])
+            if min(rows[-1][2:]) < 0:
+                raise ValueError(f"{where}: negative box width or height")
+            scores.append(number(v[5], where, "confidence") if len(v) == 6 else 1.0)
+            ids.append(int(c))
+    return from_relative(rows, size, center=True).tolist(), scores, ids
