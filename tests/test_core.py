@@ -109,3 +109,13 @@ def test_bundled_class_map_config(yolov5n, coco150):
     res = al.prelabel([coco150 / "images" / "000000000139.jpg"], yolov5n, class_map="coco-vehicles", progress=False)
     assert res.class_names == ("pedestrian", "cyclist", "vehicle")
     assert set(res[0].labels) <= {"pedestrian", "cyclist", "vehicle"} and len(res[0]) > 0
+
+
+def test_plot_draws_every_box(yolov5n, coco150):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    det = yolov5n(str(coco150 / "images" / "000000000139.jpg"))
+    ax = det.plot()
+    assert len(ax.patches) == len(det) > 0 and len(ax.texts) == len(det)
+    assert len(det.plot(min_score=0.99).patches) == int((det.scores >= 0.99).sum())
