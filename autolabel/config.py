@@ -174,6 +174,7 @@ class RoutingPolicy(StrictModel):
     method: Literal["isotonic", "platt"] = Field("isotonic", description="box calibration model")
     min_class_boxes: int = Field(30, ge=1, description="fewer calibration boxes: the class uses the global model")
     prelabel_conf: float = Field(0.25, ge=0, le=1, description="boxes below are evidence of misses, not labels")
+    evidence_conf: float = Field(0.05, ge=0, le=1, description="boxes below are ignored; predict at this conf")
     band: tuple[float, float] = Field((0.1, 0.5), description="uncertain band [lo, hi) of detector scores")
     iou_accept: float = Field(0.7, gt=0, le=1, description="IoU from which a right-class box needs no edit")
     iou_min: float = Field(0.5, gt=0, le=1, description="IoU from which a box counts as found")
@@ -194,4 +195,6 @@ class RoutingPolicy(StrictModel):
             raise ValueError(f"band must be 0 <= lo < hi <= 1, got {list(self.band)}")
         if self.iou_min > self.iou_accept:
             raise ValueError("iou_min must not exceed iou_accept")
+        if self.evidence_conf > self.prelabel_conf:
+            raise ValueError("evidence_conf must not exceed prelabel_conf")
         return self

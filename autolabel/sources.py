@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import glob as _glob
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -52,6 +53,17 @@ class ImageReadError(Exception):
         self.reason = reason
 
 
+def _pil_open():  # type: ignore[no-untyped-def]
+    """PIL's own ``Image.open``: Ultralytics replaces it on import with a wrapper that tries
+    to pip-install a HEIF plugin whenever a file is not an image."""
+    from PIL import Image
+
+    opener = Image.open
+    if opener.__module__ != Image.__name__:
+        opener = getattr(sys.modules.get(opener.__module__), "_image_open", opener)
+    return opener
+
+
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """Decode an image file to RGB ``uint8`` (H, W, 3) with EXIF orientation applied.
 
@@ -64,7 +76,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     try:
         if os.path.getsize(p) == 0:
             raise ImageReadError(p, "empty file (0 bytes)")
-        with Image.open(p) as im:
+        with _pil_open()(p) as im:
             im = ImageOps.exif_transpose(im)
             arr = np.asarray(im.convert("RGB"))
     except ImageReadError:

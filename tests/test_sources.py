@@ -106,3 +106,14 @@ def test_dataset_sources_voc_yolo_coco(tmp_path, bccd, coco150):
     assert len(res) == 87 and not res.failures and res.num_boxes > 87
     coco = sources.open_source(coco150 / "instances.json")
     assert len(coco) == 150 and all(Path(i.path).is_file() for i in coco)
+
+
+def test_ultralytics_pil_patch_does_not_change_errors(tmp_path):
+    """Importing ultralytics patches PIL.Image.open to pip-install a HEIF plugin on unknown
+    files; our decoder must still say 'not an image' and never try to install anything."""
+    import ultralytics  # noqa: F401  (applies the patch)
+
+    p = tmp_path / "text.png"
+    p.write_text("not an image")
+    with pytest.raises(sources.ImageReadError, match="not an image"):
+        sources.load_image(p)

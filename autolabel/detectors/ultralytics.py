@@ -85,6 +85,7 @@ class UltralyticsDetector(Detector):
         batch_size: int = 8,
         **defaults: Any,
     ):
+        os.environ.setdefault("YOLO_AUTOINSTALL", "false")  # never pip-install at run time
         from ultralytics import YOLO
 
         spec = str(path_or_name)
