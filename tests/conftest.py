@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("AUTOLABEL_SHARED", ROOT.parent / "shared"))
+SHARED = Path(os.environ.get("AUTOLABEL_SHARED", ROOT.parent / "shared")).resolve()
 MODELS = Path(os.environ.get("AUTOLABEL_MODEL_DIR", SHARED / "models"))
 DATA = SHARED / "data"
 COCO150 = DATA / "coco-val-150"
