@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -51,15 +51,22 @@ class StrictModel(BaseModel):
     """Base for config models: unknown keys are errors, not silently ignored."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    config_kind: ClassVar[str] = ""  # the configs/<kind>/ folder of bare names
+    default_name: ClassVar[str | None] = None
 
     @classmethod
-    def load(cls: type[T], source: str | os.PathLike | dict[str, Any] | T, kind: str = "") -> T:
-        """From a model instance, a dict, a YAML path, or a bare name under ``configs/<kind>/``."""
+    def load(cls: type[T], source: str | os.PathLike | dict[str, Any] | T | None = None) -> T:
+        """From a model instance, a dict, a YAML path, or a bare name under ``configs/<kind>/``
+        (default: the kind's default config, where it has one)."""
+        if source is None:
+            if cls.default_name is None:
+                raise ConfigError(f"{cls.__name__}.load() needs a config")
+            source = cls.default_name
         if isinstance(source, cls):
             return source
         where = "<dict>"
         if not isinstance(source, dict):
-            path = config_path(kind, source) if kind else Path(source)
+            path = config_path(cls.config_kind, source) if cls.config_kind else Path(source)
             where, source = str(path), load_yaml(path)
         try:
             return cls.model_validate(source)
@@ -82,9 +89,7 @@ class ModelConfig(StrictModel):
     license: str = ""
     source: str = ""
 
-    @classmethod
-    def load(cls, source: Any, kind: str = "models") -> ModelConfig:  # type: ignore[override]
-        return super().load(source, kind)
+    config_kind: ClassVar[str] = "models"
 
     def resolved_model(self, base: Path) -> str:
         p = base / self.model
@@ -111,9 +116,7 @@ class ClassMapConfig(StrictModel):
     keep_unmapped: bool = False
     labels: list[str] | None = None
 
-    @classmethod
-    def load(cls, source: Any, kind: str = "classmaps") -> ClassMapConfig:  # type: ignore[override]
-        return super().load(source, kind)
+    config_kind: ClassVar[str] = "classmaps"
 
     @model_validator(mode="after")
     def _labels_cover_targets(self) -> ClassMapConfig:
@@ -148,9 +151,8 @@ class CostProfile(StrictModel):
     machine_price_per_hour: float = Field(0.0, ge=0, description="hardware price per inference hour")
     description: str = ""
 
-    @classmethod
-    def load(cls, source: Any = "extreme-clicking", kind: str = "cost") -> CostProfile:  # type: ignore[override]
-        return super().load(source, kind)
+    config_kind: ClassVar[str] = "cost"
+    default_name: ClassVar[str | None] = "extreme-clicking"
 
     @model_validator(mode="after")
     def _consistent(self) -> CostProfile:
@@ -185,9 +187,8 @@ class RoutingPolicy(StrictModel):
     ece_bins: int = Field(10, ge=2)
     description: str = ""
 
-    @classmethod
-    def load(cls, source: Any = "default", kind: str = "routing") -> RoutingPolicy:  # type: ignore[override]
-        return super().load(source, kind)
+    config_kind: ClassVar[str] = "routing"
+    default_name: ClassVar[str | None] = "default"
 
     @model_validator(mode="after")
     def _ordered(self) -> RoutingPolicy:
