@@ -13,6 +13,7 @@ measure the human time and money the model saves::
 from autolabel.classmap import ClassMap
 from autolabel.core import Detections, Failure, ImageInfo, Results
 from autolabel.detectors import Detector, list_models, load_detector
+from autolabel.engine import run_job
 from autolabel.pipeline import prelabel
 from autolabel.sources import load_image, open_source
 
@@ -30,4 +31,5 @@ __all__ = [
     "load_image",
     "open_source",
     "prelabel",
+    "run_job",
 ]

@@ -21,14 +21,15 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
     from autolabel.engine import run_job
 
     src_opts = {k: v for k, v in (("every", args.every), ("every_seconds", args.every_seconds)) if v is not None}
-    det_opts = {k: v for k, v in (("device", args.device), ("batch_size", args.batch_size)) if v is not None}
+    det_opts = {k: v for k, v in (("device", args.device), ("batch_size", args.batch_size),
+                                  ("threads", args.threads)) if v is not None}
     ray_opts = {k: v for k, v in (("actors", args.ray_actors), ("num_cpus", args.ray_cpus),
                                   ("num_gpus", args.ray_gpus)) if v is not None}
     try:
         summary = run_job(
             args.source, args.out, args.model, args.format, conf=args.conf, iou=args.iou, max_det=args.max_det,
             class_map=args.class_map, engine=args.engine, resume=args.resume, retry_failed=args.retry_failed,
-            workers=args.workers, progress=not args.quiet, detector_options=det_opts, ray_options=ray_opts,
+            workers=args.workers, streams=args.streams, progress=not args.quiet, detector_options=det_opts, ray_options=ray_opts,
             **src_opts,
         )
     except (FileNotFoundError, ValueError, KeyError):
@@ -217,6 +218,9 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="skip inputs already in OUT's log (--no-resume deletes the log and starts over)")
     pre.add_argument("--retry-failed", action="store_true", help="process inputs that failed before again")
     pre.add_argument("--workers", type=int, default=None, help="decode threads (default: CPUs, at most 8)")
+    pre.add_argument("--streams", type=int, default=1, help="batches in inference at once (ONNX; see --threads)")
+    pre.add_argument("--threads", type=int, default=None,
+                     help="ONNX Runtime threads per stream (default: all cores; on a CPU, cores / streams)")
     pre.add_argument("--ray-actors", type=int, default=None, help="Ray: detector actors (default: fill the cluster)")
     pre.add_argument("--ray-cpus", type=float, default=None, help="Ray: CPUs per actor (default 1)")
     pre.add_argument("--ray-gpus", type=float, default=None, help="Ray: GPUs per actor (default 0)")

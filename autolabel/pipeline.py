@@ -8,15 +8,31 @@ are recorded as :class:`~autolabel.core.Failure` and skipped; the run goes on.
 from __future__ import annotations
 
 import os
+import sys
+import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from autolabel.core import Detections, Failure, ImageInfo, Results
 from autolabel.detectors import Detector, load_detector
 from autolabel.sources import ImageReadError, Item, Source, open_source
 
-__all__ = ["prelabel", "iter_prelabel"]
+__all__ = ["prelabel", "iter_prelabel", "tracked"]
+
+
+DECODE_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    """Decode threads yield the CPU to inference (Linux thread niceness): on a machine
+    with few cores they then fill the detector's idle gaps instead of preempting
+    its threads, which would stall every parallel section of the model."""
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DECODE_NICENESS)
+        except OSError:  # not permitted in some sandboxes; only a speed hint
+            pass
 
 
 def _load(detector: Detector, item: Item) -> tuple[Any, ImageInfo] | Failure:
@@ -30,16 +46,25 @@ def _load(detector: Detector, item: Item) -> tuple[Any, ImageInfo] | Failure:
 
 
 def iter_prelabel(
-    source: Source,
+    source: Source | Iterable[Item],
     detector: Detector,
     conf: float | None = None,
     iou: float | None = None,
     max_det: int | None = None,
     workers: int | None = None,
     prefetch_batches: int = 4,
+    streams: int = 1,
 ) -> Iterator[list[Detections | Failure]]:
     """Yield one list per batch, in input order: a :class:`Detections` per good image
-    (with its :class:`ImageInfo`) and a :class:`Failure` per bad one."""
+    (with its :class:`ImageInfo`) and a :class:`Failure` per bad one.
+
+    ``workers`` threads decode and :meth:`~Detector.prepare` up to ``prefetch_batches``
+    batches ahead while the detector runs (onnxruntime and torch release the GIL),
+    at a lower OS priority than inference. ``streams`` > 1 keeps that many batches in
+    inference at once, for :attr:`~Detector.thread_safe` detectors (on a CPU, two
+    1-thread ONNX streams beat one 2-thread stream: no barrier waits between cores)."""
+    if streams > 1 and not detector.thread_safe:
+        raise ValueError(f"{type(detector).__name__} cannot run concurrent batches; use streams=1")
     conf = detector.conf if conf is None else conf
     iou = detector.iou if iou is None else iou
     max_det = detector.max_det if max_det is None else max_det
@@ -47,7 +72,13 @@ def iter_prelabel(
     workers = workers or min(8, os.cpu_count() or 1)
     window: deque[Future] = deque()
     items = iter(source)
-    with ThreadPoolExecutor(workers, thread_name_prefix="autolabel-decode") as pool:
+
+    def label(loaded: list[tuple[Any, ImageInfo] | Failure]) -> list[Detections | Failure]:
+        good = [x for x in loaded if not isinstance(x, Failure)]
+        dets = iter(detector.predict_prepared([g[0] for g in good], conf, iou, max_det)) if good else iter(())
+        return [x if isinstance(x, Failure) else next(dets).with_image(x[1]) for x in loaded]
+
+    with ThreadPoolExecutor(workers, "autolabel-decode", initializer=_lower_priority) as pool:
 
         def fill() -> None:
             while len(window) < bs * prefetch_batches:
@@ -56,13 +87,22 @@ def iter_prelabel(
                     return
                 window.append(pool.submit(_load, detector, item))
 
-        fill()
-        while window:
+        def next_batch() -> list[tuple[Any, ImageInfo] | Failure]:
             loaded = [window.popleft().result() for _ in range(min(bs, len(window)))]
             fill()
-            good = [x for x in loaded if not isinstance(x, Failure)]
-            dets = iter(detector.predict_prepared([g[0] for g in good], conf, iou, max_det)) if good else iter(())
-            yield [x if isinstance(x, Failure) else next(dets).with_image(x[1]) for x in loaded]
+            return loaded
+
+        fill()
+        if streams <= 1:
+            while window:
+                yield label(next_batch())
+            return
+        inflight: deque[Future] = deque()
+        with ThreadPoolExecutor(streams, "autolabel-infer") as infer:
+            while window or inflight:
+                while window and len(inflight) < streams:
+                    inflight.append(infer.submit(label, next_batch()))
+                yield inflight.popleft().result()
 
 
 def prelabel(
@@ -90,19 +130,31 @@ def prelabel(
     cmap = None if class_map is None else ClassMap.load(class_map, det.class_names)
     out: list[Detections] = []
     failures: list[Failure] = []
-    total = src.length
-    from tqdm.auto import tqdm
-
-    with tqdm(total=total, desc=f"prelabel {det.name}", unit="img", disable=not progress) as bar:
-        for batch in iter_prelabel(src, det, conf, iou, max_det):
-            for x in batch:
-                if isinstance(x, Failure):
-                    failures.append(x)
-                    bar.write(f"skipped {x.key}: {x.reason}")
-                else:
-                    out.append(cmap(x, iou if iou is not None else det.iou) if cmap else x)
-            bar.update(len(batch))
-            if failures:
-                bar.set_postfix(failed=len(failures))
+    for batch in tracked(iter_prelabel(src, det, conf, iou, max_det), src.length, f"prelabel {det.name}", progress):
+        for x in batch:
+            if isinstance(x, Failure):
+                failures.append(x)
+            else:
+                out.append(cmap(x, iou if iou is not None else det.iou) if cmap else x)
     names = cmap.target_names if cmap else det.class_names
     return Results(out, names, det.model_id, failures)
+
+
+def tracked(
+    batches: Iterable[list[Detections | Failure]], total: int | None, desc: str, progress: bool = True
+) -> Iterator[list[Detections | Failure]]:
+    """Pass batches through, showing a progress bar; every skipped input is named on
+    stderr (also without the bar)."""
+    from tqdm.auto import tqdm
+
+    failed = 0
+    with tqdm(total=total, desc=desc, unit="img", disable=not progress) as bar:
+        for batch in batches:
+            for x in batch:
+                if isinstance(x, Failure):
+                    failed += 1
+                    bar.write(f"skipped {x.key}: {x.reason}", file=sys.stderr)
+            bar.update(len(batch))
+            if failed:
+                bar.set_postfix(failed=failed)
+            yield batch

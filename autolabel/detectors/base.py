@@ -43,6 +43,8 @@ class Detector(ABC):
     """
 
     backend: ClassVar[str] = ""
+    #: ``predict_prepared`` may run in several threads at once (the batch engine's ``streams``)
+    thread_safe: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -1,0 +1,264 @@
+"""A pre-labeling batch job: source -> detector -> shard log -> atomic export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import queue
+import shutil
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+from autolabel.core import Detections, Failure, Results
+from autolabel.detectors import Detector, load_detector
+from autolabel.engine.log import LOG_DIR, ShardLog, atomic_write, encode_record, fsync_dir
+from autolabel.pipeline import iter_prelabel, tracked
+from autolabel.sources import Item, Source, open_source
+
+__all__ = ["ENGINES", "JobSummary", "run_job", "export_log"]
+
+ENGINES = ("local", "ray")
+EXIT_CODES = {"completed": 0, "skipped": 1, "failed": 2}
+
+
+@dataclass
+class JobSummary:
+    """What a job did. ``status`` is ``"completed"``, ``"completed with N skipped"`` or
+    ``"failed"`` (no input could be labeled); ``exit_code`` 0, 1 or 2 accordingly."""
+
+    status: str
+    exit_code: int
+    out_dir: str
+    model_id: str
+    format: str
+    images: int  # labeled images in the output (this run and earlier runs)
+    skipped: int  # inputs that could not be read, listed in errors.csv
+    boxes: int
+    processed: int  # inputs this run processed
+    already_done: int  # inputs found in the log and not processed again
+    seconds: float
+    written: list[str] = field(default_factory=list)
+    torn_records: int = 0  # writes cut short by an earlier crash, ignored
+
+    @property
+    def images_per_second(self) -> float:
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "images_per_second": round(self.images_per_second, 3)}
+
+
+class _Writer:
+    """Encodes batches and appends them to the log in a background thread, through a
+    bounded queue, so that ``fsync`` never stalls the detector."""
+
+    def __init__(self, log: ShardLog, model_id: str, depth: int = 4):
+        self.log, self.model_id = log, model_id
+        self.queue: queue.Queue[list[Detections | Failure] | None] = queue.Queue(depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="autolabel-log-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (batch := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.log.append([encode_record(x, self.model_id) for x in batch])
+                except BaseException as e:  # re-raised in the job's thread
+                    self.error = e
+
+    def put(self, batch: list[Detections | Failure]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(batch)
+
+    def close(self) -> None:
+        """Write what is queued, stop, and raise a write error if there was one."""
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+class _Pending:
+    """Items not yet in the log, each key once (a repeated input is labeled once);
+    counts the inputs found done."""
+
+    def __init__(self, source: Iterable[Item], done: set[str]):
+        self.source, self.done, self.already_done = source, done, 0
+
+    def __iter__(self) -> Iterator[Item]:
+        seen: set[str] = set()
+        for item in self.source:
+            if item.key in self.done:
+                self.already_done += 1
+            elif item.key not in seen:
+                seen.add(item.key)
+                yield item
+
+
+def export_log(
+    out_dir: str | os.PathLike, format: str = "coco", class_map: Any = None, iou: float | None = None,
+    **format_options: Any,
+) -> tuple[Results, list[str]]:
+    """Write the export, ``errors.csv`` and (for video) ``frames.csv`` from ``OUT``'s log.
+
+    Every file is first written under ``OUT/.autolabel/export.tmp`` and then moved in
+    place with an atomic rename, so readers see the old file or the new one, never a
+    partial one; an export cut short is redone by the next run. ``class_map`` is applied
+    here (the log keeps the model's own classes). Returns the exported
+    :class:`Results` (without class probabilities, which no format writes) and the
+    written paths.
+    """
+    from autolabel.classmap import ClassMap
+    from autolabel.formats import write
+    from autolabel.temporal import frame_table
+
+    out = Path(out_dir)
+    log = ShardLog(out)
+    results = log.results(probs=False)
+    if class_map is not None:
+        cmap = ClassMap.load(class_map, results.class_names)
+        nms_iou = log.manifest()["iou"] if iou is None else iou
+        results = Results([cmap(d, nms_iou) for d in results], cmap.target_names, results.model_id,
+                          results.failures)
+    stage = out / LOG_DIR / "export.tmp"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    staged = [Path(p) for p in write(results, str(stage), format, **format_options)]
+    buf = io.StringIO()
+    rows = csv.writer(buf, lineterminator="\n")
+    rows.writerow(["key", "reason"])
+    rows.writerows([f.key, f.reason] for f in results.failures)
+    (stage / "errors.csv").write_text(buf.getvalue(), encoding="utf-8")
+    staged.append(stage / "errors.csv")
+    if any(d.image.frame_index is not None for d in results):  # (pandas only when needed: ~100 MB)
+        frame_table(results).to_csv(stage / "frames.csv", index=False)
+        staged.append(stage / "frames.csv")
+    root = stage.resolve()
+    written = [str(out / Path(p).resolve().relative_to(root)) for p in staged]
+    parents = set()
+    for dirpath, _, files in os.walk(stage):
+        for name in files:
+            src = Path(dirpath) / name
+            dest = out / src.resolve().relative_to(root)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with open(src, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(src, dest)
+            parents.add(dest.parent)
+    for d in parents:
+        fsync_dir(d)
+    shutil.rmtree(stage, ignore_errors=True)
+    return results, written
+
+
+def _status(images: int, skipped: int) -> tuple[str, int]:
+    if skipped and not images:
+        return "failed", EXIT_CODES["failed"]
+    if skipped:
+        return f"completed with {skipped} skipped", EXIT_CODES["skipped"]
+    return "completed", EXIT_CODES["completed"]
+
+
+def run_job(
+    source: Source | str | os.PathLike | Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    detector: Detector | str | os.PathLike | None = None,
+    format: str = "coco",
+    *,
+    conf: float | None = None,
+    iou: float | None = None,
+    max_det: int | None = None,
+    class_map: Any = None,
+    engine: str = "local",
+    resume: bool = True,
+    retry_failed: bool = False,
+    workers: int | None = None,
+    streams: int = 1,
+    progress: bool = True,
+    detector_options: dict[str, Any] | None = None,
+    ray_options: Any = None,
+    format_options: dict[str, Any] | None = None,
+    export: bool = True,
+    **source_options: Any,
+) -> JobSummary:
+    """Pre-label ``source`` into ``out`` as a resumable, crash-safe batch job.
+
+    Results stream into the shard log ``out/.autolabel/`` (see
+    :mod:`autolabel.engine.log`); when every input is done the export (``format``,
+    see :mod:`autolabel.formats`), ``errors.csv``, ``frames.csv`` (video) and
+    ``summary.json`` are written from the log. Run it again with the same ``out`` and
+    it skips what is done; ``resume=False`` starts over; ``retry_failed=True``
+    processes inputs that failed before once more; ``export=False`` only fills the log
+    (export it later with :func:`export_log`, in as many formats as needed).
+
+    ``engine="local"`` decodes in ``workers`` threads while the detector runs, with
+    ``streams`` batches in inference at once (see
+    :func:`~autolabel.pipeline.iter_prelabel`; on a CPU use ONNX with
+    ``detector_options={"threads": cores // streams}``);
+    ``engine="ray"`` runs the detector in a pool of Ray actors
+    (:class:`~autolabel.engine.ray_engine.RayOptions` via ``ray_options``; ``detector``
+    must then be a path or name each actor can load). The model is loaded, and the
+    output directory checked, before any input is read.
+    """
+    from autolabel.classmap import ClassMap
+    from autolabel.formats import FORMATS
+
+    t0 = time.perf_counter()
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+    if format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
+    if engine == "ray" and isinstance(detector, Detector):
+        raise ValueError("engine='ray' needs the model as a path or name that each Ray actor loads, "
+                         "not a loaded Detector")
+    det = load_detector(detector, **(detector_options or {}))
+    if class_map is not None:
+        ClassMap.load(class_map, det.class_names)  # a bad class map fails before any work
+    conf = det.conf if conf is None else conf
+    iou = det.iou if iou is None else iou
+    max_det = det.max_det if max_det is None else max_det
+    src = open_source(source, **source_options)
+    manifest = {"model_id": det.model_id, "class_names": det.class_names, "conf": conf, "iou": iou,
+                "max_det": max_det}
+    processed = 0
+    with ShardLog(out).open(manifest, resume=resume) as log:
+        done = log.done_keys(retry_failed)
+        pending = _Pending(src, done)
+        if engine == "local":
+            batches: Iterable[list[Detections | Failure]] = iter_prelabel(
+                pending, det, conf, iou, max_det, workers, streams=streams
+            )
+        else:
+            from autolabel.engine.ray_engine import iter_prelabel_ray
+
+            batches = iter_prelabel_ray(pending, detector, det, conf, iou, max_det, ray_options,
+                                        detector_options or {})
+        total = None if src.length is None else max(src.length - len(done), 0)
+        writer = _Writer(log, det.model_id)
+        try:
+            for batch in tracked(batches, total, f"prelabel {det.name}", progress):
+                writer.put(batch)
+                processed += len(batch)
+        finally:
+            writer.close()
+        if processed == 0 and not pending.already_done:
+            raise ValueError(f"no images in {src.description}")
+        if export:
+            results, written = export_log(out, format, class_map, iou, **(format_options or {}))
+        else:
+            results, written = log.results(probs=False), []
+        torn = len(log.torn)
+    status, code = _status(len(results), len(results.failures))
+    summary = JobSummary(
+        status, code, str(out), det.model_id, format, len(results), len(results.failures), results.num_boxes,
+        processed, pending.already_done, time.perf_counter() - t0, written, torn,
+    )
+    atomic_write(Path(out) / LOG_DIR / "summary.json", json.dumps(summary.to_dict(), indent=2) + "\n")
+    return summary

@@ -1,0 +1,261 @@
+"""The shard log: an append-only, crash-safe record of a batch job, one line per input.
+
+Layout, under ``OUT/.autolabel/``:
+
+* ``manifest.json``: what the log holds (format version, ``model_id``, ``class_names``,
+  ``conf``, ``iou``, ``max_det``), written atomically when the log is created.
+* ``shard-00000.jsonl``, ``shard-00001.jsonl``, ...: one new shard per run, never
+  reopened, so a torn line can only ever be the last line of a shard.
+* ``lock``: held with ``flock`` while a job writes (a second job on the same ``OUT``
+  fails at once; the kernel drops the lock when a job is killed).
+
+One JSON object per line (keys left out when empty)::
+
+    {"key": "dir/a.jpg", "status": "ok", "model_id": "yolov5n@6a4f08578465",
+     "width": 640, "height": 480, "path": "/data/dir/a.jpg",
+     "frame_index": 30, "timestamp": 1.2,              # video frames only
+     "xyxy": [[x1, y1, x2, y2], ...], "scores": [...], "class_ids": [...],
+     "top_probs": [[[class_id, p], ...], ...]}          # when the backend has class probabilities
+    {"key": "dir/b.jpg", "status": "failed", "model_id": "...", "reason": "cannot decode: ..."}
+
+Boxes and scores are the float32 values the model produced, written exactly (a record
+read back equals the in-memory :class:`~autolabel.core.Detections`). ``top_probs``
+keeps, per box, the ``min(5, C)`` most probable classes rounded to 4 decimals
+(enough for entropy / margin routing; the rest of the vector is read back as 0; with
+5 classes or fewer the vector is complete).
+
+Every batch is written with one ``write``, then flushed and ``fsync``-ed. A line that
+does not end in a newline is a write cut short (``kill -9``, power loss): it is
+ignored on read (and counted in :attr:`ShardLog.torn`); any other unreadable line is
+an error naming the shard and line. When a key has several records (a retried
+failure), the last one wins; records keep the position of the key's first record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from autolabel.core import Detections, Failure, ImageInfo, Results
+
+try:  # POSIX only; elsewhere two jobs on one OUT are not prevented
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["LOG_DIR", "LogError", "ResumeError", "ShardLog", "encode_record", "decode_record"]
+
+LOG_DIR = ".autolabel"
+FORMAT_VERSION = 1
+TOP_PROBS = 5
+_MANIFEST_KEYS = ("model_id", "class_names", "conf", "iou", "max_det")
+
+
+class LogError(ValueError):
+    """The shard log is corrupt, locked by another job, or does not fit this run."""
+
+
+class ResumeError(LogError):
+    """``OUT`` already holds results of another model or other settings."""
+
+
+def encode_record(x: Detections | Failure, model_id: str) -> str:
+    """One log line (with its newline) for a labeled image or a failed input."""
+    if isinstance(x, Failure):
+        return json.dumps({"key": x.key, "status": "failed", "model_id": model_id, "reason": x.reason}) + "\n"
+    info = x.image
+    if info is None:
+        raise ValueError("a log record needs Detections with their ImageInfo")
+    rec: dict[str, Any] = {"key": info.key, "status": "ok", "model_id": model_id,
+                           "width": info.width, "height": info.height}
+    for name in ("path", "frame_index", "timestamp"):
+        if getattr(info, name) is not None:
+            rec[name] = getattr(info, name)
+    rec["xyxy"] = x.xyxy.tolist()
+    rec["scores"] = x.scores.tolist()
+    rec["class_ids"] = x.class_ids.tolist()
+    if x.class_probs is not None and len(x):
+        k = min(TOP_PROBS, x.class_probs.shape[1])
+        top = np.argsort(-x.class_probs, axis=1, kind="stable")[:, :k]
+        p = np.round(np.take_along_axis(x.class_probs, top, 1).astype(np.float64), 4)
+        rec["top_probs"] = [[[int(c), float(v)] for c, v in zip(tc, tv)] for tc, tv in zip(top, p)]
+    return json.dumps(rec, separators=(",", ":")) + "\n"
+
+
+def decode_record(rec: dict[str, Any], class_names: Sequence[str], probs: bool = True) -> Detections | Failure:
+    """A log record back to :class:`Detections` (with its image, and ``class_probs``
+    when recorded and ``probs``) or :class:`Failure`."""
+    if rec["status"] != "ok":
+        return Failure(rec["key"], rec.get("reason", ""))
+    info = ImageInfo(rec["key"], rec["width"], rec["height"], rec.get("path"),
+                     rec.get("frame_index"), rec.get("timestamp"))
+    dense = None
+    if probs and "top_probs" in rec:
+        dense = np.zeros((len(rec["scores"]), len(class_names)), np.float32)
+        for row, pairs in zip(dense, rec["top_probs"]):
+            for c, v in pairs:
+                row[c] = v
+    return Detections(np.asarray(rec["xyxy"], np.float32).reshape(-1, 4), rec["scores"], rec["class_ids"],
+                      class_names, info, dense)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike, data: str) -> None:
+    """Write a text file so that readers see the old or the new content, never a mix."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+class ShardLog:
+    """The shard log of one output directory (see the module docs for the format).
+
+    Use as a context manager after :meth:`open`; :meth:`records` may be called with or
+    without the log open.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike):
+        self.out_dir = Path(out_dir)
+        self.dir = self.out_dir / LOG_DIR
+        self.torn: list[str] = []  # shards whose last line was cut short
+        self._lock_fd: int | None = None
+        self._file: Any = None
+
+    # -- writing -----------------------------------------------------------------
+    def open(self, manifest: dict[str, Any], resume: bool = True) -> ShardLog:
+        """Lock the log, check (or write) its manifest and start a new shard.
+
+        ``resume=False`` deletes an existing log first. Raises :class:`ResumeError`
+        when the existing log was written by another model or with other settings.
+        """
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        try:
+            mpath = self.dir / "manifest.json"
+            if not resume:
+                for p in [mpath, *self.shards()]:
+                    p.unlink(missing_ok=True)
+            want = {"version": FORMAT_VERSION, **{k: manifest[k] for k in _MANIFEST_KEYS}}
+            want["class_names"] = list(want["class_names"])
+            if mpath.is_file():
+                self._check(self.manifest(), want)
+            else:
+                if self.shards():
+                    raise LogError(f"{self.dir}: shard files without manifest.json; remove the folder to start over")
+                atomic_write(mpath, json.dumps(want, indent=2) + "\n")
+            shards = self.shards()
+            n = int(shards[-1].stem.split("-")[1]) + 1 if shards else 0
+            path = self.dir / f"shard-{n:05d}.jsonl"
+            self._file = open(path, "xb")
+            fsync_dir(self.dir)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _lock(self) -> None:
+        fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                lock = self.dir / "lock"
+                raise LogError(f"another autolabel job is writing to {self.out_dir} (lock {lock})") from None
+        self._lock_fd = fd
+
+    def _check(self, have: dict[str, Any], want: dict[str, Any]) -> None:
+        diff = [f"{k}: log has {have.get(k)!r}, this run {want[k]!r}" for k in want
+                if k != "class_names" and have.get(k) != want[k]]
+        if have.get("class_names") != want["class_names"]:
+            diff.append("class_names differ")
+        if diff:
+            raise ResumeError(
+                f"{self.out_dir} already holds results of another model or settings ({'; '.join(diff)}). "
+                "Use another output directory, or start over with --no-resume (resume=False)."
+            )
+
+    def append(self, lines: Sequence[str]) -> None:
+        """Append records (from :func:`encode_record`) durably: one write, flush, fsync."""
+        if self._file is None:
+            raise LogError("the shard log is not open")
+        if lines:
+            self._file.write("".join(lines).encode("utf-8"))
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
+    def __enter__(self) -> ShardLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading -----------------------------------------------------------------
+    def shards(self) -> list[Path]:
+        return sorted(self.dir.glob("shard-[0-9]*.jsonl"))
+
+    def manifest(self) -> dict[str, Any]:
+        path = self.dir / "manifest.json"
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise LogError(f"no shard log in {self.out_dir} ({path} missing)") from None
+        except json.JSONDecodeError as e:
+            raise LogError(f"{path}: corrupt manifest: {e}") from None
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Every record, shard by shard, in write order; torn last lines skipped."""
+        self.torn = []
+        for shard in self.shards():
+            with open(shard, "rb") as f:
+                for n, line in enumerate(f, 1):
+                    if not line.endswith(b"\n"):
+                        self.torn.append(shard.name)
+                        break
+                    try:
+                        yield json.loads(line)
+                    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                        raise LogError(f"{shard}:{n}: corrupt record ({e})") from None
+
+    def done_keys(self, retry_failed: bool = False) -> set[str]:
+        """Keys a resumed run skips: every recorded key, or only the labeled ones."""
+        status: dict[str, str] = {}
+        for rec in self.records():
+            status[rec["key"]] = rec["status"]
+        return {k for k, s in status.items() if s == "ok" or not retry_failed}
+
+    def results(self, probs: bool = True) -> Results:
+        """The log as :class:`Results` (labeled images in log order, failures listed);
+        ``probs=False`` leaves out the class probabilities (less memory)."""
+        m = self.manifest()
+        names = tuple(m["class_names"])
+        latest: dict[str, Detections | Failure] = {}
+        for rec in self.records():
+            latest[rec["key"]] = decode_record(rec, names, probs)
+        dets = [x for x in latest.values() if isinstance(x, Detections)]
+        return Results(dets, names, m["model_id"], [x for x in latest.values() if isinstance(x, Failure)])
