@@ -96,8 +96,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from autolabel.routing import fit_policy
 
     cfg = RoutingPolicy.load(args.config)
-    overrides = {k: v for k, v in (("alpha", args.alpha), ("delta", args.delta), ("method", args.method),
-                                   ("prelabel_conf", args.prelabel_conf), ("cost_profile", args.profile)) if v is not None}
+    overrides = {k: v for k, v in (("risk", args.risk), ("alpha", args.alpha), ("delta", args.delta),
+                                   ("method", args.method), ("prelabel_conf", args.prelabel_conf),
+                                   ("cost_profile", args.profile)) if v is not None}
     cfg = RoutingPolicy.load({**cfg.model_dump(), **overrides})
     policy = fit_policy(read_coco(args.predictions), read_coco(args.ground_truth), cfg)
     policy.save(args.out)
@@ -254,7 +255,10 @@ def _build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--ground-truth", required=True, help="ground truth of the same images as a COCO JSON")
     cal.add_argument("--out", required=True, help="policy JSON to write")
     cal.add_argument("--config", default="default", help="routing policy YAML or name (configs/routing)")
-    cal.add_argument("--alpha", type=float, default=None, help="max share of auto-accepted images needing an edit")
+    cal.add_argument("--risk", choices=("image_any_edit", "box_error_rate"), default=None,
+                     help="what alpha bounds: share of auto-accepted images needing any edit (default), or their mean "
+                          "per-image box error rate (wrong + missed boxes / (pre-labels + missed))")
+    cal.add_argument("--alpha", type=float, default=None, help="max risk of the auto-accepted images (see --risk)")
     cal.add_argument("--delta", type=float, default=None, help="the bound holds with probability 1 - delta")
     cal.add_argument("--method", choices=("isotonic", "platt"), default=None, help="box calibration model")
     cal.add_argument("--prelabel-conf", type=float, default=None, help="pre-label threshold (lower boxes: miss evidence)")

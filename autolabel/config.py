@@ -167,11 +167,15 @@ class CostProfile(StrictModel):
 class RoutingPolicy(StrictModel):
     """Parameters of a routing policy before it is fitted (``configs/routing/*.yaml``).
 
-    See :mod:`autolabel.routing`: ``alpha`` is the largest tolerated fraction of
-    auto-accepted images that need any edit, certified at confidence ``1 - delta``.
+    See :mod:`autolabel.routing`: ``alpha`` is the largest tolerated ``risk`` of the
+    auto-accepted images, certified at confidence ``1 - delta``: the share needing any
+    edit (``image_any_edit``) or their mean share of wrong or missed boxes (``box_error_rate``).
     """
 
-    alpha: float = Field(0.1, gt=0, lt=1, description="max rate of auto-accepted images needing an edit")
+    risk: Literal["image_any_edit", "box_error_rate"] = Field(
+        "image_any_edit", description="what alpha bounds: images needing any edit, or the per-image box error rate"
+    )
+    alpha: float = Field(0.1, gt=0, lt=1, description="max risk of the auto-accepted images")
     delta: float = Field(0.1, gt=0, lt=1, description="the bound holds with probability 1 - delta")
     method: Literal["isotonic", "platt"] = Field("isotonic", description="box calibration model")
     min_class_boxes: int = Field(30, ge=1, description="fewer calibration boxes: the class uses the global model")

@@ -10,8 +10,14 @@ Definitions
   matched to its ground truth by :func:`autolabel.savings.match_image`, produce any
   ``adjust``, ``relabel``, ``adjust_relabel``, ``delete`` or ``draw`` (a missed object).
   Boxes on crowd regions need nothing.
-* **Risk**: the fraction of auto-accepted images that need an edit. **Coverage**: the
-  fraction of images auto-accepted.
+* **Risk** (``RoutingPolicy.risk``): the mean per-image loss (:func:`image_loss`) over
+  the auto-accepted images. ``image_any_edit`` (default): the loss is 1 when the image
+  needs an edit, so the risk is the fraction of auto-accepted images needing one.
+  ``box_error_rate``: the loss is the image's share of wrong boxes, (delete + relabel +
+  adjust_relabel + draw) / max(1, pre-labels + draws), in [0, 1]; an adjust counts as
+  correct. Images are the i.i.d. units (boxes within an image are dependent), so a bound
+  on the mean of a per-image loss stays valid. **Coverage**: the fraction of images
+  auto-accepted.
 * **Per-box probabilities** (:mod:`autolabel.scoring`, per class with a global
   fallback, fitted on the calibration images): ``p_located`` (the box found an object,
   IoU >= ``iou_min``), ``p_correct`` (right class too), ``p_exact`` (needs no edit:
@@ -32,18 +38,25 @@ Definitions
   priced by :func:`~autolabel.savings.edit_seconds`; from scratch:
   :func:`~autolabel.savings.scratch_seconds` of ``sum p_located + E[draw]`` objects.
 
+* **Box score** of an image: ``1 - E[box error rate]``, with ``E[box error rate] =
+  (sum(1 - p_correct) + E[draw]) / max(1, n_prelabels + E[draw])``; the threshold of the
+  ``box_error_rate`` risk applies to it (``image_any_edit``: to P(no edit)).
+
 Threshold (Learn then Test)
 ---------------------------
-Candidate thresholds are the distinct calibration P(no edit) values, from strict to
-loose. At each, ``k`` of the ``n`` calibration images at or above it need an edit; the
-Clopper-Pearson upper bound at confidence ``1 - delta`` is ``Beta.ppf(1 - delta, k + 1,
-n - k)``. Thresholds are tested in that fixed sequence and the loosest one reached with
-every bound so far ``<= alpha`` is kept; testing stops at the first failure, so no
-multiplicity correction is needed and P(true risk > alpha) <= delta. The sequence
-starts at the strictest threshold that accepts ``n_min = ceil(ln delta / ln(1 - alpha))``
-images: fewer can never certify ``alpha`` (even with no error), and which threshold that
-is depends on the scores only, never on the labels. If none passes, nothing is
-auto-accepted and :attr:`FittedPolicy.reason` says why.
+Candidate thresholds are the distinct calibration scores, from strict to loose. At
+each, the ``n`` calibration images at or above it have losses summing to ``k``. For
+``image_any_edit`` (0/1 losses) the upper bound at confidence ``1 - delta`` is
+Clopper-Pearson, ``Beta.ppf(1 - delta, k + 1, n - k)``; for ``box_error_rate`` (losses
+in [0, 1]) it is Hoeffding-Bentkus (:func:`hoeffding_bentkus_upper`). Thresholds are
+tested in that fixed sequence and the loosest one reached with every bound so far
+``<= alpha`` is kept; testing stops at the first failure, so no multiplicity correction
+is needed and P(true risk > alpha) <= delta. The sequence starts at the strictest
+threshold that accepts ``n_min = ceil(ln delta / ln(1 - alpha))`` images: fewer can
+never certify ``alpha`` (even with no error); for ``box_error_rate`` at the strictest
+one whose bound would certify ``alpha`` at an empirical risk of ``alpha / 10``
+(:data:`START_RISK`). Which threshold that is depends on the scores only, never on the
+labels. If none passes, nothing is auto-accepted and :attr:`FittedPolicy.reason` says why.
 
 With ``holdout = 0`` (default) the score models and the bound use the same calibration
 images; the box models are one-dimensional and monotone, so the optimism is small, but
@@ -51,7 +64,7 @@ the bound is then an approximation: :func:`cross_validate` measures how it holds
 ``holdout > 0`` keeps that share of the images out of the score fit and computes the
 bound on them alone (exact, needs more images).
 
-Queue: ``auto_accept`` when P(no edit) >= the threshold; else ``scratch`` when expected
+Queue: ``auto_accept`` when the score (P(no edit) or the box score) >= the threshold; else ``scratch`` when expected
 seconds to fix > ``scratch_margin`` x expected seconds from scratch; else ``review``.
 The review queue is ordered by expected seconds saved per second of review,
 ``(scratch_s - edit_s) / edit_s``; budget mode keeps it in that order up to the budget
@@ -64,7 +77,8 @@ import json
 import math
 import os
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, Sequence
+from functools import lru_cache
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -80,6 +94,10 @@ __all__ = [
     "FittedPolicy",
     "Routing",
     "clopper_pearson_upper",
+    "hoeffding_bentkus_upper",
+    "BOUNDS",
+    "START_RISK",
+    "image_loss",
     "min_certifiable",
     "ltt_threshold",
     "fit_policy",
@@ -108,18 +126,89 @@ def clopper_pearson_upper(k: Any, n: Any, delta: float) -> Any:
     return float(out) if out.ndim == 0 else out
 
 
-def min_certifiable(alpha: float, delta: float) -> int:
-    """Fewest accepted images whose Clopper-Pearson bound can be ``<= alpha`` (with 0 errors)."""
+def hoeffding_bentkus_upper(loss_sum: Any, n: Any, delta: float) -> Any:
+    """Hoeffding-Bentkus upper bound, at confidence ``1 - delta``, on the mean of a loss
+    in [0, 1] whose ``n`` i.i.d. draws sum to ``loss_sum`` (1 where ``n == 0``).
+
+    The p-value of "mean > a" is ``min(exp(-n h(min(R, a), a)), e * P(Bin(n, a) <=
+    ceil(n R)))`` with ``R = loss_sum / n`` and ``h`` the Bernoulli KL divergence (Bates
+    et al. 2021, Angelopoulos et al. 2021 "Learn then Test"); it decreases in ``a``, and
+    the bound is the smallest ``a`` (found by bisection, rounded up) whose p-value is ``<= delta``."""
+    from scipy.special import rel_entr
+    from scipy.stats import binom
+
+    s, n = np.broadcast_arrays(np.asarray(loss_sum, np.float64), np.asarray(n, np.float64))
+    nn = np.maximum(n, 1)
+    r = np.clip(s / nn, 0, 1)
+    k = np.ceil(s - 1e-9)
+
+    def pvalue(a: np.ndarray) -> np.ndarray:
+        m = np.minimum(r, a)
+        h = rel_entr(m, a) + rel_entr(1 - m, 1 - a)
+        return np.minimum(np.exp(-nn * h), np.e * binom.cdf(k, nn, a))
+
+    lo, hi = r.copy(), np.ones_like(r)  # p(lo) > delta (or lo = r, the trivial floor); p(hi) <= delta
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        ok = pvalue(mid) <= delta
+        hi, lo = np.where(ok, mid, hi), np.where(ok, lo, mid)
+    out = np.where((n <= 0) | (r >= 1), 1.0, hi)
+    return float(out) if out.ndim == 0 else out
+
+
+#: The upper confidence bound used for each risk of :class:`~autolabel.config.RoutingPolicy`.
+BOUNDS: dict[str, Callable[[Any, Any, float], Any]] = {
+    "image_any_edit": clopper_pearson_upper,
+    "box_error_rate": hoeffding_bentkus_upper,
+}
+#: Where the fixed sequence starts, per risk: the strictest threshold whose bound could
+#: certify alpha at an empirical risk of ``START_RISK * alpha``. For 0/1 losses 0 (the
+#: fewest images that can ever certify alpha). For bounded losses a start at zero loss is
+#: a knife edge (any loss fails there and ends the sequence), so it starts where a risk of
+#: alpha / 10 would pass (33 images at alpha = delta = 0.1). Either depends on no label.
+START_RISK: dict[str, float] = {"image_any_edit": 0.0, "box_error_rate": 0.1}
+_BOUND_NAMES = {clopper_pearson_upper: "Clopper-Pearson", hoeffding_bentkus_upper: "Hoeffding-Bentkus"}
+
+
+def image_loss(images: pd.DataFrame, risk: str) -> np.ndarray:
+    """Per-image loss in [0, 1] from the edit counts of :func:`~autolabel.scoring.match_targets`:
+    ``image_any_edit``: 1 when the image needs any edit; ``box_error_rate``: (wrong
+    pre-labels, i.e. delete, relabel or adjust_relabel, + missed objects, i.e. draw) /
+    max(1, pre-labels + draws), crowd-matched pre-labels counted in neither. Images are the
+    i.i.d. units, so a bound on the mean of this loss is valid although the boxes within
+    an image are dependent; an ``adjust`` (right class, IoU in [iou_min, iou_accept)) counts
+    as a correct box."""
+    if risk == "image_any_edit":
+        return images["needs_edit"].to_numpy(np.float64)
+    if risk == "box_error_rate":
+        from autolabel.savings import EDIT_KINDS
+
+        wrong = images[["delete", "relabel", "adjust_relabel", "draw"]].to_numpy(np.float64).sum(1)
+        return wrong / np.maximum(1.0, images[list(EDIT_KINDS)].to_numpy(np.float64).sum(1))
+    raise ValueError(f"unknown risk {risk!r}; choose from {', '.join(BOUNDS)}")
+
+
+@lru_cache(maxsize=256)
+def min_certifiable(
+    alpha: float, delta: float, bound: Callable[[Any, Any, float], Any] = clopper_pearson_upper, risk: float = 0.0
+) -> int:
+    """Fewest accepted images whose ``bound`` is ``<= alpha`` at empirical risk ``risk``
+    (``0``: the fewest that can ever certify ``alpha``; the Clopper-Pearson and
+    Hoeffding-Bentkus bounds agree there: ``(1 - alpha) ** n <= delta``)."""
+    if not 0 <= risk < alpha:
+        raise ValueError(f"risk must be in [0, alpha={alpha}), got {risk}")
     n = max(1, math.ceil(math.log(delta) / math.log(1 - alpha)))
-    while clopper_pearson_upper(0, n, delta) > alpha:  # guard the float rounding of the log ratio
+    while bound(risk * n, n, delta) > alpha:  # also guards the float rounding of the log ratio
         n += 1
+    while n > 1 and bound(risk * (n - 1), n - 1, delta) <= alpha:
+        n -= 1
     return n
 
 
 @dataclass(frozen=True)
 class LTTResult:
     """The chosen threshold (None: nothing auto-accepted), why, and the risk-coverage
-    curve: one row per candidate threshold with ``n_accepted``, ``n_needs_edit``,
+    curve: one row per candidate threshold with ``n_accepted``, ``loss_sum``,
     ``coverage``, ``risk``, ``ucb``, ``tested`` and ``passed``."""
 
     threshold: float | None
@@ -127,19 +216,32 @@ class LTTResult:
     curve: pd.DataFrame
 
 
-def ltt_threshold(scores: np.ndarray, needs_edit: np.ndarray, alpha: float, delta: float) -> LTTResult:
-    """Learn-then-Test fixed-sequence choice of the auto-accept threshold (module docs)."""
+def ltt_threshold(
+    scores: np.ndarray, losses: np.ndarray, alpha: float, delta: float,
+    bound: Callable[[Any, Any, float], Any] = clopper_pearson_upper, score_name: str = "P(no edit)",
+    start_risk: float = 0.0,
+) -> LTTResult:
+    """Learn-then-Test fixed-sequence choice of the auto-accept threshold (module docs):
+    ``losses`` per calibration image in [0, 1] (0/1 for the Clopper-Pearson bound), the
+    risk of a threshold is their mean over the images scoring at or above it, and
+    ``bound(loss_sum, n, delta)`` is its upper confidence bound (:data:`BOUNDS`). The
+    sequence starts at the strictest threshold accepting ``min_certifiable(alpha, delta,
+    bound, start_risk * alpha)`` images (:data:`START_RISK`)."""
     s = np.asarray(scores, np.float64)
-    e = np.asarray(needs_edit, bool)
+    e = np.asarray(losses, np.float64)
     if not len(s):
         raise ValueError("no calibration images: cannot choose a threshold")
+    if len(e) != len(s) or not ((e >= 0) & (e <= 1)).all():
+        raise ValueError("losses must be one value in [0, 1] per score")
+    if bound is clopper_pearson_upper and not np.isin(e, (0.0, 1.0)).all():
+        raise ValueError("the Clopper-Pearson bound needs 0/1 losses; use hoeffding_bentkus_upper for bounded ones")
     order = np.argsort(-s, kind="stable")
     ss, ee = s[order], e[order]
     last = np.append(ss[1:] != ss[:-1], True)  # last image of each group of tied scores
     n = np.arange(1, len(s) + 1)[last]
     k = np.cumsum(ee)[last]
-    ucb = clopper_pearson_upper(k, n, delta)
-    n_min = min_certifiable(alpha, delta)
+    ucb = bound(k, n, delta)
+    n_min = min_certifiable(alpha, delta, bound, start_risk * alpha)
     tested = np.zeros(len(n), bool)
     passed = np.zeros(len(n), bool)
     start = int(np.searchsorted(n, n_min))  # n is increasing
@@ -151,7 +253,7 @@ def ltt_threshold(scores: np.ndarray, needs_edit: np.ndarray, alpha: float, delt
         passed[j] = True
         j += 1
     curve = pd.DataFrame({
-        "threshold": ss[last], "n_accepted": n, "n_needs_edit": k, "coverage": n / len(s),
+        "threshold": ss[last], "n_accepted": n, "loss_sum": k, "coverage": n / len(s),
         "risk": k / n, "ucb": ucb, "tested": tested, "passed": passed,
     })
     if start >= len(n):
@@ -162,14 +264,14 @@ def ltt_threshold(scores: np.ndarray, needs_edit: np.ndarray, alpha: float, delt
     if not passed.any():
         return LTTResult(None, (
             f"nothing auto-accepted: the strictest testable threshold ({ss[last][start]:.4g}, accepting "
-            f"{n[start]} of {len(s)} calibration images) has {k[start]} needing an edit, upper bound "
+            f"{n[start]} of {len(s)} calibration images) has risk {k[start] / n[start]:.3f}, upper bound "
             f"{ucb[start]:.3f} > alpha={alpha}"
         ), curve)
     b = int(np.flatnonzero(passed)[-1])
     nxt = "" if b + 1 >= len(n) else f"; the next looser one fails (bound {ucb[b + 1]:.3f})"
     return LTTResult(float(ss[last][b]), (
-        f"auto-accept P(no edit) >= {ss[last][b]:.4g}: {n[b]} of {len(s)} calibration images, {k[b]} "
-        f"needing an edit, upper bound {ucb[b]:.3f} <= alpha={alpha} at delta={delta}{nxt}"
+        f"auto-accept {score_name} >= {ss[last][b]:.4g}: {n[b]} of {len(s)} calibration images, risk "
+        f"{k[b] / n[b]:.3f}, upper bound {ucb[b]:.3f} <= alpha={alpha} at delta={delta}{nxt}"
     ), curve)
 
 
@@ -264,6 +366,12 @@ class FittedPolicy:
         )
 
     # -- scoring -----------------------------------------------------------------------------------
+    @property
+    def accept_score(self) -> str:
+        """The per-image score the threshold applies to: ``p_no_edit`` for the
+        ``image_any_edit`` risk, ``box_score`` (1 - expected box error rate) for ``box_error_rate``."""
+        return _ACCEPT_SCORE[self.config.risk]
+
     def check_model(self, model_id: str) -> None:
         """Raise ``ValueError`` unless predictions of ``model_id`` may use this policy."""
         if not self.model_id:
@@ -335,6 +443,9 @@ class FittedPolicy:
         out["sum_p_found"] = sum_found
         out["raw_score"] = np.exp(total(np.log(np.clip(p_ex, _EPS, 1)), pre) - expected["draw"])
         out["p_no_edit"] = self.image(out["raw_score"].to_numpy())
+        wrong = total(1 - p_cor, pre) + expected["draw"]
+        out["expected_box_error"] = wrong / np.maximum(1.0, out["n_prelabels"].to_numpy() + expected["draw"])
+        out["box_score"] = 1 - out["expected_box_error"]
         profile = CostProfile.load(self.config.cost_profile)
         from autolabel.savings import EDIT_KINDS, edit_seconds, scratch_seconds
 
@@ -345,7 +456,8 @@ class FittedPolicy:
     def assign(self, images: pd.DataFrame, budget_hours: float | None = None) -> pd.DataFrame:
         """Queue, reason, review priority and budget status for scored images (a manifest)."""
         m = images.copy()
-        p = m["p_no_edit"].to_numpy()
+        col, label = self.accept_score, _SCORE_LABEL[self.accept_score]
+        p = m[col].to_numpy()
         edit_s, scratch_s = m["expected_edit_s"].to_numpy(), m["expected_scratch_s"].to_numpy()
         margin = self.config.scratch_margin
         auto = p >= self.threshold if self.threshold is not None else np.zeros(len(m), bool)
@@ -353,9 +465,9 @@ class FittedPolicy:
         m["queue"] = np.where(auto, "auto_accept", np.where(scratch, "scratch", "review"))
         thr = "none certified" if self.threshold is None else f"{self.threshold:.4g}"
         m["reason"] = [
-            f"P(no edit) {pi:.3f} >= threshold {thr}" if a
+            f"{label} {pi:.3f} >= threshold {thr}" if a
             else f"expected {e:.1f} s to fix > {margin:g} x {sc:.1f} s from scratch" if sr
-            else f"P(no edit) {pi:.3f} < threshold {thr}; fixing ({e:.1f} s) beats scratch ({sc:.1f} s)"
+            else f"{label} {pi:.3f} < threshold {thr}; fixing ({e:.1f} s) beats scratch ({sc:.1f} s)"
             for pi, a, sr, e, sc in zip(p, auto, scratch, edit_s, scratch_s)
         ]
         m["priority"] = np.where(m["queue"] == "review", (scratch_s - edit_s) / np.maximum(edit_s, _EPS), np.nan)
@@ -366,9 +478,14 @@ class FittedPolicy:
                 raise ValueError(f"budget_hours must be >= 0, got {budget_hours}")
             cum = m.loc[review, "expected_edit_s"].cumsum()
             m["in_budget"] = pd.Series(cum <= budget_hours * 3600, index=review).reindex(m.index)
-        first = ["image", "file_name", "queue", "reason", "p_no_edit", "expected_edit_s", "expected_scratch_s",
-                 "priority", "review_rank", *(["in_budget"] if budget_hours is not None else [])]
+        first = ["image", "file_name", "queue", "reason", *dict.fromkeys(["p_no_edit", col]), "expected_edit_s",
+                 "expected_scratch_s", "priority", "review_rank", *(["in_budget"] if budget_hours is not None else [])]
         return m[first + [c for c in m.columns if c not in first]]
+
+
+_ACCEPT_SCORE = {"image_any_edit": "p_no_edit", "box_error_rate": "box_score"}
+_RISK_LABEL = {"image_any_edit": "share needing an edit", "box_error_rate": "mean box error rate"}
+_SCORE_LABEL = {"p_no_edit": "P(no edit)", "box_score": "1 - E[box error rate]"}
 
 
 def _feature(boxes: pd.DataFrame, use_agreement: bool) -> np.ndarray:
@@ -423,7 +540,8 @@ def _fit(
     policy = replace(policy, image=PlattCalibrator.fit(s["raw_score"], ~fi["needs_edit"].to_numpy(bool)))
     bi = images[images["image"].isin(bound_ids)]
     _, s = policy.score_tables(boxes[boxes["image"].isin(bound_ids)], bi[["image", "file_name"]])
-    ltt = ltt_threshold(s["p_no_edit"], bi["needs_edit"], cfg.alpha, cfg.delta)
+    ltt = ltt_threshold(s[policy.accept_score], image_loss(bi, cfg.risk), cfg.alpha, cfg.delta, BOUNDS[cfg.risk],
+                        _SCORE_LABEL[policy.accept_score], START_RISK[cfg.risk])
     scored, _ = policy.score_tables(pre, fi[["image", "file_name"]])
     summary = {
         "images": int(len(images)),
@@ -435,7 +553,8 @@ def _fit(
         "miss_model": "constant + pre-label count + sum of P(found) over boxes below prelabel_conf" if len(sub) else
         f"constant + pre-label count only: no predictions between evidence_conf {cfg.evidence_conf} and "
         f"prelabel_conf {cfg.prelabel_conf} (predict at a lower conf for a stronger miss model)",
-        "min_certifiable": min_certifiable(cfg.alpha, cfg.delta),
+        "risk": cfg.risk,
+        "min_certifiable": min_certifiable(cfg.alpha, cfg.delta, BOUNDS[cfg.risk], START_RISK[cfg.risk] * cfg.alpha),
         "classes_with_own_calibrator": sorted(cals["correct"].per_class),
         "classes_on_global_fallback": sorted(set(class_names) - set(cals["correct"].per_class)),
         "ece_before_in_sample": detection_ece(pre["score"], pre["correct"].to_numpy(bool), cfg.ece_bins),
@@ -527,6 +646,7 @@ class Routing:
             "model_id": self.predictions.model_id,
             "queues": {q: int((m["queue"] == q).sum()) for q in QUEUES},
             "threshold": self.policy.threshold,
+            "risk": self.policy.config.risk,
             "alpha": self.policy.config.alpha,
             "delta": self.policy.config.delta,
             "reason": self.policy.reason,
@@ -610,13 +730,14 @@ def route(
 # -- measuring a policy against ground truth -------------------------------------------------------------
 def _realized(
     manifest: pd.DataFrame, boxes: pd.DataFrame, truth: pd.DataFrame, profile: CostProfile,
-    ece_bins: int, naive_min_score: float,
+    ece_bins: int, naive_min_score: float, risk: str,
 ) -> dict[str, Any]:
     from autolabel.savings import EDIT_KINDS, edit_seconds, scratch_seconds
 
     t = truth.set_index("file_name").loc[manifest["file_name"]]
     q = manifest["queue"].to_numpy()
     need = t["needs_edit"].to_numpy(bool)
+    loss = image_loss(t, risk)
     fix_s = edit_seconds(t[list(EDIT_KINDS)].to_numpy(np.float64), profile)
     scratch_s = scratch_seconds(t["n_gt"].to_numpy(np.float64), profile)
     auto = q == "auto_accept"
@@ -627,10 +748,11 @@ def _realized(
         "images": len(manifest),
         "coverage": float(auto.mean()),
         "auto_accepted": int(auto.sum()),
-        "risk": float(need[auto].mean()) if auto.any() else float("nan"),
+        "risk": float(loss[auto].mean()) if auto.any() else float("nan"),
+        "share_needing_edit": float(need[auto].mean()) if auto.any() else float("nan"),
         "edits_left_in_auto_accepted": int(t.loc[auto, [k for k in EDIT_KINDS if k != "accept"]].to_numpy().sum()),
         "naive_coverage": float(naive.mean()),
-        "naive_risk": float(need[naive].mean()) if naive.any() else float("nan"),
+        "naive_risk": float(loss[naive].mean()) if naive.any() else float("nan"),
         "auc_no_edit": _auc(manifest["p_no_edit"].to_numpy(), ~need),
         "ece_before": detection_ece(pre["score"], pre["correct"].to_numpy(bool), ece_bins),
         "ece_after": detection_ece(pre["p_correct"], pre["correct"].to_numpy(bool), ece_bins),
@@ -659,17 +781,19 @@ def _auc(score: np.ndarray, positive: np.ndarray) -> float:
 
 def evaluate(routing: Routing, ground_truth: Results, naive_min_score: float = 0.5) -> dict[str, Any]:
     """What a routing really did, against ground truth: ``coverage``, realized ``risk``
-    (share of auto-accepted images needing an edit; NaN when none is auto-accepted), the
-    edits left in them, the naive rule (auto-accept when every pre-label scores >=
-    ``naive_min_score``; an image without pre-labels qualifies) beside it, ``auc_no_edit``
-    (how well P(no edit) ranks the images needing no edit), detection ECE of the raw and
+    (the policy's risk: mean :func:`image_loss` of the auto-accepted images; NaN when none
+    is auto-accepted), ``share_needing_edit`` of them, the edits left in them, the naive
+    rule (auto-accept when every pre-label scores >= ``naive_min_score``; an image without
+    pre-labels qualifies) beside it, ``auc_no_edit`` (how well P(no edit) ranks the images needing no edit), detection ECE of the raw and
     calibrated pre-label scores, and human seconds routed vs reviewing everything vs
     labeling from scratch (realized: :func:`~autolabel.savings.edit_seconds` of the true
     edits, :func:`~autolabel.savings.scratch_seconds` of the true objects)."""
     cfg = routing.policy.config
     targets, truth = _targets(routing.predictions, ground_truth, cfg)
     boxes = routing.boxes.merge(targets[["file_name", "box", "correct"]], on=["file_name", "box"], how="left")
-    return _realized(routing.manifest, boxes, truth, CostProfile.load(cfg.cost_profile), cfg.ece_bins, naive_min_score)
+    return _realized(
+        routing.manifest, boxes, truth, CostProfile.load(cfg.cost_profile), cfg.ece_bins, naive_min_score, cfg.risk
+    )
 
 
 def cross_validate(
@@ -702,15 +826,15 @@ def cross_validate(
         )
         tb, ti = pol.score_tables(boxes[boxes["image"].isin(test)], truth.loc[truth["image"].isin(test), ["image", "file_name"]])
         row = {"split": i, "seed": seed + i, "calibration_images": len(cal), "threshold": pol.threshold}
-        row.update(_realized(pol.assign(ti), tb, truth, profile, cfg.ece_bins, naive_min_score))
+        row.update(_realized(pol.assign(ti), tb, truth, profile, cfg.ece_bins, naive_min_score, cfg.risk))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 # -- plot ------------------------------------------------------------------------------------------------
 def plot_risk_coverage(policy: FittedPolicy, path: str | os.PathLike | None = None, ax: Any = None) -> Any:
-    """Risk (share of auto-accepted calibration images needing an edit) and its
-    Clopper-Pearson bound against coverage, with ``alpha`` and the chosen threshold.
+    """Risk (mean :func:`image_loss` of the auto-accepted calibration images) and its
+    upper bound (:data:`BOUNDS`) against coverage, with ``alpha`` and the chosen threshold.
     Returns the axes, or writes a PNG to ``path`` and returns the path."""
     import matplotlib
 
@@ -722,18 +846,21 @@ def plot_risk_coverage(policy: FittedPolicy, path: str | os.PathLike | None = No
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 4))
     c, cfg = policy.curve, policy.config
+    bound = BOUNDS[cfg.risk]
     if len(c):
         ax.step(c["coverage"], c["risk"], where="post", label="empirical risk (calibration)")
-        ax.step(c["coverage"], c["ucb"], where="post", ls="--", label=f"Clopper-Pearson bound, 1-delta={1 - cfg.delta:g}")
+        name = _BOUND_NAMES[bound]
+        ax.step(c["coverage"], c["ucb"], where="post", ls="--", label=f"{name} bound, 1-delta={1 - cfg.delta:g}")
         ok = c[c["passed"]]
         if len(ok):
             last = ok.iloc[-1]
             ax.plot([last["coverage"]], [last["ucb"]], "o", color="C2", label=f"chosen: coverage {last['coverage']:.2f}")
     ax.axhline(cfg.alpha, color="C3", lw=1, label=f"alpha = {cfg.alpha:g}")
-    n_min, n_cal = min_certifiable(cfg.alpha, cfg.delta), policy.summary.get("bound_images")
+    n_min = min_certifiable(cfg.alpha, cfg.delta, bound, START_RISK[cfg.risk] * cfg.alpha)
+    n_cal = policy.summary.get("bound_images")
     if n_cal:
-        ax.axvline(min(n_min / n_cal, 1), color="grey", ls=":", lw=1, label=f"fewest certifiable: {n_min} images")
-    ax.set(xlabel="coverage (share auto-accepted)", ylabel="share needing an edit", xlim=(0, 1), ylim=(0, 1))
+        ax.axvline(min(n_min / n_cal, 1), color="grey", ls=":", lw=1, label=f"sequence starts: {n_min} images")
+    ax.set(xlabel="coverage (share auto-accepted)", ylabel=_RISK_LABEL[cfg.risk], xlim=(0, 1), ylim=(0, 1))
     ax.set_title(f"risk-coverage, {policy.model_id or 'model ?'}", fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     if path is None:

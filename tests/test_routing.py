@@ -16,9 +16,10 @@ from autolabel.config import ConfigError, RoutingPolicy
 from autolabel.core import Detections, Results
 from autolabel.formats import read_coco, write_coco
 from autolabel.routing import (
-    QUEUES, FittedPolicy, clopper_pearson_upper, cross_validate, evaluate, fit_policy, ltt_threshold,
-    min_certifiable, plot_risk_coverage, route,
+    QUEUES, START_RISK, FittedPolicy, clopper_pearson_upper, cross_validate, evaluate, fit_policy,
+    hoeffding_bentkus_upper, image_loss, ltt_threshold, min_certifiable, plot_risk_coverage, route,
 )
+from autolabel.scoring import match_targets
 
 ALPHA = DELTA = 0.1
 
@@ -77,6 +78,59 @@ def test_ltt_controls_risk_when_auto_accept_is_feasible():
     assert np.mean(coverage) > 0.25  # the loosest safe threshold (t = 0.45) covers 55%
 
 
+def test_hoeffding_bentkus_bound_values_and_coverage():
+    hb = hoeffding_bentkus_upper
+    # zero loss: the p-value is (1 - a) ** n, so 22 images certify 0.1 and 21 do not (as Clopper-Pearson)
+    assert hb(0, 22, 0.1) == pytest.approx(1 - 0.1 ** (1 / 22), abs=1e-9) and hb(0, 21, 0.1) > 0.1
+    assert min_certifiable(0.1, 0.1, hb) == 22 and hb(3, 0, 0.1) == 1.0 and hb(10, 10, 0.1) == 1.0
+    k = np.arange(0, 40, 3)
+    assert (hb(k, 40, 0.1) >= clopper_pearson_upper(k, 40, 0.1) - 1e-9).all()  # no tighter than the exact binomial
+    assert (np.diff(hb(k, 40, 0.1)) > 0).all() and (hb(k, 40, 0.1) >= k / 40).all()
+    # bounded, non-binary losses: the bound is below the true mean in at most delta of the draws
+    rng = np.random.default_rng(0)
+    for a, b, n in ((1, 9, 30), (2, 3, 60), (0.3, 0.3, 100)):
+        losses = rng.beta(a, b, (3000, n))
+        assert (hb(losses.sum(1), n, 0.1) < a / (a + b)).mean() <= 0.1
+
+
+def test_box_error_rate_ltt_controls_risk_in_simulation():
+    """Bounded losses with a known risk curve: s uniform, loss = (1 - s)^2 * V with V uniform,
+    so the true risk of threshold t is E[(1 - s)^2 / 2 | s >= t] = (1 - t)^2 / 6 (safe from t = 0.225)."""
+    rng = np.random.default_rng(2)
+    true_risk, coverage = [], []
+    for _ in range(300):
+        s = rng.random(300)
+        r = ltt_threshold(s, (1 - s) ** 2 * rng.random(300), ALPHA, DELTA, hoeffding_bentkus_upper,
+                          start_risk=START_RISK["box_error_rate"])
+        t = 1.0 if r.threshold is None else r.threshold
+        true_risk.append((1 - t) ** 2 / 6)
+        coverage.append(1 - t)
+    assert (np.array(true_risk) > ALPHA).mean() <= DELTA
+    assert np.mean(coverage) > 0.45  # the loosest safe threshold covers 77.5%
+    # started at zero loss (22 images) instead, the first test already fails: nothing is accepted
+    assert ltt_threshold(s, (1 - s) ** 2 * rng.random(300), ALPHA, DELTA, hoeffding_bentkus_upper).threshold is None
+    with pytest.raises(ValueError, match="Clopper-Pearson bound needs 0/1 losses"):
+        ltt_threshold(s, np.full(300, 0.5), ALPHA, DELTA)
+
+
+def test_box_error_rate_loss():
+    """One image: GT objects A and B; pre-labels: A exactly (accept) and a box on nothing
+    (delete); B is missed (draw): 2 wrong of 2 pre-labels + 1 draw."""
+    info = al.core.ImageInfo("a.jpg", 100, 100)
+    names = ("cat", "dog")
+    gt = Results([Detections.from_xywh(np.array([[0, 0, 20, 20], [50, 50, 20, 20]], np.float32), np.ones(2),
+                                       np.array([0, 1]), class_names=names, image=info)], names)
+    pred = Results([Detections.from_xywh(np.array([[0, 0, 20, 20], [80, 0, 10, 10]], np.float32),
+                                         np.array([0.9, 0.8]), np.array([0, 0]), class_names=names, image=info)], names)
+    _, images = match_targets(pred, gt)
+    assert image_loss(images, "box_error_rate") == pytest.approx([2 / 3])
+    assert image_loss(images, "image_any_edit").tolist() == [1.0]
+    _, clean = match_targets(Results([gt[0][:1]], gt.class_names), Results([gt[0][:1]], gt.class_names))
+    assert image_loss(clean, "box_error_rate").tolist() == [0.0]
+    with pytest.raises(ValueError, match="unknown risk"):
+        image_loss(images, "box_recall")
+
+
 def test_ltt_explains_why_nothing_is_accepted():
     r = ltt_threshold(np.linspace(0, 1, 10), np.zeros(10, bool), ALPHA, DELTA)
     assert r.threshold is None and "at least 22" in r.reason
@@ -110,11 +164,24 @@ def test_twenty_splits_coco_guarantee(coco, alpha):
     assert cv["auc_no_edit"].mean() > 0.8  # P(no edit) ranks the clean images first out of sample
 
 
-def test_twenty_splits_bccd_guarantee(bccd_val):
-    cv = cross_validate(*bccd_val, {"alpha": ALPHA, "delta": DELTA}, n_splits=20)
+@pytest.mark.parametrize("risk", ["image_any_edit", "box_error_rate"])
+def test_twenty_splits_bccd_guarantee(bccd_val, risk):
+    cv = cross_validate(*bccd_val, {"risk": risk, "alpha": ALPHA, "delta": DELTA}, n_splits=20)
     assert _guarantee_holds(cv, ALPHA) >= 0.9
     assert cv["ece_after"].mean() < cv["ece_before"].mean()
     assert (cv["routed_s"] <= cv["review_everything_s"] + 1e-6).all()
+
+
+def test_twenty_splits_coco_box_error_rate(coco):
+    """The box-level risk: mean per-image share of wrong or missed boxes, Hoeffding-Bentkus bound.
+    Coverage is 0 here: the pre-labels' mean per-image box error rate is 0.55 (docs/reports)."""
+    cv = cross_validate(*coco, "box-error-rate", n_splits=20)
+    assert _guarantee_holds(cv, ALPHA) >= 0.9 and cv["coverage"].between(0, 1).all()
+    _, truth = match_targets(*coco)
+    loss = image_loss(truth, "box_error_rate")
+    assert ((loss > 0) & (loss < 1)).any() and (loss <= truth["needs_edit"]).all()
+    # the naive rule's realized box error rate is far above alpha
+    assert cv["naive_risk"].mean() > 2 * ALPHA
 
 
 # -- fitting, saving, bad input ------------------------------------------------------------------------------
@@ -176,6 +243,19 @@ def test_holdout_and_platt_options(coco):
     pol = fit_policy(*coco, {"holdout": 0.5, "method": "platt"})
     assert pol.summary["bound_images"] == 75 and pol.summary["fit_images"] == 75
     assert pol.correct.global_.to_dict()["method"] == "platt"
+
+
+def test_box_error_rate_policy(coco, tmp_path):
+    pol = fit_policy(*coco, {"risk": "box_error_rate", "alpha": 0.8})  # yolov5n: mean box error rate 0.55
+    assert pol.accept_score == "box_score" and pol.summary["risk"] == "box_error_rate"
+    assert pol.threshold is not None and "1 - E[box error rate] >=" in pol.reason
+    m = route(coco[0], pol).manifest
+    auto = m[m.queue == "auto_accept"]
+    assert len(auto) and (auto.box_score >= pol.threshold).all() and m["box_score"].between(0, 1).all()
+    assert (m.loc[m.queue != "auto_accept", "box_score"] < pol.threshold).all()
+    assert FittedPolicy.load(pol.save(tmp_path / "p.json")).config.risk == "box_error_rate"
+    assert RoutingPolicy.load("box-error-rate").risk == "box_error_rate"
+    assert RoutingPolicy.load().risk == "image_any_edit"
 
 
 # -- routing and exports --------------------------------------------------------------------------------------
@@ -253,3 +333,7 @@ def test_cli_calibrate_and_route(coco, coco150, tmp_path, capsys):
     assert main(["route", "--predictions", str(tmp_path / "other.json"), "--policy", str(tmp_path / "policy.json"),
                  "--out", str(tmp_path / "bad")]) == 2
     assert "calibrated on model" in capsys.readouterr().err
+    assert main(["calibrate", "--predictions", str(tmp_path / "P.json"), "--ground-truth", gt, "--risk",
+                 "box_error_rate", "--out", str(tmp_path / "box.json")]) == 0
+    saved = json.loads((tmp_path / "box.json").read_text())
+    assert saved["config"]["risk"] == "box_error_rate" and saved["config"]["alpha"] == 0.1
