@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["box_iou", "batched_nms", "letterbox", "unletterbox"]
+__all__ = ["box_iou", "batched_nms", "letterbox", "letterbox_resize", "unletterbox"]
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -42,6 +42,22 @@ def batched_nms(
     return np.asarray(keep, np.int64).reshape(-1)[:max_det]
 
 
+def letterbox_resize(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """The image part of a letterbox to ``size`` = (height, width), as YOLO does: ``image``
+    resized keeping its aspect ratio, the scale ratio, and the (left, top) offset at which
+    it sits in the padded ``size`` (the rest is padding)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    th, tw = size
+    r = min(th / h, tw / w)
+    nw, nh = int(round(w * r)), int(round(h * r))
+    if (nw, nh) != (w, h):
+        image = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    # an odd padding puts the extra pixel right / bottom
+    return image, r, (int(round((tw - nw) / 2 - 0.1)), int(round((th - nh) / 2 - 0.1)))
+
+
 def letterbox(
     image: np.ndarray, size: tuple[int, int], pad_value: int = 114
 ) -> tuple[np.ndarray, float, tuple[float, float]]:
@@ -49,18 +65,9 @@ def letterbox(
 
     Returns the padded image, the scale ratio and the (left, top) padding.
     """
-    import cv2
-
-    h, w = image.shape[:2]
-    th, tw = size
-    r = min(th / h, tw / w)
-    nw, nh = int(round(w * r)), int(round(h * r))
-    dw, dh = (tw - nw) / 2, (th - nh) / 2
-    if (nw, nh) != (w, h):
-        image = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
-    top, bottom = int(round(dh - 0.1)), int(round(dh + 0.1))
-    left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
-    out = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(pad_value,) * 3)
+    region, r, (left, top) = letterbox_resize(image, size)
+    out = np.full((*size, *image.shape[2:]), pad_value, image.dtype)
+    out[top: top + region.shape[0], left: left + region.shape[1]] = region
     return out, r, (float(left), float(top))
 
 

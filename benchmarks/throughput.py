@@ -39,8 +39,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("AUTOLABEL_SHARED", ROOT.parent / "shared"))
 os.environ.setdefault("AUTOLABEL_MODEL_DIR", str(SHARED / "models"))
@@ -97,9 +95,7 @@ def ceiling_vs_ours(model: str, n: int, repeats: int, tuned: Setup) -> dict[str,
     prepared = [det.prepare(load_image(p)) for p in paths]
     batches = []
     for i in range(0, len(prepared), bs):  # the values predict_prepared feeds the session
-        chunk = prepared[i: i + bs]
-        x = np.stack([c[0] for c in chunk]).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)
-        batches.append(np.ascontiguousarray(x))
+        batches.append(det.to_input(prepared[i: i + bs]))
     clocks = {k: _Clock() for k in ("ceiling_1", "ceiling_n", "ours_default", "ours")}
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(tuned.streams) as pool:
         det.run_raw(batches[0]), det_t.run_raw(batches[0])
@@ -139,8 +135,7 @@ def profile(model: str, n: int) -> None:
     prepared = [timed("letterbox (prepare)", det.prepare, im) for im in images]
     for i in range(0, n, det.batch_size):
         chunk = prepared[i: i + det.batch_size]
-        x = np.stack([c[0] for c in chunk]).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)
-        timed("inference (session.run)", det.run_raw, np.ascontiguousarray(x))
+        timed("inference (session.run)", det.run_raw, det.to_input(chunk))
         dets = timed("convert + infer + NMS (predict_prepared)", det.predict_prepared, chunk, 0.25, 0.6, 300)
         for d, p, im in zip(dets, paths[i:], images[i:]):
             info = ImageInfo(p, im.shape[1], im.shape[0])

@@ -18,17 +18,20 @@ from __future__ import annotations
 
 import ast
 import os
+import threading
 from typing import Any, Sequence
 
 import numpy as np
 
 from autolabel.core import Detections
 from autolabel.detectors.base import Detector, file_sha256
-from autolabel.ops import batched_nms, letterbox, unletterbox
+from autolabel.ops import batched_nms, letterbox_resize, unletterbox
 
 __all__ = ["OnnxDetector"]
 
 MAX_NMS_CANDIDATES = 30000
+PAD_VALUE = 114  # letterbox padding, as YOLO trains with
+_SCALE = np.float32(1 / 255)
 
 
 def _names_from_metadata(meta: dict[str, str]) -> list[str] | None:
@@ -95,6 +98,7 @@ class OnnxDetector(Detector):
         if names is None:
             raise ValueError(f"{path}: no class names in the ONNX metadata 'names'; pass class_names")
         self.providers = self.session.get_providers()
+        self._buffers = threading.local()  # reused input tensors: no page faults per batch
         name = os.path.splitext(os.path.basename(path))[0]
         super().__init__(name, names, file_sha256(path), size, batch_size, **defaults)
 
@@ -115,19 +119,35 @@ class OnnxDetector(Detector):
         raise ValueError(f"{path}: cannot tell the output layout of shape {shape}; pass class_names")
 
     def prepare(self, image: np.ndarray) -> tuple[np.ndarray, float, tuple[float, float], int, int]:
-        padded, ratio, pad = letterbox(image, self.input_size)  # type: ignore[arg-type]
-        return padded, ratio, pad, image.shape[1], image.shape[0]
+        """The letterbox's image part (resized, not padded: :meth:`to_input` pads), its
+        ratio and (left, top) offset, and the original width and height."""
+        region, ratio, (left, top) = letterbox_resize(image, self.input_size)  # type: ignore[arg-type]
+        return region, ratio, (float(left), float(top)), image.shape[1], image.shape[0]
+
+    def to_input(self, batch: Sequence[Any], out: np.ndarray | None = None) -> np.ndarray:
+        """The NCHW float32 input (0..1, padding 114/255) of a batch of :meth:`prepare`
+        outputs, written into ``out`` (a ``(>= len(batch), 3, H, W)`` buffer) when given."""
+        import cv2
+
+        th, tw = self.input_size
+        x = np.empty((len(batch), 3, th, tw), np.float32) if out is None else out[: len(batch)]
+        pad = np.float32(PAD_VALUE) * _SCALE  # the value an uint8 114 scales to
+        for xi, (region, _, (left, top), *_) in zip(x, batch):
+            h, w = region.shape[:2]
+            x0, y0 = int(left), int(top)
+            for band in (xi[:, :y0], xi[:, y0 + h:], xi[:, y0: y0 + h, :x0], xi[:, y0: y0 + h, x0 + w:]):
+                band[...] = pad
+            for plane, channel in zip(cv2.split(region), xi):  # HWC uint8 -> CHW float32 / 255, in place
+                np.multiply(plane, _SCALE, out=channel[y0: y0 + h, x0: x0 + w])
+        return x
 
     def predict_prepared(self, batch: Sequence[Any], conf: float, iou: float, max_det: int) -> list[Detections]:
         if not batch:
             return []
-        import cv2
-
-        x = np.empty((len(batch), 3, *batch[0][0].shape[:2]), np.float32)
-        for xi, b in zip(x, batch):  # HWC uint8 -> CHW float32 / 255: planes split by OpenCV, scaled in place
-            for plane, channel in zip(cv2.split(b[0]), xi):
-                np.multiply(plane, np.float32(1 / 255), out=channel)
-        raw = self.session.run([self.output_name], {self.input_name: x})[0]
+        buf = getattr(self._buffers, "x", None)  # one input buffer per calling thread (streams)
+        if buf is None or len(buf) < len(batch):
+            buf = self._buffers.x = np.empty((max(len(batch), self.batch_size), 3, *self.input_size), np.float32)
+        raw = self.session.run([self.output_name], {self.input_name: self.to_input(batch, buf)})[0]
         return [self.decode(raw[i], *b[1:], conf=conf, iou=iou, max_det=max_det) for i, b in enumerate(batch)]
 
     def decode(

@@ -16,9 +16,10 @@ machine or on Ray.
   same input twice is labeled once. A log written by another model (``model_id``) or
   with other ``conf`` / ``iou`` / ``max_det`` is refused with an error naming both;
   ``--no-resume`` (``resume=False``) deletes it and starts over.
-* **Outputs**, written from the log when every input is done, each file atomically
-  (temp file + rename): the export (``--format``), ``errors.csv`` (``key,reason`` of
-  every input that could not be read), ``frames.csv`` for video (frame index,
+* **Outputs**, written from the log when every input is done (read back one image at a
+  time, so the export's memory stays flat too), each file atomically (temp file +
+  rename): the export (``--format``), ``errors.csv`` (``key,reason`` of every input
+  that could not be read), ``frames.csv`` for video (frame index,
   timestamp and :mod:`temporal consistency <autolabel.temporal>` per sampled frame)
   and ``.autolabel/summary.json`` (also printed by the CLI). ``export=False`` fills
   only the log; :func:`export_log` exports it later, in any format. Status and exit

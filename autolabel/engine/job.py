@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import queue
@@ -14,9 +13,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from autolabel.core import Detections, Failure, Results
+from autolabel.core import Detections, Failure
 from autolabel.detectors import Detector, load_detector
-from autolabel.engine.log import LOG_DIR, ShardLog, atomic_write, encode_record, fsync_dir
+from autolabel.engine.log import LOG_DIR, LogResults, ShardLog, atomic_write, encode_record, fsync_dir
 from autolabel.pipeline import iter_prelabel, tracked
 from autolabel.sources import Item, Source, open_source
 
@@ -105,39 +104,40 @@ class _Pending:
 def export_log(
     out_dir: str | os.PathLike, format: str = "coco", class_map: Any = None, iou: float | None = None,
     **format_options: Any,
-) -> tuple[Results, list[str]]:
+) -> tuple[LogResults, list[str]]:
     """Write the export, ``errors.csv`` and (for video) ``frames.csv`` from ``OUT``'s log.
 
-    Every file is first written under ``OUT/.autolabel/export.tmp`` and then moved in
-    place with an atomic rename, so readers see the old file or the new one, never a
-    partial one; an export cut short is redone by the next run. ``class_map`` is applied
-    here (the log keeps the model's own classes). Returns the exported
-    :class:`Results` (without class probabilities, which no format writes) and the
+    The log is read as the files are written, one image at a time, so memory does not
+    grow with the number of images. Every file is first written under
+    ``OUT/.autolabel/export.tmp`` and then moved in place with an atomic rename, so
+    readers see the old file or the new one, never a partial one; an export cut short is
+    redone by the next run. ``class_map`` is applied here (the log keeps the model's own
+    classes). Returns the exported results as a :class:`~autolabel.engine.log.LogResults`
+    view of the log (without class probabilities, which no format writes) and the
     written paths.
     """
     from autolabel.classmap import ClassMap
     from autolabel.formats import write
+    from autolabel.formats._common import atomic_writer
     from autolabel.temporal import frame_table
 
     out = Path(out_dir)
     log = ShardLog(out)
-    results = log.results(probs=False)
+    results = log.view(probs=False)
     if class_map is not None:
         cmap = ClassMap.load(class_map, results.class_names)
         nms_iou = log.manifest()["iou"] if iou is None else iou
-        results = Results([cmap(d, nms_iou) for d in results], cmap.target_names, results.model_id,
-                          results.failures)
+        results = results.map(lambda d: cmap(d, nms_iou), cmap.target_names)
     stage = out / LOG_DIR / "export.tmp"
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
     staged = [Path(p) for p in write(results, str(stage), format, **format_options)]
-    buf = io.StringIO()
-    rows = csv.writer(buf, lineterminator="\n")
-    rows.writerow(["key", "reason"])
-    rows.writerows([f.key, f.reason] for f in results.failures)
-    (stage / "errors.csv").write_text(buf.getvalue(), encoding="utf-8")
+    with atomic_writer(stage / "errors.csv") as f:
+        rows = csv.writer(f, lineterminator="\n")
+        rows.writerow(["key", "reason"])
+        rows.writerows([x.key, x.reason] for x in results.failures)
     staged.append(stage / "errors.csv")
-    if any(d.image.frame_index is not None for d in results):  # (pandas only when needed: ~100 MB)
+    if results.has_frames:  # (pandas only when needed: ~100 MB)
         frame_table(results).to_csv(stage / "frames.csv", index=False)
         staged.append(stage / "frames.csv")
     root = stage.resolve()
@@ -253,7 +253,7 @@ def run_job(
         if export:
             results, written = export_log(out, format, class_map, iou, **(format_options or {}))
         else:
-            results, written = log.results(probs=False), []
+            results, written = log.view(probs=False), []
         torn = len(log.torn)
     status, code = _status(len(results), len(results.failures))
     summary = JobSummary(

@@ -33,10 +33,11 @@ failure), the last one wins; records keep the position of the key's first record
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -47,7 +48,7 @@ try:  # POSIX only; elsewhere two jobs on one OUT are not prevented
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOG_DIR", "LogError", "ResumeError", "ShardLog", "encode_record", "decode_record"]
+__all__ = ["LOG_DIR", "LogError", "LogResults", "ResumeError", "ShardLog", "encode_record", "decode_record"]
 
 LOG_DIR = ".autolabel"
 FORMAT_VERSION = 1
@@ -230,17 +231,24 @@ class ShardLog:
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Every record, shard by shard, in write order; torn last lines skipped."""
+        return (rec for _, _, rec in self._scan())
+
+    def _scan(self, shards: Sequence[Path] | None = None) -> Iterator[tuple[int, int, dict[str, Any]]]:
+        """``(shard number in shards, byte offset, record)`` of every record of ``shards``
+        (default: all)."""
         self.torn = []
-        for shard in self.shards():
+        for i, shard in enumerate(self.shards() if shards is None else shards):
             with open(shard, "rb") as f:
+                offset = 0
                 for n, line in enumerate(f, 1):
                     if not line.endswith(b"\n"):
                         self.torn.append(shard.name)
                         break
                     try:
-                        yield json.loads(line)
+                        yield i, offset, json.loads(line)
                     except (json.JSONDecodeError, UnicodeDecodeError) as e:
                         raise LogError(f"{shard}:{n}: corrupt record ({e})") from None
+                    offset += len(line)
 
     def done_keys(self, retry_failed: bool = False) -> set[str]:
         """Keys a resumed run skips: every recorded key, or only the labeled ones."""
@@ -249,13 +257,97 @@ class ShardLog:
             status[rec["key"]] = rec["status"]
         return {k for k, s in status.items() if s == "ok" or not retry_failed}
 
+    def view(self, probs: bool = True) -> LogResults:
+        """The log's results, read as they are iterated (see :class:`LogResults`)."""
+        return LogResults(self, probs)
+
     def results(self, probs: bool = True) -> Results:
-        """The log as :class:`Results` (labeled images in log order, failures listed);
-        ``probs=False`` leaves out the class probabilities (less memory)."""
-        m = self.manifest()
-        names = tuple(m["class_names"])
-        latest: dict[str, Detections | Failure] = {}
-        for rec in self.records():
-            latest[rec["key"]] = decode_record(rec, names, probs)
-        dets = [x for x in latest.values() if isinstance(x, Detections)]
-        return Results(dets, names, m["model_id"], [x for x in latest.values() if isinstance(x, Failure)])
+        """The log as in-memory :class:`Results` (labeled images in log order, failures
+        listed); ``probs=False`` leaves out the class probabilities (less memory)."""
+        view = self.view(probs)
+        return Results(list(view), view.class_names, view.model_id, list(view.failures))
+
+
+class LogResults:
+    """The results in a shard log, read from it as they are iterated, so that an export
+    of any size holds one image at a time: labeled images (:class:`Detections`, in the
+    order of each key's first record, with its last record's content) and
+    :attr:`failures`, each iterable any number of times. Holds only each key's last
+    record's position (a pass over the log when made). Made by :meth:`ShardLog.view`;
+    :meth:`map` transforms each image as it is read."""
+
+    def __init__(self, log: ShardLog, probs: bool = True):
+        m = log.manifest()
+        self.class_names: tuple[str, ...] = tuple(m["class_names"])
+        self.model_id: str = m["model_id"]
+        self.probs = probs
+        self.shards = log.shards()
+        self.has_frames = False  # whether any labeled image is a video frame
+        self._transform: Callable[[Detections], Detections] | None = None
+        last: dict[str, tuple[int, int, bool]] = {}  # key -> (shard, offset, labeled) of its last record
+        for shard, offset, rec in log._scan(self.shards):
+            ok = rec["status"] == "ok"
+            last[rec["key"]] = (shard, offset, ok)
+            self.has_frames = self.has_frames or (ok and rec.get("frame_index") is not None)
+        self._labeled = np.array([pos[:2] for pos in last.values() if pos[2]], np.int64).reshape(-1, 2)
+        self._failed = np.array([pos[:2] for pos in last.values() if not pos[2]], np.int64).reshape(-1, 2)
+        self._boxes: int | None = None
+
+    def __len__(self) -> int:
+        return len(self._labeled)
+
+    def __iter__(self) -> Iterator[Detections]:
+        boxes = 0
+        for x in self._read(self._labeled):
+            d = x if self._transform is None else self._transform(x)  # type: ignore[arg-type]
+            boxes += len(d)
+            yield d
+        self._boxes = boxes
+
+    @property
+    def failures(self) -> _Failures:
+        """The inputs that could not be read (:class:`Failure`), read as iterated."""
+        return _Failures(self)
+
+    @property
+    def num_boxes(self) -> int:
+        """Boxes in all images (counted on the first full iteration)."""
+        if self._boxes is None:
+            for _ in self:
+                pass
+        return self._boxes  # type: ignore[return-value]
+
+    def map(self, transform: Callable[[Detections], Detections], class_names: Sequence[str]) -> LogResults:
+        """A view whose images are ``transform(image)``, with these class names."""
+        out = copy.copy(self)
+        out._transform, out.class_names, out._boxes = transform, tuple(class_names), None
+        return out
+
+    def _read(self, positions: np.ndarray) -> Iterator[Detections | Failure]:
+        """The records at ``positions`` ((shard, offset) rows), decoded."""
+        files: dict[int, Any] = {}
+        try:
+            for row in positions:
+                shard, offset = int(row[0]), int(row[1])
+                if shard not in files:
+                    files[shard] = open(self.shards[shard], "rb")
+                f = files[shard]
+                if f.tell() != offset:  # records of one shard mostly come in order: no seek
+                    f.seek(offset)
+                yield decode_record(json.loads(f.readline()), self.class_names, self.probs)
+        finally:
+            for f in files.values():
+                f.close()
+
+
+class _Failures:
+    """The failures of a :class:`LogResults`, read as iterated."""
+
+    def __init__(self, results: LogResults):
+        self.results = results
+
+    def __len__(self) -> int:
+        return len(self.results._failed)
+
+    def __iter__(self) -> Iterator[Failure]:
+        return self.results._read(self.results._failed)  # type: ignore[return-value]

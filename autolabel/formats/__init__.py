@@ -23,6 +23,7 @@ import os
 from typing import Any
 
 from autolabel.core import Results
+from autolabel.formats._common import ResultsLike
 from autolabel.formats.coco import read_coco, write_coco
 from autolabel.formats.cvat import read_cvat, write_cvat
 from autolabel.formats.labelstudio import labelstudio_config, read_labelstudio, write_labelstudio
@@ -49,9 +50,12 @@ def _checked(format: str) -> str:
     return format
 
 
-def write(results: Results, out_dir: str | os.PathLike, format: str = "coco", **options: Any) -> list[str]:
+def write(results: ResultsLike, out_dir: str | os.PathLike, format: str = "coco", **options: Any) -> list[str]:
     """Write ``results`` into ``out_dir`` (created) in ``format``; returns the written paths.
-    ``options`` go to the format's ``write_<format>`` function."""
+    ``options`` go to the format's ``write_<format>`` function. Writers stream: they go
+    through the images once, holding one at a time (``results`` may be a lazy view such
+    as :class:`~autolabel.engine.log.LogResults`); a bad image (no size, a repeated key)
+    stops the write there, leaving the per-image files (YOLO, VOC) already written."""
     fmt = _checked(format)
     os.makedirs(out_dir, exist_ok=True)
     target = os.path.join(out_dir, _FILE[fmt]) if fmt in _FILE else out_dir

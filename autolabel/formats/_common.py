@@ -9,9 +9,10 @@ import os
 import re
 import secrets
 import xml.etree.ElementTree as ET
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import IO, Any, Iterable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -43,48 +44,71 @@ def safe_join(out_dir: str | os.PathLike, name: str) -> str:
     return path
 
 
-def atomic_write(path: str | os.PathLike, text: str) -> str:
-    """Write ``text`` (UTF-8) to a temporary file beside ``path``, then rename it over
-    ``path``: a crash leaves the old file or the new one, never half of one."""
+class ResultsLike(Protocol):
+    """What a writer reads: :class:`~autolabel.core.Results`, or a view that reads them
+    as it goes (:class:`~autolabel.engine.log.LogResults`). Writers go through the images
+    once, in order, and hold one image at a time."""
+
+    class_names: tuple[str, ...]
+    model_id: str
+
+    @property
+    def failures(self) -> Iterable[Failure]: ...
+
+    def __iter__(self) -> Iterator[Detections]: ...
+
+    def __len__(self) -> int: ...
+
+
+@contextmanager
+def atomic_writer(path: str | os.PathLike) -> Iterator[IO[str]]:
+    """A text file (UTF-8) to write ``path`` through: written to a temporary file beside
+    ``path`` and renamed over it when the block ends without an error (else removed), so
+    a crash leaves the old file or the new one, never half of one."""
     path = str(path)
     folder, name = os.path.split(path)
     os.makedirs(folder or ".", exist_ok=True)
     tmp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")  # mode "x": the umask applies
     try:
         with open(tmp, "x", encoding="utf-8", newline="\n") as f:
-            f.write(text)
+            yield f
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
-    return path
 
 
-def labeled(results: Iterable[Detections]) -> list[tuple[Detections, ImageInfo]]:
-    """Every detections with its image; an image is required and keys must be unique."""
-    out, seen = [], set()
+def atomic_write(path: str | os.PathLike, text: str) -> str:
+    """Write ``text`` to ``path`` through :func:`atomic_writer`; returns ``path``."""
+    with atomic_writer(path) as f:
+        f.write(text)
+    return str(path)
+
+
+def labeled(results: Iterable[Detections]) -> Iterator[tuple[Detections, ImageInfo]]:
+    """Every detections with its image, as they come; an image is required and keys must
+    be unique (checked as they come: a writer stops at the first offender)."""
+    seen = set()
     for i, d in enumerate(results):
         if d.image is None:
             raise ValueError(f"detections #{i} have no ImageInfo: a format needs the image name and size")
         if d.image.key in seen:
             raise ValueError(f"image key {d.image.key!r} appears twice")
         seen.add(d.image.key)
-        out.append((d, d.image))
-    return out
+        yield d, d.image
 
 
 def per_image_paths(
     results: Iterable[Detections], out_dir: str, sub: str, ext: str
-) -> list[tuple[Detections, ImageInfo, str]]:
+) -> Iterator[tuple[Detections, ImageInfo, str]]:
     """``out_dir/sub/<file name without extension><ext>`` for every image (safe, no two alike)."""
-    rows, owner = [], {}
+    owner = {}
     for d, info in labeled(results):
         rel = sub + "/" + os.path.splitext(safe_relpath(info.file_name))[0] + ext
         if rel in owner:
             raise ValueError(f"images {owner[rel]!r} and {info.key!r} would both be written to {rel}")
         owner[rel] = info.key
-        rows.append((d, info, safe_join(out_dir, rel)))
-    return rows
+        yield d, info, safe_join(out_dir, rel)
 
 
 def check_names(class_names: Sequence[str]) -> None:
@@ -137,10 +161,10 @@ def rotated_bounds(
     return [min(xs), min(ys), max(xs), max(ys)]
 
 
-def xml_text(root: ET.Element, declaration: bool = True) -> str:
-    """Indented XML text; ElementTree escapes every name and value."""
-    ET.indent(root)
-    return ET.tostring(root, encoding="unicode", xml_declaration=declaration) + "\n"
+def xml_text(root: ET.Element, declaration: bool = True, level: int = 0) -> str:
+    """Indented XML text (as a child at depth ``level``); ElementTree escapes every name and value."""
+    ET.indent(root, level=level)
+    return "  " * level + ET.tostring(root, encoding="unicode", xml_declaration=declaration) + "\n"
 
 
 def sub(parent: ET.Element, tag: str, text: object = None, **attrib: object) -> ET.Element:

@@ -11,43 +11,59 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from typing import Any
 
 from autolabel.core import Failure, ImageInfo, Results
-from autolabel.formats._common import Builder, atomic_write, check_names, labeled, load_json, now, num, number
+from autolabel.formats._common import (
+    Builder, ResultsLike, atomic_writer, check_names, labeled, load_json, now, num, number,
+)
 
 __all__ = ["write_coco", "read_coco"]
 
 
-def write_coco(results: Results, path: str | os.PathLike) -> list[str]:
-    """Write ``results`` as one COCO dataset JSON file; returns ``[path]``."""
+def write_coco(results: ResultsLike, path: str | os.PathLike) -> list[str]:
+    """Write ``results`` as one COCO dataset JSON file; returns ``[path]``.
+
+    Written as the images come (one pass, one image in memory): ``images`` straight to
+    the file, ``annotations`` to a temporary file appended after them."""
     check_names(results.class_names)
-    images, annotations = [], []
-    for image_id, (d, info) in enumerate(labeled(results), start=1):
-        record: dict[str, Any] = {"id": image_id, "file_name": info.file_name, "width": info.width,
-                                  "height": info.height}
-        if info.frame_index is not None:
-            record.update(video=info.key.split("#", 1)[0], frame_index=info.frame_index, timestamp=info.timestamp)
-        images.append(record)
-        crowd = d.iscrowd if d.iscrowd is not None else [False] * len(d)
-        for b, s, c, z in zip(d.xyxy.tolist(), d.scores, d.class_ids.tolist(), crowd):
-            # float64 differences of float32 corners are exact: x + w gives x2 back bit for bit
-            w, h = b[2] - b[0], b[3] - b[1]
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": image_id, "category_id": c + 1,
-                "bbox": [b[0], b[1], w, h], "area": w * h, "iscrowd": int(z), "score": float(num(s)),
-            })
-    dataset = {
-        "info": {
-            "description": f"pre-labels by {results.model_id or 'an unnamed model'}",
-            "model_id": results.model_id, "date_created": now(), "tool": "autolabel",
-            "failures": [{"key": f.key, "reason": f.reason} for f in results.failures],
-        },
-        "images": images,
-        "annotations": annotations,
-        "categories": [{"id": i + 1, "name": n, "supercategory": ""} for i, n in enumerate(results.class_names)],
-    }
-    return [atomic_write(path, json.dumps(dataset, separators=(",", ":"), allow_nan=False))]
+    meta = {"description": f"pre-labels by {results.model_id or 'an unnamed model'}",
+            "model_id": results.model_id, "date_created": now(), "tool": "autolabel"}
+    folder = os.path.dirname(str(path)) or "."
+    with atomic_writer(path) as f, tempfile.TemporaryFile("w+", encoding="utf-8", dir=folder) as ann:
+        # the same bytes as json.dumps of the whole dataset dict, written piece by piece
+        f.write('{"info":' + _dumps(meta)[:-1] + ',"failures":[')
+        f.write(",".join(_dumps({"key": x.key, "reason": x.reason}) for x in results.failures))
+        f.write(']},"images":[')
+        n_ann = 0
+        for image_id, (d, info) in enumerate(labeled(results), start=1):
+            record: dict[str, Any] = {"id": image_id, "file_name": info.file_name, "width": info.width,
+                                      "height": info.height}
+            if info.frame_index is not None:
+                record.update(video=info.key.split("#", 1)[0], frame_index=info.frame_index,
+                              timestamp=info.timestamp)
+            f.write(("," if image_id > 1 else "") + _dumps(record))
+            crowd = d.iscrowd if d.iscrowd is not None else [False] * len(d)
+            for b, s, c, z in zip(d.xyxy.tolist(), d.scores, d.class_ids.tolist(), crowd):
+                # float64 differences of float32 corners are exact: x + w gives x2 back bit for bit
+                w, h = b[2] - b[0], b[3] - b[1]
+                n_ann += 1
+                ann.write(("," if n_ann > 1 else "") + _dumps({
+                    "id": n_ann, "image_id": image_id, "category_id": c + 1,
+                    "bbox": [b[0], b[1], w, h], "area": w * h, "iscrowd": int(z), "score": float(num(s)),
+                }))
+        f.write('],"annotations":[')
+        ann.seek(0)
+        shutil.copyfileobj(ann, f)
+        categories = [{"id": i + 1, "name": n, "supercategory": ""} for i, n in enumerate(results.class_names)]
+        f.write('],"categories":' + _dumps(categories) + "}")
+    return [str(path)]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
 def read_coco(source: str | os.PathLike | dict[str, Any]) -> Results:

@@ -14,21 +14,21 @@ from typing import Sequence
 
 from autolabel.core import ImageInfo, Results
 from autolabel.formats._common import (
-    Builder, atomic_write, check_names, labeled, load_xml, now, num, number, rotated_bounds, sub, xml_text,
+    Builder, ResultsLike, atomic_writer, check_names, labeled, load_xml, now, num, number, rotated_bounds, sub,
+    xml_text,
 )
 
 __all__ = ["write_cvat", "read_cvat"]
 
 
-def write_cvat(results: Results, path: str | os.PathLike) -> list[str]:
-    """Write one CVAT for images 1.1 XML file; returns ``[path]``."""
+def write_cvat(results: ResultsLike, path: str | os.PathLike) -> list[str]:
+    """Write one CVAT for images 1.1 XML file, image by image; returns ``[path]``."""
     check_names(results.class_names)
-    rows = labeled(results)
     root = ET.Element("annotations")
     sub(root, "version", "1.1")
     meta = sub(root, "meta")
     task = sub(meta, "task")
-    for tag, v in (("name", f"autolabel {results.model_id}".strip()), ("size", len(rows)), ("mode", "annotation")):
+    for tag, v in (("name", f"autolabel {results.model_id}".strip()), ("size", len(results)), ("mode", "annotation")):
         sub(task, tag, v)
     labels = sub(task, "labels")
     for n in results.class_names:
@@ -41,13 +41,19 @@ def write_cvat(results: Results, path: str | os.PathLike) -> list[str]:
             sub(attribute, tag, v)
     sub(meta, "model_id", results.model_id)
     sub(meta, "dumped", now())
-    for i, (d, info) in enumerate(rows):
-        image = sub(root, "image", id=i, name=info.file_name, width=info.width, height=info.height)
-        for b, s, name in zip(d.xyxy.tolist(), d.scores, d.labels):
-            corners = {t: f"{v:.2f}" for t, v in zip(("xtl", "ytl", "xbr", "ybr"), b)}
-            box = sub(image, "box", label=name, source="auto", occluded=0, **corners, z_order=0)
-            sub(box, "attribute", num(s), name="score")
-    return [atomic_write(path, xml_text(root))]
+    head, end = xml_text(root).rsplit("</annotations>", 1)
+    with atomic_writer(path) as f:
+        f.write(head)
+        for i, (d, info) in enumerate(labeled(results)):
+            image = ET.Element("image", id=str(i), name=info.file_name, width=str(info.width),
+                               height=str(info.height))
+            for b, s, name in zip(d.xyxy.tolist(), d.scores, d.labels):
+                corners = {t: f"{v:.2f}" for t, v in zip(("xtl", "ytl", "xbr", "ybr"), b)}
+                box = sub(image, "box", label=name, source="auto", occluded=0, **corners, z_order=0)
+                sub(box, "attribute", num(s), name="score")
+            f.write(xml_text(image, declaration=False, level=1))
+        f.write("</annotations>" + end)
+    return [str(path)]
 
 
 def read_cvat(path: str | os.PathLike, class_names: Sequence[str] | None = None) -> Results:

@@ -18,8 +18,8 @@ from urllib.parse import quote, unquote
 
 from autolabel.core import Failure, ImageInfo, Results
 from autolabel.formats._common import (
-    Builder, Size, atomic_write, check_names, from_relative, image_score, labeled, load_json, load_xml, num,
-    number, rotated_bounds, size_for, sub, to_relative, xml_text,
+    Builder, ResultsLike, Size, atomic_write, atomic_writer, check_names, from_relative, image_score, labeled,
+    load_json, load_xml, num, number, rotated_bounds, size_for, sub, to_relative, xml_text,
 )
 
 __all__ = ["write_labelstudio", "read_labelstudio", "labelstudio_config", "CONFIG_NAME"]
@@ -39,7 +39,7 @@ def labelstudio_config(class_names: Sequence[str]) -> str:
 
 
 def write_labelstudio(
-    results: Results,
+    results: ResultsLike,
     path: str | os.PathLike,
     image_root_url: str = "",
     extra_data: Mapping[str, Mapping[str, Any]] | None = None,
@@ -49,34 +49,40 @@ def write_labelstudio(
     ``image_root_url`` prefixes every image (e.g. ``"/data/local-files/?d=photos/"``);
     ``extra_data`` maps an image key to fields merged into that task's ``data``."""
     check_names(results.class_names)
-    tasks = []
-    for i, (d, info) in enumerate(labeled(results)):
-        boxes = to_relative(d, info, center=False, scale=100.0).tolist()
-        regions = [
-            {
-                "id": f"{i}-{j}", "from_name": "label", "to_name": "image", "type": "rectanglelabels",
-                "original_width": info.width, "original_height": info.height, "image_rotation": 0,
-                "value": {"x": x, "y": y, "width": w, "height": h, "rotation": 0, "rectanglelabels": [name]},
-                "score": float(num(s)),
+    with atomic_writer(path) as f:
+        f.write("[")
+        close = "]"
+        for i, (d, info) in enumerate(labeled(results)):
+            boxes = to_relative(d, info, center=False, scale=100.0).tolist()
+            regions = [
+                {
+                    "id": f"{i}-{j}", "from_name": "label", "to_name": "image", "type": "rectanglelabels",
+                    "original_width": info.width, "original_height": info.height, "image_rotation": 0,
+                    "value": {"x": x, "y": y, "width": w, "height": h, "rotation": 0, "rectanglelabels": [name]},
+                    "score": float(num(s)),
+                }
+                for j, ((x, y, w, h), name, s) in enumerate(zip(boxes, d.labels, d.scores))
+            ]
+            data: dict[str, Any] = {
+                "image": image_root_url + quote(info.file_name, safe="/"), "key": info.key,
+                "width": info.width, "height": info.height,
             }
-            for j, ((x, y, w, h), name, s) in enumerate(zip(boxes, d.labels, d.scores))
-        ]
-        data: dict[str, Any] = {
-            "image": image_root_url + quote(info.file_name, safe="/"), "key": info.key,
-            "width": info.width, "height": info.height,
-        }
-        if info.frame_index is not None:
-            data.update(frame_index=info.frame_index, timestamp=info.timestamp)
-        extra = (extra_data or {}).get(info.key, {})
-        clash = sorted(set(extra).intersection(_RESERVED))
-        if clash:
-            raise ValueError(f"extra_data for {info.key!r} may not set {', '.join(clash)}")
-        data.update(extra)
-        prediction = {"model_version": results.model_id, "score": float(num(image_score(d))), "result": regions}
-        tasks.append({"data": data, "predictions": [prediction]})
+            if info.frame_index is not None:
+                data.update(frame_index=info.frame_index, timestamp=info.timestamp)
+            extra = (extra_data or {}).get(info.key, {})
+            clash = sorted(set(extra).intersection(_RESERVED))
+            if clash:
+                raise ValueError(f"extra_data for {info.key!r} may not set {', '.join(clash)}")
+            data.update(extra)
+            prediction = {"model_version": results.model_id, "score": float(num(image_score(d))), "result": regions}
+            task = json.dumps({"data": data, "predictions": [prediction]}, indent=1, ensure_ascii=False,
+                              allow_nan=False)
+            # the same bytes as json.dumps of the whole list with indent=1: each task one level in
+            f.write(("," if i else "") + "\n " + task.replace("\n", "\n "))
+            close = "\n]"
+        f.write(close)
     config = os.path.join(os.path.dirname(str(path)), CONFIG_NAME)
-    text = json.dumps(tasks, indent=1, ensure_ascii=False, allow_nan=False)
-    return [atomic_write(path, text), atomic_write(config, labelstudio_config(results.class_names))]
+    return [str(path), atomic_write(config, labelstudio_config(results.class_names))]
 
 
 def read_labelstudio(

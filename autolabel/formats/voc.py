@@ -16,8 +16,8 @@ from typing import Sequence
 
 from autolabel.core import ImageInfo, Results
 from autolabel.formats._common import (
-    Builder, atomic_write, check_names, image_size, load_xml, num, per_image_paths, rel_posix, safe_relpath,
-    sub, xml_number, xml_text,
+    Builder, ResultsLike, atomic_write, atomic_writer, check_names, image_size, load_xml, num, per_image_paths,
+    rel_posix, safe_relpath, sub, xml_number, xml_text,
 )
 
 __all__ = ["write_voc", "read_voc"]
@@ -25,39 +25,37 @@ __all__ = ["write_voc", "read_voc"]
 LABELMAP = "labelmap.txt"  # class list, in the Datumaro / CVAT VOC export layout
 
 
-def write_voc(results: Results, out_dir: str | os.PathLike, split: str = "default") -> list[str]:
+def write_voc(results: ResultsLike, out_dir: str | os.PathLike, split: str = "default") -> list[str]:
     """Write one ``Annotations/<stem>.xml`` per image, ``ImageSets/Main/<split>.txt`` and
     ``labelmap.txt`` (the class names in order)."""
     out_dir = str(out_dir)
     check_names(results.class_names)
-    written, image_ids = [], []
-    for d, info, path in per_image_paths(results, out_dir, "Annotations", ".xml"):
-        image_ids.append(rel_posix(os.path.splitext(path)[0], os.path.join(out_dir, "Annotations")))
-        root = ET.Element("annotation")
-        sub(root, "folder", "JPEGImages")
-        sub(root, "filename", safe_relpath(info.file_name).rsplit("/", 1)[-1])
-        size = sub(root, "size")
-        for tag, v in (("width", info.width), ("height", info.height), ("depth", 3)):
-            sub(size, tag, v)
-        sub(root, "segmented", 0)
-        sub(root, "model_id", results.model_id)
-        crowd = d.iscrowd if d.iscrowd is not None else [False] * len(d)
-        for b, s, name, z in zip(d.xyxy.tolist(), d.scores, d.labels, crowd):
-            obj = sub(root, "object")
-            fields = ("name", name), ("pose", "Unspecified"), ("truncated", 0), ("difficult", int(z)), ("score", num(s))
-            for tag, v in fields:
-                sub(obj, tag, v)
-            box = sub(obj, "bndbox")
-            for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), b):
-                sub(box, tag, round(v))
-        written.append(atomic_write(path, xml_text(root)))
+    written = []
     listing = os.path.join(out_dir, "ImageSets", "Main", f"{safe_relpath(split)}.txt")
+    with atomic_writer(listing) as image_ids:
+        for d, info, path in per_image_paths(results, out_dir, "Annotations", ".xml"):
+            image_ids.write(rel_posix(os.path.splitext(path)[0], os.path.join(out_dir, "Annotations")) + "\n")
+            root = ET.Element("annotation")
+            sub(root, "folder", "JPEGImages")
+            sub(root, "filename", safe_relpath(info.file_name).rsplit("/", 1)[-1])
+            size = sub(root, "size")
+            for tag, v in (("width", info.width), ("height", info.height), ("depth", 3)):
+                sub(size, tag, v)
+            sub(root, "segmented", 0)
+            sub(root, "model_id", results.model_id)
+            crowd = d.iscrowd if d.iscrowd is not None else [False] * len(d)
+            for b, s, name, z in zip(d.xyxy.tolist(), d.scores, d.labels, crowd):
+                obj = sub(root, "object")
+                fields = (("name", name), ("pose", "Unspecified"), ("truncated", 0), ("difficult", int(z)),
+                          ("score", num(s)))
+                for tag, v in fields:
+                    sub(obj, tag, v)
+                box = sub(obj, "bndbox")
+                for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), b):
+                    sub(box, tag, round(v))
+            written.append(atomic_write(path, xml_text(root)))
     labelmap = "# label:color_rgb:parts:actions\n" + "".join(f"{n}:::\n" for n in results.class_names)
-    return [
-        *written,
-        atomic_write(listing, "".join(i + "\n" for i in image_ids)),
-        atomic_write(os.path.join(out_dir, LABELMAP), labelmap),
-    ]
+    return [*written, listing, atomic_write(os.path.join(out_dir, LABELMAP), labelmap)]
 
 
 def read_voc(root: str | os.PathLike, split: str | None = None, class_names: Sequence[str] | None = None) -> Results:

@@ -16,7 +16,7 @@ import yaml
 from autolabel.config import load_yaml
 from autolabel.core import ImageInfo, Results
 from autolabel.formats._common import (
-    Builder, Size, atomic_write, check_names, from_relative, image_size, num, number, per_image_paths,
+    Builder, ResultsLike, Size, atomic_write, check_names, from_relative, image_size, num, number, per_image_paths,
     rel_posix, size_for, to_relative,
 )
 from autolabel.sources import IMAGE_EXTENSIONS
@@ -24,7 +24,7 @@ from autolabel.sources import IMAGE_EXTENSIONS
 __all__ = ["write_yolo", "read_yolo"]
 
 
-def write_yolo(results: Results, out_dir: str | os.PathLike, confidence: bool = True) -> list[str]:
+def write_yolo(results: ResultsLike, out_dir: str | os.PathLike, confidence: bool = True) -> list[str]:
     """Write ``data.yaml`` and one ``labels/<stem>.txt`` per image (empty when no boxes)."""
     out_dir = str(out_dir)
     check_names(results.class_names)
