@@ -1,6 +1,6 @@
-"""Regenerate the savings reports in docs/reports/ from the shared models and data.
+"""Regenerate the savings reports in benchmarks/reports/ from the shared models and data.
 
-    python scripts/make_savings_reports.py [--out docs/reports] [--profile extreme-clicking]
+    python scripts/make_savings_reports.py [--out benchmarks/reports] [--profile extreme-clicking]
 
 * ``coco150-yolov5n``: yolov5n.onnx against yolov5n-320.onnx on coco-val-150;
 * ``bccd-val``: yolov8n-bccd.pt on the BCCD val split (the model was trained on train).
@@ -22,7 +22,7 @@ os.environ.setdefault("AUTOLABEL_MODEL_DIR", str(SHARED / "models"))
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=str(ROOT / "docs" / "reports"))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "reports"))
     ap.add_argument("--profile", default="extreme-clicking")
     args = ap.parse_args()
 

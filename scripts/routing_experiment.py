@@ -14,7 +14,7 @@ image-level risk, the box-level one (``risk: box_error_rate``, ``configs/routing
 box-error-rate.yaml``: the mean per-image share of wrong or missed boxes, with a
 Hoeffding-Bentkus bound) on the same splits.
 
-    python scripts/routing_experiment.py                        # both -> docs/reports/routing-*.md
+    python scripts/routing_experiment.py                        # both -> benchmarks/reports/routing-*.md
     python scripts/routing_experiment.py --dataset bccd --splits 20 --no-agreement
 """
 
@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--alpha", type=float, default=0.1)
     ap.add_argument("--delta", type=float, default=0.1)
     ap.add_argument("--no-agreement", action="store_true", help="skip the TTA / second-detector rows (extra inference)")
-    ap.add_argument("--out", default=str(ROOT / "docs" / "reports"))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "reports"))
     args = ap.parse_args(argv)
     os.environ.setdefault("AUTOLABEL_MODEL_DIR", str(SHARED / "models"))  # the shared models by bare name
     out = Path(args.out)

@@ -174,7 +174,7 @@ def test_twenty_splits_bccd_guarantee(bccd_val, risk):
 
 def test_twenty_splits_coco_box_error_rate(coco):
     """The box-level risk: mean per-image share of wrong or missed boxes, Hoeffding-Bentkus bound.
-    Coverage is 0 here: the pre-labels' mean per-image box error rate is 0.55 (docs/reports)."""
+    Coverage is 0 here: the pre-labels' mean per-image box error rate is 0.55 (benchmarks/reports)."""
     cv = cross_validate(*coco, "box-error-rate", n_splits=20)
     assert _guarantee_holds(cv, ALPHA) >= 0.9 and cv["coverage"].between(0, 1).all()
     _, truth = match_targets(*coco)
