@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 __all__ = ["ConfigError", "ModelConfig", "ClassMapConfig", "load_yaml", "config_path", "CostProfile", "RoutingPolicy"]
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# ``autolabel/configs`` links to the repository's ``configs/`` and is a copy of it in an installed wheel
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 T = TypeVar("T", bound="StrictModel")
 
 
@@ -29,10 +30,9 @@ def config_path(kind: str, name: str | os.PathLike) -> Path:
     p = Path(name)
     if p.suffix in (".yaml", ".yml", ".json") or p.exists():
         return p
-    for base in (CONFIG_DIR, Path(__file__).resolve().parent / "configs"):
-        cand = base / kind / f"{name}.yaml"
-        if cand.is_file():
-            return cand
+    cand = CONFIG_DIR / kind / f"{name}.yaml"
+    if cand.is_file():
+        return cand
     known = sorted(q.stem for q in (CONFIG_DIR / kind).glob("*.yaml")) if (CONFIG_DIR / kind).is_dir() else []
     raise ConfigError(f"no {kind} config named {name!r}; known: {', '.join(known) or 'none'}")
 
