@@ -17,14 +17,17 @@ __all__ = ["main"]
 EXIT_OK, EXIT_SKIPPED, EXIT_FAILED = 0, 1, 2
 
 
+def _given(**options: object) -> dict[str, object]:
+    """The options the user set (argparse leaves the others ``None``)."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
 def _cmd_prelabel(args: argparse.Namespace) -> int:
     from autolabel.engine import run_job
 
-    src_opts = {k: v for k, v in (("every", args.every), ("every_seconds", args.every_seconds)) if v is not None}
-    det_opts = {k: v for k, v in (("device", args.device), ("batch_size", args.batch_size),
-                                  ("threads", args.threads)) if v is not None}
-    ray_opts = {k: v for k, v in (("actors", args.ray_actors), ("num_cpus", args.ray_cpus),
-                                  ("num_gpus", args.ray_gpus)) if v is not None}
+    src_opts = _given(every=args.every, every_seconds=args.every_seconds)
+    det_opts = _given(device=args.device, batch_size=args.batch_size, threads=args.threads)
+    ray_opts = _given(actors=args.ray_actors, num_cpus=args.ray_cpus, num_gpus=args.ray_gpus)
     try:
         summary = run_job(
             args.source, args.out, args.model, args.format, conf=args.conf, iou=args.iou, max_det=args.max_det,
@@ -96,9 +99,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from autolabel.routing import fit_policy
 
     cfg = RoutingPolicy.load(args.config)
-    overrides = {k: v for k, v in (("risk", args.risk), ("alpha", args.alpha), ("delta", args.delta),
-                                   ("method", args.method), ("prelabel_conf", args.prelabel_conf),
-                                   ("cost_profile", args.profile)) if v is not None}
+    overrides = _given(risk=args.risk, alpha=args.alpha, delta=args.delta, method=args.method,
+                       prelabel_conf=args.prelabel_conf, cost_profile=args.profile)
     cfg = RoutingPolicy.load({**cfg.model_dump(), **overrides})
     policy = fit_policy(read_coco(args.predictions), read_coco(args.ground_truth), cfg)
     policy.save(args.out)
@@ -143,6 +145,11 @@ def _ls_client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return Client(args.url, token, retries=args.retries)
 
 
+def _project(args: argparse.Namespace) -> int | str:
+    """A Label Studio project id, or a title."""
+    return int(args.project) if args.project.isdigit() else args.project
+
+
 def _cmd_push(args: argparse.Namespace) -> int:
     from autolabel.config import load_yaml
     from autolabel.formats import read_coco
@@ -150,9 +157,8 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
     results = read_coco(args.predictions)
     label_map = load_yaml(args.label_map) if args.label_map else None
-    project = int(args.project) if args.project.isdigit() else args.project
     report = _labelstudio_call("push", lambda: push(
-        results, project, client=_ls_client(args), routing=args.manifest, queues=args.queues,
+        results, _project(args), client=_ls_client(args), routing=args.manifest, queues=args.queues,
         image_url=args.image_url, image_root=args.image_root, document_root=args.document_root,
         label_map=label_map, chunk_size=args.chunk_size,
     ))
@@ -181,9 +187,8 @@ def _cmd_pull(args: argparse.Namespace) -> int:
     else:
         if not args.project:
             raise ValueError("give --project (Label Studio) or --cvat (a CVAT XML export)")
-        project = int(args.project) if args.project.isdigit() else args.project
         m = _labelstudio_call("pull", lambda: pull(
-            project, client=_ls_client(args), model_version=args.model_version, **opts))
+            _project(args), client=_ls_client(args), model_version=args.model_version, **opts))
         if m is None:
             return EXIT_FAILED
     written = m.save(args.out)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["box_iou", "batched_nms", "letterbox", "letterbox_resize", "unletterbox"]
+__all__ = ["LETTERBOX_PAD", "box_iou", "batched_nms", "letterbox", "letterbox_resize", "unletterbox"]
+
+LETTERBOX_PAD = 114  # the padding value YOLO models are trained with
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -59,7 +61,7 @@ def letterbox_resize(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarr
 
 
 def letterbox(
-    image: np.ndarray, size: tuple[int, int], pad_value: int = 114
+    image: np.ndarray, size: tuple[int, int], pad_value: int = LETTERBOX_PAD
 ) -> tuple[np.ndarray, float, tuple[float, float]]:
     """Resize keeping aspect ratio and pad to ``size`` = (height, width), as YOLO does.
 

@@ -25,12 +25,11 @@ import numpy as np
 
 from autolabel.core import Detections
 from autolabel.detectors.base import Detector, file_sha256
-from autolabel.ops import batched_nms, letterbox_resize, unletterbox
+from autolabel.ops import LETTERBOX_PAD, batched_nms, letterbox_resize, unletterbox
 
 __all__ = ["OnnxDetector"]
 
 MAX_NMS_CANDIDATES = 30000
-PAD_VALUE = 114  # letterbox padding, as YOLO trains with
 _SCALE = np.float32(1 / 255)
 
 
@@ -131,7 +130,7 @@ class OnnxDetector(Detector):
 
         th, tw = self.input_size
         x = np.empty((len(batch), 3, th, tw), np.float32) if out is None else out[: len(batch)]
-        pad = np.float32(PAD_VALUE) * _SCALE  # the value an uint8 114 scales to
+        pad = np.float32(LETTERBOX_PAD) * _SCALE  # the value the uint8 padding scales to
         for xi, (region, _, (left, top), *_) in zip(x, batch):
             h, w = region.shape[:2]
             x0, y0 = int(left), int(top)
