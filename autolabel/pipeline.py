@@ -65,9 +65,7 @@ def iter_prelabel(
     1-thread ONNX streams beat one 2-thread stream: no barrier waits between cores)."""
     if streams > 1 and not detector.thread_safe:
         raise ValueError(f"{type(detector).__name__} cannot run concurrent batches; use streams=1")
-    conf = detector.conf if conf is None else conf
-    iou = detector.iou if iou is None else iou
-    max_det = detector.max_det if max_det is None else max_det
+    conf, iou, max_det = detector.settings(conf, iou, max_det)
     bs = detector.batch_size
     workers = workers or min(8, os.cpu_count() or 1)
     window: deque[Future] = deque()
@@ -128,6 +126,7 @@ def prelabel(
     det = detector if isinstance(detector, Detector) else load_detector(detector)
     src = open_source(source, **source_options)
     cmap = None if class_map is None else ClassMap.load(class_map, det.class_names)
+    conf, iou, max_det = det.settings(conf, iou, max_det)
     out: list[Detections] = []
     failures: list[Failure] = []
     for batch in tracked(iter_prelabel(src, det, conf, iou, max_det), src.length, f"prelabel {det.name}", progress):
@@ -135,7 +134,7 @@ def prelabel(
             if isinstance(x, Failure):
                 failures.append(x)
             else:
-                out.append(cmap(x, iou if iou is not None else det.iou) if cmap else x)
+                out.append(cmap(x, iou) if cmap else x)
     names = cmap.target_names if cmap else det.class_names
     return Results(out, names, det.model_id, failures)
 

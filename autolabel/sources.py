@@ -53,15 +53,15 @@ class ImageReadError(Exception):
         self.reason = reason
 
 
-def _pil_open():  # type: ignore[no-untyped-def]
-    """PIL's own ``Image.open``: Ultralytics replaces it on import with a wrapper that tries
-    to pip-install a HEIF plugin whenever a file is not an image."""
+def open_pil(path: str | os.PathLike):  # type: ignore[no-untyped-def]
+    """Open an image with PIL's own ``Image.open``: Ultralytics replaces it on import with a
+    wrapper that tries to pip-install a HEIF plugin whenever a file is not an image."""
     from PIL import Image
 
     opener = Image.open
     if opener.__module__ != Image.__name__:
         opener = getattr(sys.modules.get(opener.__module__), "_image_open", opener)
-    return opener
+    return opener(path)
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
@@ -76,7 +76,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     try:
         if os.path.getsize(p) == 0:
             raise ImageReadError(p, "empty file (0 bytes)")
-        with _pil_open()(p) as im:
+        with open_pil(p) as im:
             im = ImageOps.exif_transpose(im)
             arr = np.asarray(im.convert("RGB"))
     except ImageReadError:
@@ -140,18 +140,8 @@ def _is_image(p: str) -> bool:
     return p.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def _keyed(paths: Sequence[str], root: str | None) -> Source:
-    if root is None:
-        root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths]) if paths else "."
-    items = [Item(Path(os.path.relpath(os.path.abspath(p), root)).as_posix(), p) for p in paths]
-    return Source(items, f"{len(items)} images under {root}", len(items))
-
-
-def from_folder(root: str | os.PathLike, recursive: bool = True, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> Source:
-    """All images under ``root`` (by extension, case-insensitive), sorted; keys are relative paths."""
-    root = str(root)
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"image folder not found: {root}")
+def find_images(root: str, recursive: bool = True, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[str]:
+    """Image files under ``root`` (by extension, case-insensitive), sorted, folders first-walked in order."""
     exts = tuple(e.lower() for e in extensions)
     found: list[str] = []
     for dirpath, dirnames, files in os.walk(root):
@@ -159,9 +149,22 @@ def from_folder(root: str | os.PathLike, recursive: bool = True, extensions: Seq
         found += [os.path.join(dirpath, f) for f in sorted(files) if f.lower().endswith(exts)]
         if not recursive:
             break
-    src = _keyed(found, root)
-    src.description = f"folder {root}"
-    return src
+    return found
+
+
+def _keyed(paths: Sequence[str], root: str | None, description: str | None = None) -> Source:
+    if root is None:
+        root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths]) if paths else "."
+    items = [Item(Path(os.path.relpath(os.path.abspath(p), root)).as_posix(), p) for p in paths]
+    return Source(items, description or f"{len(items)} images under {root}", len(items))
+
+
+def from_folder(root: str | os.PathLike, recursive: bool = True, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> Source:
+    """All images under ``root`` (by extension, case-insensitive), sorted; keys are relative paths."""
+    root = str(root)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"image folder not found: {root}")
+    return _keyed(find_images(root, recursive, extensions), root, f"folder {root}")
 
 
 def from_glob(pattern: str) -> Source:
@@ -169,9 +172,7 @@ def from_glob(pattern: str) -> Source:
     paths = sorted(p for p in _glob.glob(pattern, recursive=True) if os.path.isfile(p))
     prefix = pattern.split("*")[0].split("?")[0].split("[")[0]
     root = prefix if prefix.endswith(os.sep) else os.path.dirname(prefix) or "."
-    src = _keyed(paths, root)
-    src.description = f"glob {pattern}"
-    return src
+    return _keyed(paths, root, f"glob {pattern}")
 
 
 def from_paths(paths: Sequence[str | os.PathLike]) -> Source:

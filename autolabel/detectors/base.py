@@ -68,6 +68,16 @@ class Detector(ABC):
     def model_id(self) -> str:
         return f"{self.name}@{self.weights_sha256[:12]}"
 
+    def settings(
+        self, conf: float | None = None, iou: float | None = None, max_det: int | None = None
+    ) -> tuple[float, float, int]:
+        """``conf``, ``iou`` and ``max_det``, the detector's defaults where not given."""
+        return (
+            self.conf if conf is None else conf,
+            self.iou if iou is None else iou,
+            self.max_det if max_det is None else max_det,
+        )
+
     def prepare(self, image: np.ndarray) -> Any:
         """Per-image preprocessing, safe to run in worker threads. Default: none."""
         return image
@@ -84,9 +94,7 @@ class Detector(ABC):
         max_det: int | None = None,
     ) -> list[Detections]:
         """Detect objects in RGB ``uint8`` (H, W, 3) images, ``batch_size`` at a time."""
-        conf = self.conf if conf is None else conf
-        iou = self.iou if iou is None else iou
-        max_det = self.max_det if max_det is None else max_det
+        conf, iou, max_det = self.settings(conf, iou, max_det)
         out: list[Detections] = []
         for i in range(0, len(images), self.batch_size):
             chunk = [self.prepare(im) for im in images[i : i + self.batch_size]]

@@ -208,22 +208,19 @@ def run_job(
     output directory checked, before any input is read.
     """
     from autolabel.classmap import ClassMap
-    from autolabel.formats import FORMATS
+    from autolabel.formats import check_format
 
     t0 = time.perf_counter()
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
-    if format not in FORMATS:
-        raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
+    check_format(format)
     if engine == "ray" and isinstance(detector, Detector):
         raise ValueError("engine='ray' needs the model as a path or name that each Ray actor loads, "
                          "not a loaded Detector")
     det = load_detector(detector, **(detector_options or {}))
     if class_map is not None:
         ClassMap.load(class_map, det.class_names)  # a bad class map fails before any work
-    conf = det.conf if conf is None else conf
-    iou = det.iou if iou is None else iou
-    max_det = det.max_det if max_det is None else max_det
+    conf, iou, max_det = det.settings(conf, iou, max_det)
     src = open_source(source, **source_options)
     manifest = {"model_id": det.model_id, "class_names": det.class_names, "conf": conf, "iou": iou,
                 "max_det": max_det}

@@ -31,7 +31,7 @@ from autolabel.formats.voc import read_voc, write_voc
 from autolabel.formats.yolo import read_yolo, write_yolo
 
 __all__ = [
-    "FORMATS", "write", "read", "labelstudio_config",
+    "FORMATS", "check_format", "write", "read", "labelstudio_config",
     "write_coco", "write_yolo", "write_voc", "write_labelstudio", "write_cvat",
     "read_coco", "read_yolo", "read_voc", "read_labelstudio", "read_cvat",
 ]
@@ -44,7 +44,8 @@ _WRITE = {
 _READ = {"coco": read_coco, "yolo": read_yolo, "voc": read_voc, "labelstudio": read_labelstudio, "cvat": read_cvat}
 
 
-def _checked(format: str) -> str:
+def check_format(format: str) -> str:
+    """``format`` if it is one of :data:`FORMATS`, else a ValueError listing them."""
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
     return format
@@ -56,7 +57,7 @@ def write(results: ResultsLike, out_dir: str | os.PathLike, format: str = "coco"
     through the images once, holding one at a time (``results`` may be a lazy view such
     as :class:`~autolabel.engine.log.LogResults`); a bad image (no size, a repeated key)
     stops the write there, leaving the per-image files (YOLO, VOC) already written."""
-    fmt = _checked(format)
+    fmt = check_format(format)
     os.makedirs(out_dir, exist_ok=True)
     target = os.path.join(out_dir, _FILE[fmt]) if fmt in _FILE else out_dir
     return _WRITE[fmt](results, target, **options)
@@ -64,7 +65,7 @@ def write(results: ResultsLike, out_dir: str | os.PathLike, format: str = "coco"
 
 def read(path: str | os.PathLike, format: str, **kw: Any) -> Results:
     """Read what :func:`write` wrote (``path``: its ``out_dir`` or the file itself)."""
-    fmt = _checked(format)
+    fmt = check_format(format)
     if fmt in _FILE and os.path.isdir(path):
         path = os.path.join(path, _FILE[fmt])
     return _READ[fmt](path, **kw)

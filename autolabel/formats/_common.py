@@ -215,8 +215,10 @@ def image_size(path: str) -> Size:
     (see the EXIF rule in :mod:`autolabel.sources`)."""
     from PIL import Image, UnidentifiedImageError
 
+    from autolabel.sources import open_pil
+
     try:
-        with Image.open(path) as im:
+        with open_pil(path) as im:
             w, h = im.size
             turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:

@@ -19,7 +19,7 @@ from autolabel.formats._common import (
     Builder, ResultsLike, Size, atomic_write, check_names, from_relative, image_size, num, number, per_image_paths,
     rel_posix, size_for, to_relative,
 )
-from autolabel.sources import IMAGE_EXTENSIONS
+from autolabel.sources import find_images
 
 __all__ = ["write_yolo", "read_yolo"]
 
@@ -104,11 +104,7 @@ def _images(entry: Any, base: str) -> list[str]:
         return []
     p = os.path.join(base, str(entry))
     if os.path.isdir(p):
-        found = []
-        for folder, dirs, files in os.walk(p):
-            dirs.sort()
-            found += [os.path.join(folder, f) for f in sorted(files) if f.lower().endswith(IMAGE_EXTENSIONS)]
-        return found
+        return find_images(p)
     if p.endswith(".txt") and os.path.isfile(p):
         with open(p, encoding="utf-8") as f:
             lines = [x.strip() for x in f if x.strip()]
