@@ -77,7 +77,7 @@ import json
 import math
 import os
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -366,6 +366,11 @@ class FittedPolicy:
         )
 
     # -- scoring -----------------------------------------------------------------------------------
+    @cached_property
+    def cost_profile(self) -> CostProfile:
+        """The cost profile the expected seconds use (read once per policy)."""
+        return CostProfile.load(self.config.cost_profile)
+
     @property
     def accept_score(self) -> str:
         """The per-image score the threshold applies to: ``p_no_edit`` for the
@@ -446,7 +451,7 @@ class FittedPolicy:
         wrong = total(1 - p_cor, pre) + expected["draw"]
         out["expected_box_error"] = wrong / np.maximum(1.0, out["n_prelabels"].to_numpy() + expected["draw"])
         out["box_score"] = 1 - out["expected_box_error"]
-        profile = CostProfile.load(self.config.cost_profile)
+        profile = self.cost_profile
         from autolabel.savings import EDIT_KINDS, edit_seconds, scratch_seconds
 
         out["expected_edit_s"] = edit_seconds(np.stack([expected[k] for k in EDIT_KINDS], 1), profile)
@@ -530,7 +535,7 @@ def _fit(
     found = ClassCalibrator.fit(_feature(sub, use_agreement), sub["found"], sub["label"], **fit) if len(sub) else None
     policy = FittedPolicy(cfg, model_id, tuple(class_names), use_agreement, found=found, **cals)
     # expected misses, then the image-level Platt scaling, each on the fit images
-    _, s = policy.score_tables(fb, fi[["image", "file_name"]])
+    fit_boxes, s = policy.score_tables(fb, fi[["image", "file_name"]])  # p_correct: final from here on
     from scipy.optimize import nnls
 
     design = np.stack([np.ones(len(s)), s["n_prelabels"], s["sum_p_found"]], 1).astype(np.float64)
@@ -539,10 +544,12 @@ def _fit(
     _, s = policy.score_tables(fb, fi[["image", "file_name"]])
     policy = replace(policy, image=PlattCalibrator.fit(s["raw_score"], ~fi["needs_edit"].to_numpy(bool)))
     bi = images[images["image"].isin(bound_ids)]
-    _, s = policy.score_tables(boxes[boxes["image"].isin(bound_ids)], bi[["image", "file_name"]])
+    if cfg.holdout > 0:
+        _, s = policy.score_tables(boxes[boxes["image"].isin(bound_ids)], bi[["image", "file_name"]])
+    else:  # the bound images are the fit images: only the image-level scaling changed
+        s = s.assign(p_no_edit=policy.image(s["raw_score"].to_numpy()))
     ltt = ltt_threshold(s[policy.accept_score], image_loss(bi, cfg.risk), cfg.alpha, cfg.delta, BOUNDS[cfg.risk],
                         _SCORE_LABEL[policy.accept_score], START_RISK[cfg.risk])
-    scored, _ = policy.score_tables(pre, fi[["image", "file_name"]])
     summary = {
         "images": int(len(images)),
         "fit_images": int(len(fit_ids)),
@@ -558,7 +565,7 @@ def _fit(
         "classes_with_own_calibrator": sorted(cals["correct"].per_class),
         "classes_on_global_fallback": sorted(set(class_names) - set(cals["correct"].per_class)),
         "ece_before_in_sample": detection_ece(pre["score"], pre["correct"].to_numpy(bool), cfg.ece_bins),
-        "ece_after_in_sample": detection_ece(scored["p_correct"], pre["correct"].to_numpy(bool), cfg.ece_bins),
+        "ece_after_in_sample": detection_ece(fit_boxes.loc[pre.index, "p_correct"], pre["correct"].to_numpy(bool), cfg.ece_bins),
     }
     return replace(policy, threshold=ltt.threshold, reason=ltt.reason, curve=ltt.curve, summary=summary)
 
