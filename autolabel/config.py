@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-__all__ = ["ConfigError", "ModelConfig", "ClassMapConfig", "load_yaml", "config_path", "CostProfile", "RoutingPolicy"]
+__all__ = ["ConfigError", "ModelConfig", "ClassMapConfig", "load_yaml", "config_path", "config_names", "CostProfile", "RoutingPolicy"]
 
 # ``autolabel/configs`` links to the repository's ``configs/`` and is a copy of it in an installed wheel
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -33,8 +33,13 @@ def config_path(kind: str, name: str | os.PathLike) -> Path:
     cand = CONFIG_DIR / kind / f"{name}.yaml"
     if cand.is_file():
         return cand
-    known = sorted(q.stem for q in (CONFIG_DIR / kind).glob("*.yaml")) if (CONFIG_DIR / kind).is_dir() else []
-    raise ConfigError(f"no {kind} config named {name!r}; known: {', '.join(known) or 'none'}")
+    raise ConfigError(f"no {kind} config named {name!r}; known: {', '.join(config_names(kind)) or 'none'}")
+
+
+def config_names(kind: str) -> list[str]:
+    """Names of the packaged configs of one kind (``configs/<kind>/*.yaml``)."""
+    folder = CONFIG_DIR / kind
+    return sorted(q.stem for q in folder.glob("*.yaml")) if folder.is_dir() else []
 
 
 def load_yaml(path: str | os.PathLike) -> Any:

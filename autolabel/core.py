@@ -164,6 +164,11 @@ class Detections:
         )
 
     @property
+    def crowd(self) -> np.ndarray:
+        """Per-box crowd flags (COCO ``iscrowd``); all ``False`` when the boxes carry none."""
+        return self.iscrowd if self.iscrowd is not None else np.zeros(len(self), bool)
+
+    @property
     def labels(self) -> list[str]:
         """Class name of every box."""
         return [self.class_names[i] if 0 <= i < len(self.class_names) else str(i) for i in self.class_ids]

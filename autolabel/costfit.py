@@ -171,7 +171,8 @@ def fit_costs(
     free = ~pinned & (used > 0)
     target = y - x[:, pinned] @ pin[pinned]
     est = np.zeros(len(FIT_PARAMS))
-    est[free] = _nnls(x[:, free], target)
+    xf = x[:, free]
+    est[free] = _nnls(xf, target)
     est[pinned] = pin[pinned]
 
     lo = np.full(len(FIT_PARAMS), np.nan)
@@ -181,7 +182,7 @@ def fit_costs(
         boots = np.empty((n_boot, int(free.sum())))
         for b in range(n_boot):
             i = rng.integers(0, len(y), len(y))
-            boots[b] = _nnls(x[i][:, free], target[i])
+            boots[b] = _nnls(xf[i], target[i])
         lo[free], hi[free] = np.percentile(boots, [2.5, 97.5], axis=0)
 
     base_p = CostProfile.load(base)
@@ -380,5 +381,4 @@ def measure_cvat(
         ({"image": g.image.file_name, "seconds": secs.get(g.image.file_name, math.nan)}, p, g, True)  # type: ignore[union-attr]
         for p, g in zip(pre, gt)
     ]
-    options["fit"] = options.get("fit", True) and bool(secs)
     return measure(pairs, gt, pre, source=str(annotations), **options)

@@ -305,6 +305,11 @@ def _project(client: Client, project: int | str, class_names: Sequence[str] | No
     return client.request("POST", "/api/projects", body)
 
 
+def _task_state(client: Client, pid: int) -> dict[str, dict[str, Any]]:
+    """The project's tasks by image key, as the server holds them now."""
+    return {t["data"].get("key"): t for t in _tasks(client, pid) if isinstance(t.get("data"), dict)}
+
+
 def _tasks(client: Client, project_id: int) -> Iterator[dict[str, Any]]:
     return client.pages("/api/tasks", {"project": project_id, "fields": "all", "resolve_uri": "false"}, "tasks")
 
@@ -568,7 +573,7 @@ def push(
         by_key[k]["predictions"] = []
 
     report = PushReport(pid, f"{client.url}/projects/{pid}")
-    state = {t["data"].get("key"): t for t in _tasks(client, pid) if isinstance(t.get("data"), dict)}
+    state = _task_state(client, pid)
     for start in range(0, len(order), chunk_size):
         chunk = [by_key[k] for k in order[start : start + chunk_size]]
         outcome: dict[str, str] = {}
@@ -582,7 +587,7 @@ def push(
                 wait = client.delay(attempt, e.retry_after)
                 log.warning("%s: %s; re-reading the project and retrying the chunk in %.1f s", where, e, wait)
                 time.sleep(wait)
-                state = {t["data"].get("key"): t for t in _tasks(client, pid) if isinstance(t.get("data"), dict)}
+                state = _task_state(client, pid)
         for key, what in outcome.items():
             setattr(report, what, getattr(report, what) + 1)
             report.task_ids[key] = int(state[key]["id"])

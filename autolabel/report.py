@@ -53,7 +53,7 @@ def _thresholds(pred: Results, thresholds: Sequence[float] | None) -> list[float
     low = min(scores) if scores else 0.0
     kept = [t for t in grid if t >= low - 1e-6]
     below = [t for t in grid if t < low - 1e-6]
-    return (below[-1:] + kept) if below else kept
+    return below[-1:] + kept
 
 
 def threshold_sweep(

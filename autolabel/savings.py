@@ -27,13 +27,12 @@ Crowd regions are charged to neither side.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from autolabel.config import CONFIG_DIR, CostProfile
+from autolabel.config import ConfigError, CostProfile, config_names
 from autolabel.core import Detections, Results
 
 __all__ = [
@@ -100,10 +99,6 @@ def _check_all(boxes: np.ndarray, dets: Sequence[Detections], what: str) -> None
             _check_boxes(d, what)
 
 
-def _crowd(gt: Detections) -> np.ndarray:
-    return gt.iscrowd if gt.iscrowd is not None else np.zeros(len(gt), bool)
-
-
 @dataclass
 class _Boxes:
     """Boxes of many images concatenated image after image: ``img`` is ascending."""
@@ -124,7 +119,7 @@ class _Boxes:
         img = np.repeat(np.arange(len(dets)), [len(d) for d in dets])
         cl = cat([d.class_ids for d in dets], np.zeros(0, np.int64))
         if ground_truth:
-            return cls(xyxy, cl, img, crowd=cat([_crowd(d) for d in dets], np.zeros(0, bool)))
+            return cls(xyxy, cl, img, crowd=cat([d.crowd for d in dets], np.zeros(0, bool)))
         return cls(xyxy, cl, img, score=cat([d.scores for d in dets], np.zeros(0, np.float32)))
 
     def __getitem__(self, keep: np.ndarray) -> _Boxes:
@@ -286,11 +281,6 @@ class EditCounts:
     def per_image_counts(self) -> np.ndarray:
         """(images, kinds) edit counts."""
         return self.counts.sum(1)
-
-    @property
-    def gt_boxes(self) -> int:
-        """Non-crowd ground-truth boxes (each one is paired or drawn)."""
-        return int((self.counts @ _FINAL).sum())
 
     @property
     def pred_boxes(self) -> int:
@@ -472,7 +462,10 @@ def summarize(
 
 def list_profiles() -> list[str]:
     """Names of the shipped cost profiles (``configs/cost/*.yaml``)."""
-    return sorted(os.path.splitext(f)[0] for f in os.listdir(CONFIG_DIR / "cost") if f.endswith(".yaml"))
+    names = config_names("cost")
+    if not names:
+        raise ConfigError("no cost profiles packaged under configs/cost/")
+    return names
 
 
 def sensitivity(

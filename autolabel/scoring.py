@@ -198,7 +198,7 @@ class ClassCalibrator:
         if not len(x):
             raise ValueError(f"no calibration {what}: cannot fit a calibrator on an empty set")
         fit = IsotonicCalibrator.fit if method == "isotonic" else PlattCalibrator.fit
-        names, counts = np.unique(labels, return_counts=True) if len(labels) else ([], [])
+        names, counts = np.unique(labels, return_counts=True)
         per = {
             str(n): fit(x[labels == n], target[labels == n])
             for n, c in zip(names, counts)
@@ -348,8 +348,7 @@ def match_targets(
         if rest.any():
             unfound = g[~m.gt_matched]
             found[idx[rest]] = np.isin(match_image(d[rest], unfound, iou_accept, iou_min).pred_edit, _FOUND)
-        crowd = g.iscrowd if g.iscrowd is not None else np.zeros(len(g), bool)
-        rows.append({"file_name": d.image.file_name, "n_gt": int((~crowd).sum()), **{k: m.counts[k] for k in EDIT_KINDS}})
+        rows.append({"file_name": d.image.file_name, "n_gt": int((~g.crowd).sum()), **{k: m.counts[k] for k in EDIT_KINDS}})
     images = pd.DataFrame(rows, columns=["file_name", "n_gt", *EDIT_KINDS])
     images.insert(0, "image", np.arange(len(images)))
     images["needs_edit"] = images[[k for k in EDIT_KINDS if k != "accept"]].sum(axis=1) > 0

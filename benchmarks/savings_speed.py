@@ -52,8 +52,7 @@ def _coco_objects(gt, pred):  # type: ignore[no-untyped-def]
     cats = [{"id": i + 1, "name": n} for i, n in enumerate(gt.class_names)]
     anns, dets = [], []
     for d in gt:
-        crowd = d.iscrowd if d.iscrowd is not None else np.zeros(len(d), bool)
-        for b, c, z in zip(d.xywh.tolist(), d.class_ids.tolist(), crowd.tolist()):
+        for b, c, z in zip(d.xywh.tolist(), d.class_ids.tolist(), d.crowd.tolist()):
             anns.append({"id": len(anns) + 1, "image_id": ids[d.image.key], "category_id": c + 1, "bbox": b,
                          "area": b[2] * b[3], "iscrowd": int(z)})
     for d in pred:

@@ -45,8 +45,7 @@ def write_coco(results: ResultsLike, path: str | os.PathLike) -> list[str]:
                 record.update(video=info.key.split("#", 1)[0], frame_index=info.frame_index,
                               timestamp=info.timestamp)
             f.write(("," if image_id > 1 else "") + _dumps(record))
-            crowd = d.iscrowd if d.iscrowd is not None else [False] * len(d)
-            for b, s, c, z in zip(d.xyxy.tolist(), d.scores, d.class_ids.tolist(), crowd):
+            for b, s, c, z in zip(d.xyxy.tolist(), d.scores, d.class_ids.tolist(), d.crowd):
                 # float64 differences of float32 corners are exact: x + w gives x2 back bit for bit
                 w, h = b[2] - b[0], b[3] - b[1]
                 n_ann += 1

@@ -43,8 +43,7 @@ def write_voc(results: ResultsLike, out_dir: str | os.PathLike, split: str = "de
                 sub(size, tag, v)
             sub(root, "segmented", 0)
             sub(root, "model_id", results.model_id)
-            crowd = d.iscrowd if d.iscrowd is not None else [False] * len(d)
-            for b, s, name, z in zip(d.xyxy.tolist(), d.scores, d.labels, crowd):
+            for b, s, name, z in zip(d.xyxy.tolist(), d.scores, d.labels, d.crowd):
                 obj = sub(root, "object")
                 fields = (("name", name), ("pose", "Unspecified"), ("truncated", 0), ("difficult", int(z)),
                           ("score", num(s)))
