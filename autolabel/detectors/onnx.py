@@ -156,18 +156,17 @@ class OnnxDetector(Detector):
         """One image's raw output -> detections in original-image pixels."""
         if self.layout == "v8":
             pred = pred.T
+            scores = pred[:, 4:].max(1)
+            keep = scores > conf
+            pred, scores = pred[keep], scores[keep]
             probs = pred[:, 4:]
-            keep = probs.max(1) > conf
-            pred, probs = pred[keep], probs[keep]
-            scores = probs.max(1)
-        else:
-            keep = pred[:, 4] > conf
-            pred = pred[keep]
+        else:  # objectness bounds the score: filter on it first, then on the product
+            pred = pred[pred[:, 4] > conf]
+            scores = (pred[:, 5:] * pred[:, 4:5]).max(1)
+            keep = scores > conf
+            pred, scores = pred[keep], scores[keep]
             probs = pred[:, 5:]
-            scores = (probs * pred[:, 4:5]).max(1)
         cls = probs.argmax(1)
-        ok = scores > conf
-        pred, probs, scores, cls = pred[ok], probs[ok], scores[ok], cls[ok]
         if len(scores) > MAX_NMS_CANDIDATES:
             top = np.argsort(-scores)[:MAX_NMS_CANDIDATES]
             pred, probs, scores, cls = pred[top], probs[top], scores[top], cls[top]
