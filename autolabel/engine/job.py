@@ -15,7 +15,8 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from autolabel.core import Detections, Failure
 from autolabel.detectors import Detector, load_detector
-from autolabel.engine.log import LOG_DIR, LogResults, ShardLog, atomic_write, encode_record, fsync_dir
+from autolabel.engine.log import LOG_DIR, LogResults, ShardLog, encode_record
+from autolabel.formats._common import atomic_write, atomic_writer, fsync_dir
 from autolabel.pipeline import iter_prelabel, tracked
 from autolabel.sources import Item, Source, open_source
 
@@ -118,7 +119,6 @@ def export_log(
     """
     from autolabel.classmap import ClassMap
     from autolabel.formats import write
-    from autolabel.formats._common import atomic_writer
     from autolabel.temporal import frame_table
 
     out = Path(out_dir)
@@ -257,5 +257,5 @@ def run_job(
         status, code, str(out), det.model_id, format, len(results), len(results.failures), results.num_boxes,
         processed, pending.already_done, time.perf_counter() - t0, written, torn,
     )
-    atomic_write(Path(out) / LOG_DIR / "summary.json", json.dumps(summary.to_dict(), indent=2) + "\n")
+    atomic_write(Path(out) / LOG_DIR / "summary.json", json.dumps(summary.to_dict(), indent=2) + "\n", durable=True)
     return summary

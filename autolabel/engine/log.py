@@ -42,6 +42,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from autolabel.core import Detections, Failure, ImageInfo, Results
+from autolabel.formats._common import atomic_write, fsync_dir
 
 try:  # POSIX only; elsewhere two jobs on one OUT are not prevented
     import fcntl
@@ -104,27 +105,6 @@ def decode_record(rec: dict[str, Any], class_names: Sequence[str], probs: bool =
                       class_names, info, dense)
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename or a new file in ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str | os.PathLike, data: str) -> None:
-    """Write a text file so that readers see the old or the new content, never a mix."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
 class ShardLog:
     """The shard log of one output directory (see the module docs for the format).
 
@@ -160,7 +140,7 @@ class ShardLog:
             else:
                 if self.shards():
                     raise LogError(f"{self.dir}: shard files without manifest.json; remove the folder to start over")
-                atomic_write(mpath, json.dumps(want, indent=2) + "\n")
+                atomic_write(mpath, json.dumps(want, indent=2) + "\n", durable=True)
             shards = self.shards()
             n = int(shards[-1].stem.split("-")[1]) + 1 if shards else 0
             path = self.dir / f"shard-{n:05d}.jsonl"

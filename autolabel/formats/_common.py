@@ -60,11 +60,21 @@ class ResultsLike(Protocol):
     def __len__(self) -> int: ...
 
 
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Make a rename or a new file in the folder ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
-def atomic_writer(path: str | os.PathLike) -> Iterator[IO[str]]:
+def atomic_writer(path: str | os.PathLike, durable: bool = False) -> Iterator[IO[str]]:
     """A text file (UTF-8) to write ``path`` through: written to a temporary file beside
     ``path`` and renamed over it when the block ends without an error (else removed), so
-    a crash leaves the old file or the new one, never half of one."""
+    a crash leaves the old file or the new one, never half of one. ``durable``: also
+    fsync the file before the rename and the folder after it (survives power loss)."""
     path = str(path)
     folder, name = os.path.split(path)
     os.makedirs(folder or ".", exist_ok=True)
@@ -72,15 +82,20 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[IO[str]]:
     try:
         with open(tmp, "x", encoding="utf-8", newline="\n") as f:
             yield f
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+    if durable:
+        fsync_dir(folder or ".")
 
 
-def atomic_write(path: str | os.PathLike, text: str) -> str:
+def atomic_write(path: str | os.PathLike, text: str, durable: bool = False) -> str:
     """Write ``text`` to ``path`` through :func:`atomic_writer`; returns ``path``."""
-    with atomic_writer(path) as f:
+    with atomic_writer(path, durable) as f:
         f.write(text)
     return str(path)
 
