@@ -12,7 +12,7 @@ import numpy as np
 
 from autolabel.core import Detections
 
-__all__ = ["Detector", "file_sha256"]
+__all__ = ["Detector", "auto_device", "file_sha256"]
 
 
 @lru_cache(maxsize=64)
@@ -22,6 +22,13 @@ def _sha256(path: str, mtime_ns: int, size: int) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def auto_device() -> str:
+    """``"cuda"`` when torch sees a GPU, else ``"cpu"`` (torch-based backends)."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from autolabel.core import Detections
-from autolabel.detectors.base import Detector, file_sha256
+from autolabel.detectors.base import Detector, auto_device, file_sha256
 
 __all__ = ["TorchvisionDetector", "ARCHITECTURES"]
 
@@ -106,7 +106,7 @@ class TorchvisionDetector(Detector):
                 raise ValueError(f"{arch} {coco} has {len(categories)} classes, got {len(class_names)} class_names")
             class_names = categories if class_names is None else class_names
             model = builder(weights=coco, weights_backbone=None, **kwargs)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = torch.device(device or auto_device())
         self.model = model.eval().to(self.device)
         super().__init__(arch, class_names, file_sha256(path), None, batch_size, **defaults)
         self.weights_path = Path(path)

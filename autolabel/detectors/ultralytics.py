@@ -30,7 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from autolabel.core import Detections
-from autolabel.detectors.base import Detector, file_sha256
+from autolabel.detectors.base import Detector, auto_device, file_sha256
 
 __all__ = ["UltralyticsDetector"]
 
@@ -58,12 +58,6 @@ def _pickled_modules(path: str) -> set[str]:
     except Exception:  # a damaged pickle: Ultralytics reports it when loading
         pass
     return modules
-
-
-def _auto_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class UltralyticsDetector(Detector):
@@ -117,7 +111,7 @@ class UltralyticsDetector(Detector):
             names = list(class_names)
         imgsz = self.model.model.args.get("imgsz", 640)
         size = (imgsz, imgsz) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[1]))
-        self.device = device or _auto_device()
+        self.device = device or auto_device()
         path = str(self.model.ckpt_path or spec)
         super().__init__(Path(path).stem, names, file_sha256(path), size, batch_size, **defaults)
 
