@@ -402,15 +402,11 @@ def _default_order(results: Results) -> list[str]:
 
 
 def _built_tasks(results: Results, image_root_url: str, extra: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The tasks the Label Studio writer of :mod:`autolabel.formats` makes."""
-    import tempfile
+    """The tasks the Label Studio writer of :mod:`autolabel.formats` makes, as JSON would
+    read them back (a round trip through ``json`` normalises types and refuses NaN)."""
+    from autolabel.formats.labelstudio import labelstudio_tasks
 
-    from autolabel.formats import write_labelstudio
-
-    with tempfile.TemporaryDirectory(prefix="autolabel-push-") as tmp:
-        path = write_labelstudio(results, os.path.join(tmp, "tasks.json"), image_root_url, extra)[0]
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+    return [json.loads(json.dumps(t, allow_nan=False)) for t in labelstudio_tasks(results, image_root_url, extra)]
 
 
 def _adapt(task: dict[str, Any], ctrl: _Control) -> dict[str, Any]:

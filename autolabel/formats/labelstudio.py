@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import xml.etree.ElementTree as ET
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 from urllib.parse import quote, unquote
 
 from autolabel.core import Failure, ImageInfo, Results
@@ -38,6 +38,39 @@ def labelstudio_config(class_names: Sequence[str]) -> str:
     return xml_text(view, declaration=False)
 
 
+def labelstudio_tasks(
+    results: ResultsLike,
+    image_root_url: str = "",
+    extra_data: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """The import tasks, one per image, as :func:`write_labelstudio` writes them."""
+    check_names(results.class_names)
+    for i, (d, info) in enumerate(labeled(results)):
+        boxes = to_relative(d, info, center=False, scale=100.0).tolist()
+        regions = [
+            {
+                "id": f"{i}-{j}", "from_name": "label", "to_name": "image", "type": "rectanglelabels",
+                "original_width": info.width, "original_height": info.height, "image_rotation": 0,
+                "value": {"x": x, "y": y, "width": w, "height": h, "rotation": 0, "rectanglelabels": [name]},
+                "score": float(num(s)),
+            }
+            for j, ((x, y, w, h), name, s) in enumerate(zip(boxes, d.labels, d.scores))
+        ]
+        data: dict[str, Any] = {
+            "image": image_root_url + quote(info.file_name, safe="/"), "key": info.key,
+            "width": info.width, "height": info.height,
+        }
+        if info.frame_index is not None:
+            data.update(frame_index=info.frame_index, timestamp=info.timestamp)
+        extra = (extra_data or {}).get(info.key, {})
+        clash = sorted(set(extra).intersection(_RESERVED))
+        if clash:
+            raise ValueError(f"extra_data for {info.key!r} may not set {', '.join(clash)}")
+        data.update(extra)
+        prediction = {"model_version": results.model_id, "score": float(num(image_score(d))), "result": regions}
+        yield {"data": data, "predictions": [prediction]}
+
+
 def write_labelstudio(
     results: ResultsLike,
     path: str | os.PathLike,
@@ -48,35 +81,11 @@ def write_labelstudio(
 
     ``image_root_url`` prefixes every image (e.g. ``"/data/local-files/?d=photos/"``);
     ``extra_data`` maps an image key to fields merged into that task's ``data``."""
-    check_names(results.class_names)
     with atomic_writer(path) as f:
         f.write("[")
         close = "]"
-        for i, (d, info) in enumerate(labeled(results)):
-            boxes = to_relative(d, info, center=False, scale=100.0).tolist()
-            regions = [
-                {
-                    "id": f"{i}-{j}", "from_name": "label", "to_name": "image", "type": "rectanglelabels",
-                    "original_width": info.width, "original_height": info.height, "image_rotation": 0,
-                    "value": {"x": x, "y": y, "width": w, "height": h, "rotation": 0, "rectanglelabels": [name]},
-                    "score": float(num(s)),
-                }
-                for j, ((x, y, w, h), name, s) in enumerate(zip(boxes, d.labels, d.scores))
-            ]
-            data: dict[str, Any] = {
-                "image": image_root_url + quote(info.file_name, safe="/"), "key": info.key,
-                "width": info.width, "height": info.height,
-            }
-            if info.frame_index is not None:
-                data.update(frame_index=info.frame_index, timestamp=info.timestamp)
-            extra = (extra_data or {}).get(info.key, {})
-            clash = sorted(set(extra).intersection(_RESERVED))
-            if clash:
-                raise ValueError(f"extra_data for {info.key!r} may not set {', '.join(clash)}")
-            data.update(extra)
-            prediction = {"model_version": results.model_id, "score": float(num(image_score(d))), "result": regions}
-            task = json.dumps({"data": data, "predictions": [prediction]}, indent=1, ensure_ascii=False,
-                              allow_nan=False)
+        for i, t in enumerate(labelstudio_tasks(results, image_root_url, extra_data)):
+            task = json.dumps(t, indent=1, ensure_ascii=False, allow_nan=False)
             # the same bytes as json.dumps of the whole list with indent=1: each task one level in
             f.write(("," if i else "") + "\n " + task.replace("\n", "\n "))
             close = "\n]"
