@@ -25,11 +25,13 @@ from autolabel.core import Results
 from autolabel.savings import (
     DEFAULT_PROFILE,
     EDIT_KINDS,
+    EditCounts,
     align_classes,
     count_edits,
     kind_seconds,
     sensitivity,
     summarize,
+    sweep_edits,
 )
 
 __all__ = [
@@ -69,12 +71,28 @@ def threshold_sweep(
     fraction and hours saved per 1,000 images, net saving; ``best`` marks the threshold
     that saves the most. Of the grid points below the lowest prediction score (they all
     keep every box) only the highest is kept."""
+    return _sweep(pred, gt, profile, thresholds, iou_accept, iou_min, machine_seconds)[0]
+
+
+def _sweep(
+    pred: Results,
+    gt: Results,
+    profile: str | CostProfile,
+    thresholds: Sequence[float] | None,
+    iou_accept: float,
+    iou_min: float,
+    machine_seconds: float | None,
+) -> tuple[Any, dict[float, EditCounts]]:
+    """The sweep table and the edit counts at every threshold of it."""
     import pandas as pd
 
     pred, gt = align_classes(pred, gt)
+    profile = CostProfile.load(profile)
+    grid = _thresholds(pred, thresholds)
+    edits = dict(zip(grid, sweep_edits(pred, gt, grid, iou_accept, iou_min)))
     rows = []
-    for t in _thresholds(pred, thresholds):
-        s = summarize(count_edits(pred, gt, t, iou_accept, iou_min), profile, machine_seconds, n_boot=0)
+    for t, e in edits.items():
+        s = summarize(e, profile, machine_seconds, n_boot=0)
         k = s["per_1000_images"]
         rows.append({
             "threshold": t, "pred_boxes": s["pred_boxes"], **s["edits"],
@@ -86,7 +104,7 @@ def threshold_sweep(
     df["best"] = False
     if len(df):
         df.loc[int(np.argmax(df["scratch_seconds"] - df["assisted_seconds"])), "best"] = True
-    return df
+    return df, edits
 
 
 @dataclass(eq=False)
@@ -125,12 +143,15 @@ def savings_report(
 ) -> SavingsReport:
     """Score ``pred`` against ``gt`` at ``conf``: ``"best"`` (the sweep's best
     threshold), a number, or ``None`` (every prediction as given)."""
-    pred, gt = align_classes(pred, gt)
-    sweep = threshold_sweep(pred, gt, profile, thresholds, iou_accept, iou_min, machine_seconds)
-    best = float(sweep.loc[sweep["best"], "threshold"].iloc[0]) if len(sweep) else None
     if isinstance(conf, str) and conf != "best":
         raise ValueError(f"conf must be a number, None or 'best', got {conf!r}")
-    edits = count_edits(pred, gt, best if conf == "best" else conf, iou_accept, iou_min)  # type: ignore[arg-type]
+    pred, gt = align_classes(pred, gt)
+    sweep, swept = _sweep(pred, gt, profile, thresholds, iou_accept, iou_min, machine_seconds)
+    best = float(sweep.loc[sweep["best"], "threshold"].iloc[0]) if len(sweep) else None
+    if conf == "best" and best in swept:
+        edits = swept[best]
+    else:
+        edits = count_edits(pred, gt, best if conf == "best" else conf, iou_accept, iou_min)  # type: ignore[arg-type]
     summary = summarize(edits, profile, machine_seconds, n_boot)
     name = model or pred.model_id or "predictions"
     summary = {"model": name, **summary, "best_threshold": best, "iou_accept": iou_accept, "iou_min": iou_min}

@@ -42,6 +42,7 @@ __all__ = [
     "match_image",
     "align_classes",
     "count_edits",
+    "sweep_edits",
     "kind_seconds",
     "edit_seconds",
     "scratch_seconds",
@@ -326,12 +327,28 @@ def count_edits(
     """Match every image (predictions with ``score >= conf``, see :func:`match_image`)
     and count the edits. Classes and images are aligned with :func:`align_classes` first.
     """
+    return sweep_edits(pred, gt, [conf], iou_accept, iou_min, relabel)[0]
+
+
+def sweep_edits(
+    pred: Results,
+    gt: Results,
+    thresholds: Sequence[float | None],
+    iou_accept: float = 0.7,
+    iou_min: float = 0.5,
+    relabel: bool = True,
+) -> list[EditCounts]:
+    """:func:`count_edits` at each pre-label threshold, aligning and checking the boxes once."""
     _check_thresholds(iou_accept, iou_min)
     pred, gt = align_classes(pred, gt)
     p = _Boxes.of(pred.detections, "predictions", False)
     g = _Boxes.of(gt.detections, "ground truth", True)
-    if conf is not None:
-        p = p[p.score >= conf]  # type: ignore[operator]
+    return [_count(p if t is None else p[p.score >= t], g, gt, t, iou_accept, iou_min, relabel) for t in thresholds]
+
+
+def _count(
+    p: _Boxes, g: _Boxes, gt: Results, conf: float | None, iou_accept: float, iou_min: float, relabel: bool
+) -> EditCounts:
     code, pred_gt, _, gt_matched = _match(p, g, len(gt), iou_accept, iou_min, relabel)
     n_cls, n_k = len(gt.class_names), len(EDIT_KINDS)
     edit = code != _IGNORE
