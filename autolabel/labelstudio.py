@@ -451,7 +451,7 @@ def _routing_plan(
     routing fields as task data (``routing_<field>``); the scratch keys."""
     import pandas as pd
 
-    from autolabel.routing import QUEUES, _json_scalar
+    from autolabel.routing import QUEUES, task_data
 
     bad = [q for q in queues if q not in QUEUES]
     if bad:
@@ -474,11 +474,7 @@ def _routing_plan(
     m["_q"] = m["queue"].map(rank)
     m = m.sort_values(["_q", "review_rank", "file_name"], kind="stable", na_position="last")
     keys = [by_name[f].image.key for f in m["file_name"]]  # type: ignore[union-attr]
-    fields = [c for c in _ROUTING_FIELDS if c in m.columns]
-    data = {
-        k: {f"routing_{c}": _json_scalar(v) for c, v in zip(fields, row)}
-        for k, row in zip(keys, m[fields].itertuples(index=False))
-    }
+    data = task_data(m[[c for c in _ROUTING_FIELDS if c in m.columns]], keys)
     scratch = [k for k, q in zip(keys, m["queue"]) if q == "scratch"]
     from dataclasses import replace
 

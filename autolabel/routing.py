@@ -91,6 +91,7 @@ from autolabel.scoring import (
 
 __all__ = [
     "QUEUES",
+    "task_data",
     "FittedPolicy",
     "Routing",
     "clopper_pearson_upper",
@@ -693,9 +694,8 @@ class Routing:
         written += write_coco(self.auto_accepted(), path("auto_accepted.json"))
         review = self.queue("review")
         cols = ["queue", "review_rank", "priority", "p_no_edit", "expected_edit_s", "expected_scratch_s", "reason"]
-        rows = m.set_index("file_name").loc[review, cols]
         key = {d.image.file_name: d.image.key for d in self.predictions if d.image}
-        extra = {key[f]: {f"routing_{c}": _json_scalar(v) for c, v in r.items()} for f, r in rows.iterrows()}
+        extra = task_data(m.set_index("file_name").loc[review, cols], [key[f] for f in review])
         written += write_labelstudio(self._subset(review, True), path("review_queue.json"), image_root_url, extra)
         written.append(atomic_write(path("review_queue.txt"), "".join(f"{f}\n" for f in review)))
         written.append(atomic_write(path("scratch_queue.txt"), "".join(f"{f}\n" for f in self.queue("scratch"))))
@@ -703,6 +703,15 @@ class Routing:
         written.append(atomic_write(path("summary.json"), json.dumps(self.summary(), indent=1)))
         written.append(plot_risk_coverage(self.policy, path("risk_coverage.png")))
         return written
+
+
+def task_data(rows: pd.DataFrame, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Manifest rows as annotation-tool task data: ``{key: {"routing_<column>": value}}``
+    (JSON scalars; NaN becomes ``None``), one row per key in order."""
+    return {
+        k: {f"routing_{c}": _json_scalar(v) for c, v in zip(rows.columns, row)}
+        for k, row in zip(keys, rows.itertuples(index=False))
+    }
 
 
 def _json_scalar(v: Any) -> Any:
