@@ -91,6 +91,8 @@ from autolabel.scoring import (
 
 __all__ = [
     "QUEUES",
+    "realized_seconds",
+    "sequence_start",
     "task_data",
     "FittedPolicy",
     "Routing",
@@ -204,6 +206,12 @@ def min_certifiable(
     while n > 1 and bound(risk * (n - 1), n - 1, delta) <= alpha:
         n -= 1
     return n
+
+
+def sequence_start(cfg: RoutingPolicy) -> int:
+    """Auto-accepted calibration images at which a policy's fixed sequence starts (see
+    :func:`ltt_threshold`): ``min_certifiable`` for its risk, bound, alpha and delta."""
+    return min_certifiable(cfg.alpha, cfg.delta, BOUNDS[cfg.risk], START_RISK[cfg.risk] * cfg.alpha)
 
 
 @dataclass(frozen=True)
@@ -562,7 +570,7 @@ def _fit(
         f"constant + pre-label count only: no predictions between evidence_conf {cfg.evidence_conf} and "
         f"prelabel_conf {cfg.prelabel_conf} (predict at a lower conf for a stronger miss model)",
         "risk": cfg.risk,
-        "min_certifiable": min_certifiable(cfg.alpha, cfg.delta, BOUNDS[cfg.risk], START_RISK[cfg.risk] * cfg.alpha),
+        "min_certifiable": sequence_start(cfg),
         "classes_with_own_calibrator": sorted(cals["correct"].per_class),
         "classes_on_global_fallback": sorted(set(class_names) - set(cals["correct"].per_class)),
         "ece_before_in_sample": detection_ece(pre["score"], pre["correct"].to_numpy(bool), cfg.ece_bins),
@@ -744,18 +752,28 @@ def route(
 
 
 # -- measuring a policy against ground truth -------------------------------------------------------------
+def realized_seconds(
+    truth: pd.DataFrame, file_names: Sequence[str], profile: CostProfile
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The true targets of ``file_names`` (in that order) and the human seconds to fix
+    their pre-labels and to label them from scratch (from their true edits)."""
+    from autolabel.savings import EDIT_KINDS, edit_seconds, scratch_seconds
+
+    t = truth.set_index("file_name").loc[file_names]
+    fix_s = edit_seconds(t[list(EDIT_KINDS)].to_numpy(np.float64), profile)
+    return t, fix_s, scratch_seconds(t["n_gt"].to_numpy(np.float64), profile)
+
+
 def _realized(
     manifest: pd.DataFrame, boxes: pd.DataFrame, truth: pd.DataFrame, profile: CostProfile,
     ece_bins: int, naive_min_score: float, risk: str,
 ) -> dict[str, Any]:
-    from autolabel.savings import EDIT_KINDS, edit_seconds, scratch_seconds
+    from autolabel.savings import EDIT_KINDS
 
-    t = truth.set_index("file_name").loc[manifest["file_name"]]
+    t, fix_s, scratch_s = realized_seconds(truth, manifest["file_name"], profile)
     q = manifest["queue"].to_numpy()
     need = t["needs_edit"].to_numpy(bool)
     loss = image_loss(t, risk)
-    fix_s = edit_seconds(t[list(EDIT_KINDS)].to_numpy(np.float64), profile)
-    scratch_s = scratch_seconds(t["n_gt"].to_numpy(np.float64), profile)
     auto = q == "auto_accept"
     pre = boxes[boxes["prelabel"] & boxes["correct"].notna()]
     low = boxes.loc[boxes["prelabel"]].groupby("file_name")["score"].min()
@@ -872,7 +890,7 @@ def plot_risk_coverage(policy: FittedPolicy, path: str | os.PathLike | None = No
             last = ok.iloc[-1]
             ax.plot([last["coverage"]], [last["ucb"]], "o", color="C2", label=f"chosen: coverage {last['coverage']:.2f}")
     ax.axhline(cfg.alpha, color="C3", lw=1, label=f"alpha = {cfg.alpha:g}")
-    n_min = min_certifiable(cfg.alpha, cfg.delta, bound, START_RISK[cfg.risk] * cfg.alpha)
+    n_min = sequence_start(cfg)
     n_cal = policy.summary.get("bound_images")
     if n_cal:
         ax.axvline(min(n_min / n_cal, 1), color="grey", ls=":", lw=1, label=f"sequence starts: {n_min} images")

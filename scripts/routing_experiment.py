@@ -35,9 +35,9 @@ from autolabel.core import Results
 from autolabel.formats import read_coco
 from autolabel.report import _md_table, _select
 from autolabel.routing import (
-    BOUNDS, START_RISK, cross_validate, evaluate, fit_policy, image_loss, min_certifiable, plot_risk_coverage, route,
+    cross_validate, evaluate, fit_policy, image_loss, min_certifiable, plot_risk_coverage, realized_seconds, route,
+    sequence_start,
 )
-from autolabel.savings import EDIT_KINDS, edit_seconds, scratch_seconds
 from autolabel.scoring import detector_agreement, match_targets, tta_agreement
 from autolabel.sources import load_image
 
@@ -133,16 +133,16 @@ def cross_fitted_seconds(preds: Results, gt: Results, alpha: float, delta: float
     return table, {"edits_left_in_auto_accepted": left, "auto_accepted": sum(e["auto_accepted"] for e in evals)}
 
 
-def budget_check(preds: Results, gt: Results, alpha: float, delta: float, hours: float) -> pd.DataFrame:
+def budget_check(
+    preds: Results, gt: Results, truth: pd.DataFrame, alpha: float, delta: float, hours: float
+) -> pd.DataFrame:
     """Priority order vs input order under the same review budget: realized seconds saved
-    (drawing from scratch minus fixing) by the images reviewed within the budget."""
+    (drawing from scratch minus fixing) by the images reviewed within the budget.
+    ``truth``: the images' true targets (:func:`~autolabel.scoring.match_targets`)."""
     pol = fit_policy(preds, gt, {"alpha": alpha, "delta": delta})
     m = route(preds, pol, budget_hours=hours).manifest
-    _, truth = match_targets(preds, gt, pol.config.prelabel_conf, pol.config.iou_accept, pol.config.iou_min)
-    t = truth.set_index("file_name").loc[m["file_name"]]
-    prof = CostProfile.load(pol.config.cost_profile)
-    fix = edit_seconds(t[list(EDIT_KINDS)].to_numpy(np.float64), prof)
-    saved = scratch_seconds(t["n_gt"].to_numpy(np.float64), prof) - fix
+    _, fix, scratch = realized_seconds(truth, m["file_name"], CostProfile.load(pol.config.cost_profile))
+    saved = scratch - fix
     review = (m["queue"] == "review").to_numpy()
     rows = []
     for label, order in (("priority (expected s saved per s)", m["review_rank"].fillna(10**9).to_numpy().argsort(kind="stable")),
@@ -197,7 +197,7 @@ def run(name: str, n_splits: int, alpha: float, delta: float, agreement: bool, o
     seconds, left = cross_fitted_seconds(preds, gt, alpha, delta)
     review_h = float(seconds.loc[seconds.plan == "review everything", "hours (realized)"].iloc[0])
     budget_h = round(review_h / 2, 2)
-    budget = budget_check(preds, gt, alpha, delta, budget_h)
+    budget = budget_check(preds, gt, truth, alpha, delta, budget_h)
 
     box_cfg = {"risk": "box_error_rate", "delta": delta}
     box_cv = cross_validate(preds, gt, {**box_cfg, "alpha": alpha}, n_splits=n_splits)
@@ -206,7 +206,7 @@ def run(name: str, n_splits: int, alpha: float, delta: float, agreement: bool, o
         box_cv_a = cross_validate(preds, gt, {**box_cfg, "alpha": a}, n_splits=n_splits)
         box_sweep.append(sweep_row("box_error_rate", box_cv_a, a))
     box_loss = image_loss(truth, "box_error_rate")
-    box_start = min_certifiable(alpha, delta, BOUNDS["box_error_rate"], START_RISK["box_error_rate"] * alpha)
+    box_start = sequence_start(RoutingPolicy(risk="box_error_rate", alpha=alpha, delta=delta))
     box_took = box_cv[box_cv["auto_accepted"] > 0]
     box_best = np.sort(box_loss)[: round(box_start * n / (n // 2))].mean()  # the lowest true losses
 
