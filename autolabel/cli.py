@@ -232,15 +232,18 @@ def _build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--ray-gpus", type=float, default=None, help="Ray: GPUs per actor (default 0)")
     pre.set_defaults(func=_cmd_prelabel)
 
-    sav = sub.add_parser("savings", help="score pre-labels against ground truth: edits, human seconds and money saved")
+    match_opts = argparse.ArgumentParser(add_help=False)  # how pre-labels are matched to the final boxes
+    match_opts.add_argument("--iou-accept", type=float, default=0.7, help="IoU at which a box is accepted as is")
+    match_opts.add_argument("--iou-min", type=float, default=0.5, help="IoU below which a box is no help")
+
+    sav = sub.add_parser("savings", parents=[match_opts],
+                         help="score pre-labels against ground truth: edits, human seconds and money saved")
     sav.add_argument("--predictions", required=True, help="pre-labels as a COCO JSON (autolabel prelabel --format coco)")
     sav.add_argument("--ground-truth", required=True, help="ground truth as a COCO JSON")
     sav.add_argument("--json", default=None, help="write the full summary (per class, sensitivity, sweep) here")
     sav.add_argument("--profile", default="extreme-clicking", help="cost profile name or YAML (configs/cost)")
     sav.add_argument("--conf", type=float, default=None, help="pre-label threshold (default: every prediction)")
     sav.add_argument("--machine-seconds", type=float, default=None, help="inference seconds spent on these images")
-    sav.add_argument("--iou-accept", type=float, default=0.7, help="IoU at which a box is accepted as is")
-    sav.add_argument("--iou-min", type=float, default=0.5, help="IoU below which a box is no help")
     sav.set_defaults(func=_cmd_savings)
 
     cmp = sub.add_parser("compare", help="pre-label a labeled dataset with several models and compare what each saves")
@@ -299,7 +302,7 @@ def _build_parser() -> argparse.ArgumentParser:
     psh.add_argument("--chunk-size", type=int, default=200, help="tasks per import request")
     psh.set_defaults(func=_cmd_push)
 
-    pul = sub.add_parser("pull", parents=[ls_opts],
+    pul = sub.add_parser("pull", parents=[ls_opts, match_opts],
                          help="read human corrections back, measure edits and time, fit a cost profile to them")
     pul.add_argument("--project", default=None, help="Label Studio project id or title")
     pul.add_argument("--cvat", default=None, help="a CVAT for images 1.1 XML export instead of a Label Studio project")
@@ -311,8 +314,6 @@ def _build_parser() -> argparse.ArgumentParser:
     pul.add_argument("--fix", action="append", default=None, metavar="NAME=SECONDS",
                      help="pin a constant instead of fitting it (e.g. relabel_s=5.1); repeatable")
     pul.add_argument("--no-fit", action="store_true", help="measure edits and time only")
-    pul.add_argument("--iou-accept", type=float, default=0.7, help="IoU at which a box is accepted as is")
-    pul.add_argument("--iou-min", type=float, default=0.5, help="IoU below which a box is no help")
     pul.set_defaults(func=_cmd_pull)
 
     mod = sub.add_parser("models", help="list the models the resolver can find, and where from")

@@ -120,8 +120,12 @@ class Source:
     items: Iterable[Item] | Callable[[], Iterator[Item]]
     description: str
     length: int | None = None
-    class_names: tuple[str, ...] | None = None
     ground_truth: Results | None = None
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        """The dataset's classes (labeled datasets only)."""
+        return None if self.ground_truth is None else self.ground_truth.class_names
 
     def __iter__(self) -> Iterator[Item]:
         return iter(self.items() if callable(self.items) else self.items)
@@ -182,7 +186,7 @@ def from_paths(paths: Sequence[str | os.PathLike]) -> Source:
 
 def _dataset_source(gt: Results, image_dir: str, description: str) -> Source:
     items = [Item(d.image.key, d.image.path or os.path.join(image_dir, d.image.key)) for d in gt if d.image]
-    return Source(items, description, len(items), gt.class_names, gt)
+    return Source(items, description, len(items), gt)
 
 
 def from_coco(annotations: str | os.PathLike, image_dir: str | os.PathLike | None = None) -> Source:
