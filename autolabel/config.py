@@ -14,7 +14,15 @@ from typing import Any, ClassVar, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-__all__ = ["ConfigError", "ModelConfig", "ClassMapConfig", "load_yaml", "config_path", "config_names", "CostProfile", "RoutingPolicy"]
+__all__ = [
+    "IOU_ACCEPT", "IOU_MIN", "DEFAULT_PROFILE", "EXIT_OK", "EXIT_SKIPPED", "EXIT_FAILED", "ConfigError", "ModelConfig", "ClassMapConfig", "load_yaml", "config_path", "config_names", "CostProfile", "RoutingPolicy",
+]
+
+# -- library-wide defaults: every signature that needs one reads it from here ------------------
+IOU_ACCEPT = 0.7  # IoU from which a right-class pre-label needs no edit
+IOU_MIN = 0.5  # IoU from which a pre-label counts as finding an object (COCO's AP50 rule)
+DEFAULT_PROFILE = "extreme-clicking"  # cost profile (configs/cost/)
+EXIT_OK, EXIT_SKIPPED, EXIT_FAILED = 0, 1, 2  # CLI exit status: completed, completed with skips, failed
 
 # ``autolabel/configs`` links to the repository's ``configs/`` and is a copy of it in an installed wheel
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -157,7 +165,7 @@ class CostProfile(StrictModel):
     description: str = ""
 
     config_kind: ClassVar[str] = "cost"
-    default_name: ClassVar[str | None] = "extreme-clicking"
+    default_name: ClassVar[str | None] = DEFAULT_PROFILE
 
     @model_validator(mode="after")
     def _consistent(self) -> CostProfile:
@@ -187,9 +195,9 @@ class RoutingPolicy(StrictModel):
     prelabel_conf: float = Field(0.25, ge=0, le=1, description="boxes below are evidence of misses, not labels")
     evidence_conf: float = Field(0.05, ge=0, le=1, description="boxes below are ignored; predict at this conf")
     band: tuple[float, float] = Field((0.1, 0.5), description="uncertain band [lo, hi) of detector scores")
-    iou_accept: float = Field(0.7, gt=0, le=1, description="IoU from which a right-class box needs no edit")
-    iou_min: float = Field(0.5, gt=0, le=1, description="IoU from which a box counts as found")
-    cost_profile: str = Field("extreme-clicking", description="configs/cost name or YAML path")
+    iou_accept: float = Field(IOU_ACCEPT, gt=0, le=1, description="IoU from which a right-class box needs no edit")
+    iou_min: float = Field(IOU_MIN, gt=0, le=1, description="IoU from which a box counts as found")
+    cost_profile: str = Field(DEFAULT_PROFILE, description="configs/cost name or YAML path")
     scratch_margin: float = Field(1.0, gt=0, description="scratch when expected fix s > margin x scratch s")
     holdout: float = Field(0.0, ge=0, lt=1, description="share of calibration images kept for the bound only")
     seed: int = Field(0, description="seed of the holdout split")

@@ -3,15 +3,20 @@
 Boxes are ``xyxy`` float32 in original-image pixels (after EXIF orientation, see
 :mod:`autolabel.sources`), scores float32, class ids int64 indexing ``class_names``.
 Optional per-box arrays: ``class_probs`` (N, C) when a backend exposes the class
-distribution, and ``iscrowd`` (N,) for ground truth read from COCO.
+distribution, ``iscrowd`` (N,) for ground truth read from COCO, ``track_id`` (N,) int64
+when boxes belong to tracks. Anything else per box (agreement, certification flags,
+audit scores) goes in the open ``data`` mapping of (N, ...) arrays, which is sliced and
+concatenated with the named arrays, as supervision's ``Detections.data`` is.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+
+from autolabel.boxes import box_area
 
 __all__ = ["ImageInfo", "Detections", "Failure", "Results"]
 
@@ -40,6 +45,9 @@ class ImageInfo:
         return f"{stem}/frame_{self.frame_index:06d}.jpg"
 
 
+_PER_BOX = ("xyxy", "scores", "class_ids", "class_probs", "iscrowd", "track_id")  # named per-box arrays
+
+
 def _as(a: object, dtype: type, shape_tail: tuple[int, ...]) -> np.ndarray:
     arr = np.asarray(a, dtype=dtype)
     if arr.size == 0:
@@ -62,6 +70,8 @@ class Detections:
     image: ImageInfo | None = None
     class_probs: np.ndarray | None = None
     iscrowd: np.ndarray | None = None
+    track_id: np.ndarray | None = None
+    data: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.xyxy = _as(self.xyxy, np.float32, (4,))
@@ -83,6 +93,14 @@ class Detections:
             self.iscrowd = _as(self.iscrowd, bool, ())
             if self.iscrowd.shape != (n,):
                 raise ValueError(f"iscrowd must have shape ({n},)")
+        if self.track_id is not None:
+            self.track_id = _as(self.track_id, np.int64, ())
+            if self.track_id.shape != (n,):
+                raise ValueError(f"track_id must have shape ({n},), got {self.track_id.shape}")
+        self.data = {str(k): np.asarray(v) for k, v in dict(self.data).items()}
+        for k, v in self.data.items():
+            if v.ndim == 0 or len(v) != n:
+                raise ValueError(f"data[{k!r}] must have {n} rows (one per box), got shape {v.shape}")
 
     # -- construction -------------------------------------------------------------
     @classmethod
@@ -109,13 +127,17 @@ class Detections:
         if any(d.class_names != first.class_names for d in items):
             raise ValueError("cannot concatenate detections with different class_names")
 
-        def cat(name: str) -> np.ndarray | None:
-            parts = [getattr(d, name) for d in items]
-            return None if any(p is None for p in parts) else np.concatenate(parts)
+        keys = set(first.data)
+        if any(set(d.data) != keys for d in items):
+            raise ValueError("cannot concatenate detections whose data keys differ")
 
+        def cat(parts: list[np.ndarray | None]) -> np.ndarray | None:
+            return None if any(p is None for p in parts) else np.concatenate(parts)  # type: ignore[arg-type]
+
+        named = {f: cat([getattr(d, f) for d in items]) for f in _PER_BOX}
         return Detections(
-            cat("xyxy"), cat("scores"), cat("class_ids"), first.class_names, first.image,
-            cat("class_probs"), cat("iscrowd"),
+            **named, class_names=first.class_names, image=first.image,  # type: ignore[arg-type]
+            data={k: cat([d.data[k] for d in items]) for k in first.data},  # type: ignore[misc]
         )
 
     # -- container protocol -------------------------------------------------------
@@ -126,14 +148,8 @@ class Detections:
         if isinstance(index, (int, np.integer)):
             index = [int(index)]
         idx = np.asarray(index) if not isinstance(index, slice) else index
-        return replace(
-            self,
-            xyxy=self.xyxy[idx],
-            scores=self.scores[idx],
-            class_ids=self.class_ids[idx],
-            class_probs=None if self.class_probs is None else self.class_probs[idx],
-            iscrowd=None if self.iscrowd is None else self.iscrowd[idx],
-        )
+        named = {f: None if getattr(self, f) is None else getattr(self, f)[idx] for f in _PER_BOX}
+        return replace(self, **named, data={k: v[idx] for k, v in self.data.items()})
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         for i in range(len(self)):
@@ -142,12 +158,18 @@ class Detections:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Detections):
             return NotImplemented
+        def same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+            return (a is None) == (b is None) and (a is None or np.array_equal(a, b))  # type: ignore[arg-type]
+
         return (
             self.class_names == other.class_names
-            and np.array_equal(self.xyxy, other.xyxy)
-            and np.array_equal(self.scores, other.scores)
-            and np.array_equal(self.class_ids, other.class_ids)
+            and self.image == other.image
+            and all(same(getattr(self, f), getattr(other, f)) for f in _PER_BOX)
+            and self.data.keys() == other.data.keys()
+            and all(same(v, other.data[k]) for k, v in self.data.items())
         )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable arrays
 
     # -- derived views ----------------------------------------------------------------
     @property
@@ -159,9 +181,8 @@ class Detections:
 
     @property
     def area(self) -> np.ndarray:
-        return np.clip(self.xyxy[:, 2] - self.xyxy[:, 0], 0, None) * np.clip(
-            self.xyxy[:, 3] - self.xyxy[:, 1], 0, None
-        )
+        """(N,) float64 box areas in pixels² (see :func:`autolabel.boxes.box_area`)."""
+        return box_area(self.xyxy)
 
     @property
     def crowd(self) -> np.ndarray:
@@ -186,32 +207,26 @@ class Detections:
             keep &= np.isin(self.class_ids, list(ids))
         return self[keep]
 
-    def clip(self) -> Detections:
-        """Boxes clipped to the image bounds (needs ``image``)."""
-        if self.image is None:
-            raise ValueError("clip() needs the image size")
-        b = self.xyxy.copy()
-        b[:, [0, 2]] = b[:, [0, 2]].clip(0, self.image.width)
-        b[:, [1, 3]] = b[:, [1, 3]].clip(0, self.image.height)
-        return replace(self, xyxy=b)
-
     # -- notebook niceties --------------------------------------------------------------
     def to_pandas(self):  # type: ignore[no-untyped-def]
-        """One row per box: image key, class, score and ``x1, y1, x2, y2``."""
+        """One row per box: image key, class, score, ``x1, y1, x2, y2``, then ``track_id``
+        and the 1-D ``data`` arrays when present."""
         import pandas as pd
 
-        return pd.DataFrame(
-            {
-                "image": [self.image.key if self.image else None] * len(self),
-                "class_id": self.class_ids,
-                "label": self.labels,
-                "score": self.scores,
-                "x1": self.xyxy[:, 0],
-                "y1": self.xyxy[:, 1],
-                "x2": self.xyxy[:, 2],
-                "y2": self.xyxy[:, 3],
-            }
-        )
+        columns: dict[str, Any] = {
+            "image": [self.image.key if self.image else None] * len(self),
+            "class_id": self.class_ids,
+            "label": self.labels,
+            "score": self.scores,
+            "x1": self.xyxy[:, 0],
+            "y1": self.xyxy[:, 1],
+            "x2": self.xyxy[:, 2],
+            "y2": self.xyxy[:, 3],
+        }
+        if self.track_id is not None:
+            columns["track_id"] = self.track_id
+        columns.update({k: v for k, v in self.data.items() if v.ndim == 1 and k not in columns})
+        return pd.DataFrame(columns)
 
     def __repr__(self) -> str:
         where = f"{self.image.key!r} {self.image.width}x{self.image.height}" if self.image else "no image"
@@ -258,6 +273,13 @@ class Results:
     def __post_init__(self) -> None:
         self.class_names = tuple(self.class_names)
         self._by_key: dict[str, int] | None = None
+        for d in self.detections:
+            if d.class_names != self.class_names and (len(d) or d.class_names):
+                where = repr(d.image.key) if d.image else "(no image info)"
+                raise ValueError(
+                    f"image {where}: its detections name classes {list(d.class_names)[:5]}..., "
+                    f"the results {list(self.class_names)[:5]}... (class ids would be written under wrong names)"
+                )
 
     def __len__(self) -> int:
         return len(self.detections)

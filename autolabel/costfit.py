@@ -35,7 +35,8 @@ from pydantic import ValidationError
 
 from autolabel.config import CostProfile
 from autolabel.core import Detections, Results
-from autolabel.savings import EDIT_KINDS, align_classes, edit_seconds, match_image, scratch_seconds
+from autolabel.matching import EDIT_KINDS, align_classes, match_image
+from autolabel.savings import edit_seconds, scratch_seconds
 
 __all__ = ["FIT_PARAMS", "CostFit", "Measurement", "design_matrix", "fit_costs", "measure", "measure_cvat"]
 

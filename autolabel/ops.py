@@ -1,26 +1,12 @@
-"""Box geometry shared by every stage: IoU, class-wise NMS, letterboxing."""
+"""Class-wise NMS and letterboxing (box IoU and areas live in :mod:`autolabel.boxes`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["LETTERBOX_PAD", "box_iou", "batched_nms", "letterbox", "letterbox_resize", "unletterbox"]
+__all__ = ["LETTERBOX_PAD", "batched_nms", "letterbox", "letterbox_resize", "unletterbox"]
 
 LETTERBOX_PAD = 114  # the padding value YOLO models are trained with
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of ``xyxy`` boxes: (N, 4) x (M, 4) -> (N, M), float64."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.clip(rb - lt, 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
 def batched_nms(

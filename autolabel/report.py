@@ -22,11 +22,10 @@ import numpy as np
 
 from autolabel.config import CostProfile
 from autolabel.core import Results
+from autolabel.config import DEFAULT_PROFILE
+from autolabel.matching import EDIT_KINDS, align_classes
 from autolabel.savings import (
-    DEFAULT_PROFILE,
-    EDIT_KINDS,
     EditCounts,
-    align_classes,
     count_edits,
     kind_seconds,
     sensitivity,

@@ -184,7 +184,7 @@ def image_loss(images: pd.DataFrame, risk: str) -> np.ndarray:
     if risk == "image_any_edit":
         return images["needs_edit"].to_numpy(np.float64)
     if risk == "box_error_rate":
-        from autolabel.savings import EDIT_KINDS
+        from autolabel.matching import EDIT_KINDS
 
         wrong = images[["delete", "relabel", "adjust_relabel", "draw"]].to_numpy(np.float64).sum(1)
         return wrong / np.maximum(1.0, images[list(EDIT_KINDS)].to_numpy(np.float64).sum(1))
@@ -461,7 +461,8 @@ class FittedPolicy:
         out["expected_box_error"] = wrong / np.maximum(1.0, out["n_prelabels"].to_numpy() + expected["draw"])
         out["box_score"] = 1 - out["expected_box_error"]
         profile = self.cost_profile
-        from autolabel.savings import EDIT_KINDS, edit_seconds, scratch_seconds
+        from autolabel.matching import EDIT_KINDS
+        from autolabel.savings import edit_seconds, scratch_seconds
 
         out["expected_edit_s"] = edit_seconds(np.stack([expected[k] for k in EDIT_KINDS], 1), profile)
         out["expected_scratch_s"] = scratch_seconds(total(p_loc, pre) + expected["draw"], profile)
@@ -757,7 +758,8 @@ def realized_seconds(
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """The true targets of ``file_names`` (in that order) and the human seconds to fix
     their pre-labels and to label them from scratch (from their true edits)."""
-    from autolabel.savings import EDIT_KINDS, edit_seconds, scratch_seconds
+    from autolabel.matching import EDIT_KINDS
+    from autolabel.savings import edit_seconds, scratch_seconds
 
     t = truth.set_index("file_name").loc[file_names]
     fix_s = edit_seconds(t[list(EDIT_KINDS)].to_numpy(np.float64), profile)
@@ -768,7 +770,7 @@ def _realized(
     manifest: pd.DataFrame, boxes: pd.DataFrame, truth: pd.DataFrame, profile: CostProfile,
     ece_bins: int, naive_min_score: float, risk: str,
 ) -> dict[str, Any]:
-    from autolabel.savings import EDIT_KINDS
+    from autolabel.matching import EDIT_KINDS
 
     t, fix_s, scratch_s = realized_seconds(truth, manifest["file_name"], profile)
     q = manifest["queue"].to_numpy()

@@ -30,7 +30,7 @@ from typing import Any, Literal, Mapping, Sequence
 import numpy as np
 
 from autolabel.core import Detections, Results
-from autolabel.ops import box_iou
+from autolabel.boxes import best_same_class_iou
 
 __all__ = [
     "class_entropy",
@@ -325,7 +325,7 @@ def match_targets(
     """
     import pandas as pd
 
-    from autolabel.savings import EDIT_KINDS, align_classes, match_image
+    from autolabel.matching import EDIT_KINDS, align_classes, match_image
 
     pred, gt = align_classes(predictions, ground_truth)
     # features from the predictions as given (align_classes may drop class_probs), in GT order
@@ -364,21 +364,13 @@ _FOUND = ("accept", "adjust", "relabel", "adjust_relabel")
 
 
 # -- optional agreement signals ---------------------------------------------------------------
-def _best_same_class_iou(d: Detections, other_xyxy: np.ndarray, other_labels: Sequence[str]) -> np.ndarray:
-    if not len(d):
-        return np.zeros(0)
-    iou = box_iou(d.xyxy, other_xyxy)
-    same = np.asarray(d.labels, dtype=object)[:, None] == np.asarray(other_labels, dtype=object)[None, :]
-    return np.where(same, iou, 0.0).max(1, initial=0.0)
-
-
 def detector_agreement(detections: Detections, others: Sequence[Detections]) -> np.ndarray:
     """Per box of ``detections``: the best IoU with a box of the same class name from
     each other detector on the same image, averaged over ``others`` (0 = no detector
     agrees, 1 = all found the identical box)."""
     if not others:
         raise ValueError("detector_agreement needs at least one other detector's detections")
-    return np.mean([_best_same_class_iou(detections, o.xyxy, o.labels) for o in others], axis=0)
+    return np.mean([best_same_class_iou(detections.xyxy, detections.labels, o.xyxy, o.labels) for o in others], axis=0)
 
 
 def tta_agreement(
@@ -405,6 +397,6 @@ def tta_agreement(
         h, w = im.shape[:2]
         back = np.array([w, h, w, h], np.float32) / np.array([r.shape[1], r.shape[0]] * 2, np.float32)
         unflip = f.xyxy[:, [2, 1, 0, 3]] * np.array([-1, 1, -1, 1], np.float32) + np.array([w, 0, w, 0], np.float32)
-        views = [_best_same_class_iou(d, unflip, f.labels), _best_same_class_iou(d, s.xyxy * back, s.labels)]
+        views = [best_same_class_iou(d.xyxy, d.labels, v, lab) for v, lab in ((unflip, f.labels), (s.xyxy * back, s.labels))]
         out.append(np.mean(views, axis=0))
     return out

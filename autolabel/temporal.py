@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from autolabel.core import Detections, Results
-from autolabel.ops import box_iou
+from autolabel.boxes import best_same_class_iou
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,9 +36,9 @@ def frame_similarity(a: Detections, b: Detections) -> float:
         return 1.0
     if not len(a) or not len(b):
         return 0.0
-    iou = box_iou(a.xyxy, b.xyxy)
-    iou[a.class_ids[:, None] != b.class_ids[None, :]] = 0.0
-    return float((iou.max(1).sum() + iou.max(0).sum()) / (len(a) + len(b)))
+    forward = best_same_class_iou(a.xyxy, a.class_ids, b.xyxy, b.class_ids)
+    backward = best_same_class_iou(b.xyxy, b.class_ids, a.xyxy, a.class_ids)
+    return float((forward.sum() + backward.sum()) / (len(a) + len(b)))
 
 
 def frame_table(results: Results) -> pd.DataFrame:

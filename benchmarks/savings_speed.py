@@ -99,7 +99,7 @@ def main() -> None:
 
     import autolabel as al
     from autolabel.formats import read_coco
-    from autolabel.savings import align_classes
+    from autolabel.matching import align_classes
     from autolabel.sources import from_coco
 
     gt150 = read_coco(COCO / "instances.json")

@@ -16,7 +16,7 @@ import autolabel as al
 from autolabel.detectors import ModelNotFoundError, load_detector
 from autolabel.detectors.base import file_sha256
 from autolabel.detectors.onnx import OnnxDetector
-from autolabel.ops import box_iou
+from autolabel.boxes import box_iou
 from autolabel.sources import load_image
 
 BCCD_CLASSES = ("RBC", "WBC", "Platelets")

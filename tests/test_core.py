@@ -7,7 +7,8 @@ import pytest
 import autolabel as al
 from autolabel.classmap import ClassMap
 from autolabel.config import ConfigError
-from autolabel.ops import batched_nms, box_iou, letterbox, unletterbox
+from autolabel.boxes import box_iou
+from autolabel.ops import batched_nms, letterbox, unletterbox
 
 
 def _dets(n: int = 5, names=("a", "b", "c"), seed: int = 0) -> al.Detections:

@@ -26,7 +26,8 @@ from autolabel.cli import main as cli
 from autolabel.config import CostProfile
 from autolabel.formats import read_coco, write_coco, write_labelstudio
 from autolabel.routing import fit_policy, route
-from autolabel.savings import EDIT_KINDS, count_edits, edit_seconds
+from autolabel.matching import EDIT_KINDS
+from autolabel.savings import count_edits, edit_seconds
 
 from test_costfit import TRUE, annotator_seconds  # the simulated annotator and its known constants
 

@@ -22,16 +22,14 @@ import autolabel as al
 from autolabel.cli import main
 from autolabel.config import ConfigError, CostProfile, config_path
 from autolabel.formats import read_coco
-from autolabel.ops import box_iou
+from autolabel.boxes import box_iou
 from autolabel.report import compare_predictions, threshold_sweep
+from autolabel.matching import EDIT_KINDS, align_classes, match_image
 from autolabel.savings import (
-    EDIT_KINDS,
-    align_classes,
     count_edits,
     edit_seconds,
     kind_seconds,
     list_profiles,
-    match_image,
     scratch_seconds,
     summarize,
 )

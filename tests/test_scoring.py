@@ -7,7 +7,7 @@ import pytest
 import autolabel as al
 from autolabel.core import Detections, Results
 from autolabel.formats import read_coco
-from autolabel.savings import EDIT_KINDS, align_classes, match_image
+from autolabel.matching import EDIT_KINDS, align_classes, match_image
 from autolabel.scoring import (
     ClassCalibrator, IsotonicCalibrator, PlattCalibrator, box_table, class_entropy, class_margin,
     detection_ece, detector_agreement, match_targets, reliability_table, tta_agreement,
