@@ -12,7 +12,7 @@ concatenated with the named arrays, as supervision's ``Detections.data`` is.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 

@@ -1,0 +1,81 @@
+"""``autolabel prelabel`` and ``autolabel models``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from autolabel.config import EXIT_FAILED, EXIT_OK
+from autolabel.cli._common import given
+
+
+
+def _cmd_prelabel(args: argparse.Namespace) -> int:
+    from autolabel.engine import run_job
+
+    src_opts = given(every=args.every, every_seconds=args.every_seconds)
+    det_opts = given(device=args.device, batch_size=args.batch_size, threads=args.threads)
+    ray_opts = given(actors=args.ray_actors, num_cpus=args.ray_cpus, num_gpus=args.ray_gpus)
+    try:
+        summary = run_job(
+            args.source, args.out, args.model, args.format, conf=args.conf, iou=args.iou, max_det=args.max_det,
+            class_map=args.class_map, engine=args.engine, resume=args.resume, retry_failed=args.retry_failed,
+            workers=args.workers, streams=args.streams, progress=not args.quiet, detector_options=det_opts, ray_options=ray_opts,
+            **src_opts,
+        )
+    except (FileNotFoundError, ValueError, KeyError):
+        raise
+    except Exception as e:  # a crash mid-job: what the log holds stays, a rerun resumes
+        print(json.dumps({"status": "failed", "error": f"{type(e).__name__}: {e}"}, indent=2))
+        return EXIT_FAILED
+    print(json.dumps(summary.to_dict(), indent=2))
+    if summary.skipped:
+        print(f"skipped {summary.skipped} inputs; see {args.out}/errors.csv", file=sys.stderr)
+    return summary.exit_code
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from autolabel.detectors import list_models, model_search_dirs
+
+    rows = list_models()
+    print("searched, in order: " + "; ".join(f"{o}: {d}" for o, d in model_search_dirs()))
+    width = max([len(r["name"]) for r in rows] + [4])
+    for r in rows:
+        note = "  (shadowed by an earlier one)" if r["shadowed"] == "True" else ""
+        print(f"{r['name']:<{width}}  {r['origin']:<20}  {r['path']}{note}")
+    print("also: torchvision:<architecture> with --weights, and Ultralytics asset names (downloaded when online)")
+    return EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add this module's subcommands."""
+    pre = sub.add_parser("prelabel", help="run a detector over images / a dataset / a video and write pre-labels")
+    pre.add_argument("source", help="image folder, glob, image, video, COCO .json, VOC or YOLO dataset root")
+    pre.add_argument("--model", default=None, help="model path or name (default: bundled yolov5n.onnx)")
+    pre.add_argument("--out", required=True, help="output directory")
+    pre.add_argument("--format", default="coco", help="coco, yolo, voc, labelstudio or cvat")
+    pre.add_argument("--conf", type=float, default=None, help="confidence threshold (model default 0.25)")
+    pre.add_argument("--iou", type=float, default=None, help="NMS IoU threshold (model default 0.6)")
+    pre.add_argument("--max-det", type=int, default=None)
+    pre.add_argument("--batch-size", type=int, default=None)
+    pre.add_argument("--device", default=None, help="cpu, cuda, cuda:0 (default: best available)")
+    pre.add_argument("--class-map", default=None, help="class map YAML (configs/classmaps)")
+    pre.add_argument("--every", type=int, default=None, help="video: every k-th frame")
+    pre.add_argument("--every-seconds", type=float, default=None, help="video: one frame every t seconds")
+    pre.add_argument("--quiet", action="store_true", help="no progress bar")
+    pre.add_argument("--engine", choices=("local", "ray"), default="local", help="local threads or a Ray actor pool")
+    pre.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                     help="skip inputs already in OUT's log (--no-resume deletes the log and starts over)")
+    pre.add_argument("--retry-failed", action="store_true", help="process inputs that failed before again")
+    pre.add_argument("--workers", type=int, default=None, help="decode threads (default: CPUs, at most 8)")
+    pre.add_argument("--streams", type=int, default=1, help="batches in inference at once (ONNX; see --threads)")
+    pre.add_argument("--threads", type=int, default=None,
+                     help="ONNX Runtime threads per stream (default: all cores; on a CPU, cores / streams)")
+    pre.add_argument("--ray-actors", type=int, default=None, help="Ray: detector actors (default: fill the cluster)")
+    pre.add_argument("--ray-cpus", type=float, default=None, help="Ray: CPUs per actor (default 1)")
+    pre.add_argument("--ray-gpus", type=float, default=None, help="Ray: GPUs per actor (default 0)")
+    pre.set_defaults(func=_cmd_prelabel)
+
+    mod = sub.add_parser("models", help="list the models the resolver can find, and where from")
+    mod.set_defaults(func=_cmd_models)

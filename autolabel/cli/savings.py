@@ -1,0 +1,69 @@
+"""``autolabel savings`` and ``autolabel compare``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from autolabel.config import EXIT_OK
+from autolabel.cli._common import match_options
+
+
+
+def _cmd_savings(args: argparse.Namespace) -> int:
+    from autolabel.formats import read_coco
+    from autolabel.report import savings_report
+
+    pred, gt = read_coco(args.predictions), read_coco(args.ground_truth)
+    rep = savings_report(
+        pred, gt, args.profile, args.conf, args.machine_seconds, iou_accept=args.iou_accept, iou_min=args.iou_min
+    )
+    s = rep.summary
+    lo, hi = s["saved_fraction_ci95"]
+    at = "all predictions" if s["conf"] is None else f"threshold {s['conf']:.2f}"
+    print(f"{s['images']} images, {s['gt_boxes']} ground-truth boxes, {s['pred_boxes']} pre-labels ({at}); "
+          f"edits: " + ", ".join(f"{k} {v}" for k, v in s["edits"].items()))
+    print(f"human seconds: {s['scratch_seconds']:.0f} from scratch, {s['assisted_seconds']:.0f} assisted; saved "
+          f"{s['saved_fraction']:.1%} (95% CI {lo:.1%} to {hi:.1%}); best threshold {rep.best_threshold}")
+    if args.json:
+        from autolabel.formats._common import atomic_write
+
+        atomic_write(args.json, json.dumps(rep.to_dict(), indent=1))
+        print(f"wrote {args.json}")
+    return EXIT_OK
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from autolabel.report import compare
+
+    cmp = compare(args.models, args.images, args.ground_truth, args.profile, split=args.split_file,
+                  min_conf=args.min_conf, progress=not args.quiet)
+    print(cmp.summary.to_string(index=False))
+    for path in cmp.save(args.out, args.name):
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add this module's subcommands."""
+    sav = sub.add_parser("savings", parents=[match_options()],
+                         help="score pre-labels against ground truth: edits, human seconds and money saved")
+    sav.add_argument("--predictions", required=True, help="pre-labels as a COCO JSON (autolabel prelabel --format coco)")
+    sav.add_argument("--ground-truth", required=True, help="ground truth as a COCO JSON")
+    sav.add_argument("--json", default=None, help="write the full summary (per class, sensitivity, sweep) here")
+    sav.add_argument("--profile", default="extreme-clicking", help="cost profile name or YAML (configs/cost)")
+    sav.add_argument("--conf", type=float, default=None, help="pre-label threshold (default: every prediction)")
+    sav.add_argument("--machine-seconds", type=float, default=None, help="inference seconds spent on these images")
+    sav.set_defaults(func=_cmd_savings)
+
+    cmp = sub.add_parser("compare", help="pre-label a labeled dataset with several models and compare what each saves")
+    cmp.add_argument("--models", nargs="+", required=True, help="model paths or names")
+    cmp.add_argument("--images", required=True, help="image folder (ground-truth file_name is relative to it)")
+    cmp.add_argument("--ground-truth", required=True, help="ground truth as a COCO JSON")
+    cmp.add_argument("--out", required=True, help="output directory for the Markdown, HTML and JSON report")
+    cmp.add_argument("--name", default="report", help="file name stem of the report (default: report)")
+    cmp.add_argument("--profile", default="extreme-clicking", help="cost profile name or YAML (configs/cost)")
+    cmp.add_argument("--split-file", default=None, help="only these images: a text file, one file name or stem a line")
+    cmp.add_argument("--min-conf", type=float, default=0.05, help="lowest pre-label threshold swept (default 0.05)")
+    cmp.add_argument("--quiet", action="store_true", help="no progress bar")
+    cmp.set_defaults(func=_cmd_compare)
