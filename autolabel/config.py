@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = [
-    "IOU_ACCEPT", "IOU_MIN", "DEFAULT_PROFILE", "EXIT_OK", "EXIT_SKIPPED", "EXIT_FAILED", "ConfigError", "ModelConfig", "ClassMapConfig", "load_yaml", "config_path", "config_names", "CostProfile", "RoutingPolicy",
+    "IOU_ACCEPT", "IOU_MIN", "DEFAULT_PROFILE", "EXIT_OK", "EXIT_SKIPPED", "EXIT_FAILED", "ConfigError", "ModelConfig", "ClassMapConfig", "load_yaml", "config_path", "config_names", "CostProfile", "RoutingPolicy", "TrackerConfig",
 ]
 
 # -- library-wide defaults: every signature that needs one reads it from here ------------------
@@ -216,3 +216,22 @@ class RoutingPolicy(StrictModel):
         if self.evidence_conf > self.prelabel_conf:
             raise ValueError("evidence_conf must not exceed prelabel_conf")
         return self
+
+
+class TrackerConfig(StrictModel):
+    """A multi-object tracker and its settings (``configs/trackers/*.yaml``); see :mod:`autolabel.tracking`.
+
+    ``settings`` go to the constructor of the Roboflow ``trackers`` class named by
+    ``tracker`` (checked against its signature when the tracker is built).
+    """
+
+    tracker: Literal["bytetrack", "botsort", "ocsort", "sort"] = "bytetrack"
+    settings: dict[str, float | int | bool | str] = Field(default_factory=dict)
+    detection_conf: float = Field(0.1, ge=0, le=1, description="detector threshold when tracking")
+    min_track_length: int = Field(1, ge=1, description="shorter tracks are dropped (frames with a box)")
+    min_track_score: float = Field(0.0, ge=0, le=1, description="tracks with a lower mean box score are dropped")
+    fill_gaps: int = Field(0, ge=0, description="gaps of up to this many frames are filled by linear interpolation")
+    description: str = ""
+
+    config_kind: ClassVar[str] = "trackers"
+    default_name: ClassVar[str | None] = "bytetrack"

@@ -14,6 +14,7 @@ yolo           ``data.yaml``, ``labels/<stem>.txt``               6 decimals of 
 voc            ``Annotations/<stem>.xml``, ``labelmap.txt``        1 pixel (integers)
 labelstudio    ``tasks.json``, ``label_config.xml``               float64 percent
 cvat           ``annotations.xml``                                2 decimals
+mot            ``<sequence>.txt`` + ``.ini`` (tracks)             2 decimals
 =============  =================================================  =========================
 """
 
@@ -27,27 +28,30 @@ from autolabel.formats._common import ResultsLike
 from autolabel.formats.coco import read_coco, write_coco
 from autolabel.formats.cvat import read_cvat, write_cvat
 from autolabel.formats.labelstudio import labelstudio_config, read_labelstudio, write_labelstudio
+from autolabel.formats.mot import read_mot, write_mot
 from autolabel.formats.voc import read_voc, write_voc
 from autolabel.formats.yolo import read_yolo, write_yolo
 
 __all__ = [
-    "FORMATS", "check_format", "write", "read", "labelstudio_config",
+    "FORMATS", "TRACK_FORMATS", "check_format", "write", "read", "labelstudio_config",
     "write_coco", "write_yolo", "write_voc", "write_labelstudio", "write_cvat",
-    "read_coco", "read_yolo", "read_voc", "read_labelstudio", "read_cvat",
+    "read_coco", "read_yolo", "read_voc", "read_labelstudio", "read_cvat", "write_mot", "read_mot",
 ]
 
 FORMATS = ("coco", "yolo", "voc", "labelstudio", "cvat")
+TRACK_FORMATS = ("mot",)  # formats of tracks only: video frames whose boxes carry track_id (coco keeps it too)
 _FILE = {"coco": "annotations.json", "labelstudio": "tasks.json", "cvat": "annotations.xml"}
 _WRITE = {
     "coco": write_coco, "yolo": write_yolo, "voc": write_voc, "labelstudio": write_labelstudio, "cvat": write_cvat,
+    "mot": write_mot,
 }
-_READ = {"coco": read_coco, "yolo": read_yolo, "voc": read_voc, "labelstudio": read_labelstudio, "cvat": read_cvat}
+_READ = {"coco": read_coco, "yolo": read_yolo, "voc": read_voc, "labelstudio": read_labelstudio, "cvat": read_cvat, "mot": read_mot}
 
 
 def check_format(format: str) -> str:
     """``format`` if it is one of :data:`FORMATS`, else a ValueError listing them."""
-    if format not in FORMATS:
-        raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
+    if format not in FORMATS + TRACK_FORMATS:
+        raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS + TRACK_FORMATS)}")
     return format
 
 
