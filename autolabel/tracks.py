@@ -127,6 +127,7 @@ def from_tracks(tracks: Sequence[Track], images: Sequence[ImageInfo], class_name
     by_frame = {int(im.frame_index): i for i, im in enumerate(images)}  # type: ignore[arg-type]
     parts: list[list[tuple[np.ndarray, float, int, int, dict]]] = [[] for _ in images]
     keys = sorted({k for t in tracks for k in t.data})
+    dtypes = {k: next(t.data[k].dtype for t in tracks if k in t.data) for k in keys}
     for t in tracks:
         if t.label not in names:
             raise ValueError(f"track {t.track_id}: label {t.label!r} is not one of {list(names)}")
@@ -138,7 +139,7 @@ def from_tracks(tracks: Sequence[Track], images: Sequence[ImageInfo], class_name
     dets = []
     for im, p in zip(images, parts):
         p.sort(key=lambda x: x[3])
-        data = {k: np.array([x[4].get(k) for x in p]) for k in keys}
+        data = {k: np.array([x[4].get(k) for x in p], dtypes[k]) for k in keys}
         dets.append(Detections(np.array([x[0] for x in p]).reshape(-1, 4), [x[1] for x in p], [x[2] for x in p],
                                names, im, track_id=[x[3] for x in p], data=data))
     return Results(dets, names, model_id)
