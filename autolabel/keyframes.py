@@ -22,11 +22,14 @@ on a shortest path because an interpolation can fail in the middle and hold agai
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from autolabel.boxes import paired_iou
 
-__all__ = ["TAU", "interpolate", "keyframes", "expand", "residual_keyframes", "runs"]
+__all__ = ["TAU", "interpolate", "keyframes", "expand", "residual_keyframes", "runs", "track_keyframes",
+           "track_from_keyframes", "KeyframeTrack"]
 
 TAU = 0.7  # IoU every interpolated frame must keep with the true box
 
@@ -47,10 +50,14 @@ def interpolate(frames: np.ndarray, xyxy: np.ndarray, at: np.ndarray) -> np.ndar
     return np.stack([np.interp(np.asarray(at, np.float64), f, b[:, j]) for j in range(4)], axis=1)
 
 
-def runs(frames: np.ndarray) -> list[slice]:
-    """Slices of ``frames`` that are contiguous (consecutive frame indices)."""
+def runs(frames: np.ndarray, state: np.ndarray | None = None) -> list[slice]:
+    """Slices of ``frames`` that are contiguous (consecutive frame indices) and, when
+    ``state`` (n,) is given, keep one value of it (e.g. ``occluded``)."""
     frames = np.asarray(frames)
-    cut = np.flatnonzero(np.diff(frames) != 1) + 1
+    step = np.diff(frames) != 1
+    if state is not None:
+        step |= np.asarray(state)[1:] != np.asarray(state)[:-1]
+    cut = np.flatnonzero(step) + 1
     edges = [0, *cut.tolist(), len(frames)]
     return [slice(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
@@ -96,7 +103,8 @@ def _shortest(target: np.ndarray, base: np.ndarray | None, tau: float, max_span:
     return sorted(p for p in path if 0 <= p < n)
 
 
-def keyframes(frames: np.ndarray, xyxy: np.ndarray, tau: float = TAU, max_span: int = 250) -> np.ndarray:
+def keyframes(frames: np.ndarray, xyxy: np.ndarray, tau: float = TAU, max_span: int = 250,
+              state: np.ndarray | None = None) -> np.ndarray:
     """The fewest keyframes whose interpolation keeps IoU >= ``tau`` on every frame.
 
     Args:
@@ -104,6 +112,8 @@ def keyframes(frames: np.ndarray, xyxy: np.ndarray, tau: float = TAU, max_span: 
         xyxy: (n, 4) its boxes in pixels.
         tau: IoU every frame must keep with the interpolated box, in (0, 1].
         max_span: longest interpolation span considered, in frames (bounds the search).
+        state: (n,) per-frame attribute that tools copy from keyframe to keyframe
+            (``occluded``): where it changes, both frames become keyframes.
 
     Returns:
         (k,) int64 positions into ``frames`` of the keyframes (every run's first and last frame among them).
@@ -113,7 +123,7 @@ def keyframes(frames: np.ndarray, xyxy: np.ndarray, tau: float = TAU, max_span: 
     """
     frames, xyxy = _check(frames, xyxy, tau)
     out: list[int] = []
-    for r in runs(frames):
+    for r in runs(frames, state):
         out += [r.start + p for p in _shortest(xyxy[r], None, tau, max_span)]
     return np.array(sorted(set(out)), np.int64)
 
@@ -187,3 +197,64 @@ def _check(frames: np.ndarray, xyxy: np.ndarray, tau: float) -> tuple[np.ndarray
     if len(f) > 1 and (np.diff(f) <= 0).any():
         raise ValueError("frame indices must be strictly increasing")
     return f, b
+
+
+@dataclass(eq=False)
+class KeyframeTrack:
+    """A track as annotation tools store it: keyframes, each visible or ``outside``.
+
+    Attributes:
+        frames: (k,) int64 keyframe indices, increasing.
+        xyxy: (k, 4) boxes (an ``outside`` keyframe repeats the last visible box).
+        scores: (k,) scores.
+        outside: (k,) bool: the object is out of view from this keyframe to the next.
+        occluded: (k,) bool, held from a keyframe to the next.
+    """
+
+    frames: np.ndarray
+    xyxy: np.ndarray
+    scores: np.ndarray
+    outside: np.ndarray
+    occluded: np.ndarray
+
+
+def track_keyframes(frames: np.ndarray, xyxy: np.ndarray, scores: np.ndarray, occluded: np.ndarray | None = None,
+                    last_frame: int | None = None, tau: float | None = TAU) -> KeyframeTrack:
+    """Keyframes of a per-frame track, with an ``outside`` keyframe after each visible run
+    that ends before ``last_frame`` (CVAT's convention).
+
+    Args:
+        frames, xyxy, scores: the track's (n,) frames, (n, 4) boxes and (n,) scores.
+        occluded: (n,) bool (default all False); changes become keyframes.
+        last_frame: the sequence's last frame index (default: the track's last frame).
+        tau: as :func:`keyframes`; ``None`` makes every frame a keyframe (exact boxes).
+
+    Returns:
+        The :class:`KeyframeTrack`.
+    """
+    f, b = _check(frames, xyxy, 1.0 if tau is None else tau)
+    occ = np.zeros(len(f), bool) if occluded is None else np.asarray(occluded, bool)
+    keep = np.arange(len(f)) if tau is None else keyframes(f, b, tau, state=occ)
+    last = int(f[-1]) if last_frame is None else int(last_frame)
+    ends = [r.stop - 1 for r in runs(f) if f[r.stop - 1] < last]
+    kf, kb = f[keep].tolist(), b[keep].tolist()
+    ks, ko = np.asarray(scores, np.float64)[keep].tolist(), occ[keep].tolist()
+    out = [False] * len(kf)
+    for e in ends:  # hidden from the frame after the run until the next keyframe
+        kf.append(int(f[e]) + 1)
+        kb.append(b[e].tolist())
+        ks.append(float(scores[e]))
+        ko.append(bool(occ[e]))
+        out.append(True)
+    order = np.argsort(kf, kind="stable")
+    return KeyframeTrack(np.array(kf, np.int64)[order], np.array(kb).reshape(-1, 4)[order],
+                         np.array(ks)[order], np.array(out, bool)[order], np.array(ko, bool)[order])
+
+
+def track_from_keyframes(k: KeyframeTrack, last_frame: int | None = None) -> tuple[np.ndarray, ...]:
+    """Per-frame ``(frames, xyxy, scores, occluded)`` of a :class:`KeyframeTrack` (see :func:`expand`);
+    scores are interpolated like the boxes, ``occluded`` held from each keyframe."""
+    f, b = expand(k.frames, k.xyxy, k.outside, last_frame)
+    scores = np.interp(f, k.frames, k.scores) if len(f) else np.zeros(0)
+    pos = np.searchsorted(k.frames, f, side="right") - 1
+    return f, b, scores, k.occluded[pos] if len(f) else np.zeros(0, bool)

@@ -14,8 +14,14 @@ yolo           ``data.yaml``, ``labels/<stem>.txt``               6 decimals of 
 voc            ``Annotations/<stem>.xml``, ``labelmap.txt``        1 pixel (integers)
 labelstudio    ``tasks.json``, ``label_config.xml``               float64 percent
 cvat           ``annotations.xml``                                2 decimals
-mot            ``<sequence>.txt`` + ``.ini`` (tracks)             2 decimals
 =============  =================================================  =========================
+
+Track formats (:data:`TRACK_FORMATS`: video frames whose boxes carry ``track_id``; COCO
+keeps ``track_id`` too): ``mot`` (``<sequence>.txt`` + ``.ini``, 2 decimals),
+``cvat-video`` (``<sequence>.xml``, CVAT for video 1.1, tracks as keyframes) and
+``labelstudio-video`` (``video_tasks.json`` + ``video_label_config.xml``). The keyframe
+formats read back every frame within IoU >= ``tau`` (0.7) of the box written, exactly
+with ``tau=None``.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from autolabel.formats._common import ResultsLike
 from autolabel.formats.coco import read_coco, write_coco
 from autolabel.formats.cvat import read_cvat, write_cvat
 from autolabel.formats.labelstudio import labelstudio_config, read_labelstudio, write_labelstudio
+from autolabel.formats.cvat_video import read_cvat_video, write_cvat_video
+from autolabel.formats.labelstudio_video import labelstudio_video_config, read_labelstudio_video, write_labelstudio_video
 from autolabel.formats.mot import read_mot, write_mot
 from autolabel.formats.voc import read_voc, write_voc
 from autolabel.formats.yolo import read_yolo, write_yolo
@@ -36,16 +44,19 @@ __all__ = [
     "FORMATS", "TRACK_FORMATS", "check_format", "write", "read", "labelstudio_config",
     "write_coco", "write_yolo", "write_voc", "write_labelstudio", "write_cvat",
     "read_coco", "read_yolo", "read_voc", "read_labelstudio", "read_cvat", "write_mot", "read_mot",
+    "write_cvat_video", "read_cvat_video", "write_labelstudio_video", "read_labelstudio_video",
+    "labelstudio_video_config",
 ]
 
 FORMATS = ("coco", "yolo", "voc", "labelstudio", "cvat")
-TRACK_FORMATS = ("mot",)  # formats of tracks only: video frames whose boxes carry track_id (coco keeps it too)
+TRACK_FORMATS = ("mot", "cvat-video", "labelstudio-video")  # formats of tracks only: video frames whose boxes carry track_id (coco keeps it too)
 _FILE = {"coco": "annotations.json", "labelstudio": "tasks.json", "cvat": "annotations.xml"}
 _WRITE = {
     "coco": write_coco, "yolo": write_yolo, "voc": write_voc, "labelstudio": write_labelstudio, "cvat": write_cvat,
-    "mot": write_mot,
+    "mot": write_mot, "cvat-video": write_cvat_video, "labelstudio-video": write_labelstudio_video,
 }
-_READ = {"coco": read_coco, "yolo": read_yolo, "voc": read_voc, "labelstudio": read_labelstudio, "cvat": read_cvat, "mot": read_mot}
+_READ = {"coco": read_coco, "yolo": read_yolo, "voc": read_voc, "labelstudio": read_labelstudio, "cvat": read_cvat, "mot": read_mot,
+         "cvat-video": read_cvat_video, "labelstudio-video": read_labelstudio_video}
 
 
 def check_format(format: str) -> str:

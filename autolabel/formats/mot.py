@@ -116,7 +116,7 @@ def read_mot(
     """A MOT file as per-frame :class:`Results` with ``track_id``.
 
     Args:
-        path: the ``.txt`` file, or a folder holding one (a ``.ini`` beside it, as :func:`write_mot` writes, gives
+        path: the ``.txt`` file, or a folder of them, one sequence each (a ``.ini`` beside it, as :func:`write_mot` writes, gives
             the sequence name, size, frame rate, length and labels).
         frames: ``(key, path, frame_index, timestamp)`` of every frame, in order (default:
             from the ``.ini``: frames 0..seqLength-1 keyed ``<name>#<index>``).
@@ -134,10 +134,13 @@ def read_mot(
     """
     path = str(path)
     if os.path.isdir(path):
-        found = sorted(f for f in os.listdir(path) if f.endswith(".txt"))
-        if len(found) != 1:
-            raise ValueError(f"{path}: expected one MOT .txt file in the folder, found {len(found)}")
-        path = os.path.join(path, found[0])
+        found = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(".txt"))
+        if not found:
+            raise ValueError(f"{path}: no MOT .txt files in the folder")
+        if frames is not None and len(found) > 1:
+            raise ValueError(f"{path}: frames= describes one sequence, the folder holds {len(found)}")
+        parts = [read_mot(p, frames, image_size, ground_truth, class_name) for p in found]
+        return Results([d for r in parts for d in r], parts[0].class_names, parts[0].model_id)
     rows = _parse(path)
     meta = _ini(os.path.splitext(path)[0] + ".ini")
     labels = [x for x in meta.get("labels", "").split(",") if x] or [class_name]
