@@ -134,6 +134,7 @@ def test_tracks_are_consistent_and_gap_filled_boxes_are_marked(detections):
     assert ids.min() == 1 and len(np.unique(ids)) == ids.max()  # numbered 1..n
     assert all(len(set(d.track_id.tolist())) == len(d) for d in tracked)  # an id once per frame
     filled = [(d, i) for d in tracked for i in np.flatnonzero(~d.data["detected"])]
+    assert filled  # yolov5n loses people for a few frames here: 14 boxes are filled in
     for d, i in filled:  # a filled box supports no detection: none of the frame's raw boxes is it
         raw = detections[d.image.key]
         assert not np.any(np.all(np.isclose(raw.xyxy, d.xyxy[i]), axis=1))
