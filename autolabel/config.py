@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = [
-    "IOU_ACCEPT", "IOU_MIN", "DEFAULT_PROFILE", "EXIT_OK", "EXIT_SKIPPED", "EXIT_FAILED", "ConfigError", "ModelConfig", "ClassMapConfig", "load_yaml", "config_path", "config_names", "CostProfile", "RoutingPolicy", "TrackerConfig",
+    "IOU_ACCEPT", "IOU_MIN", "DEFAULT_PROFILE", "EXIT_OK", "EXIT_SKIPPED", "EXIT_FAILED", "ConfigError", "ModelConfig", "ClassMapConfig", "load_yaml", "config_path", "config_names", "CostProfile", "RoutingPolicy", "TrackerConfig", "VideoCostProfile",
 ]
 
 # -- library-wide defaults: every signature that needs one reads it from here ------------------
@@ -235,3 +235,26 @@ class TrackerConfig(StrictModel):
 
     config_kind: ClassVar[str] = "trackers"
     default_name: ClassVar[str | None] = "bytetrack"
+
+
+class VideoCostProfile(StrictModel):
+    """Human seconds per video labeling action (``configs/cost/video-*.yaml``); see
+    :mod:`autolabel.video_savings`. Per-frame labeling is priced by the image profile
+    ``image_profile`` (a :class:`CostProfile`)."""
+
+    image_profile: str = Field(DEFAULT_PROFILE, description="configs/cost profile for frame-by-frame labeling")
+    keyframe_box_s: float = Field(gt=0, description="draw the box of one keyframe")
+    correct_keyframe_s: float = Field(ge=0, description="move/resize a pre-labeled box on one keyframe")
+    track_s: float = Field(ge=0, description="start a track (pick its label) and end it")
+    verify_track_s: float = Field(ge=0, description="accept a pre-labeled track after watching it")
+    merge_s: float = Field(ge=0, description="merge two fragments of one object's track")
+    trim_s: float = Field(ge=0, description="cut a pre-labeled track where the object is not there")
+    delete_track_s: float = Field(ge=0, description="delete a false track")
+    frame_view_s: float = Field(0.0, ge=0, description="scrub past one frame of the video")
+    tau: float = Field(0.7, gt=0, le=1, description="IoU every interpolated frame must keep")
+    currency: str = "USD"
+    hourly_wage: float = Field(gt=0)
+    description: str = ""
+
+    config_kind: ClassVar[str] = "cost"
+    default_name: ClassVar[str | None] = "video-keyframes"
