@@ -252,6 +252,8 @@ class VideoCostProfile(StrictModel):
     delete_track_s: float = Field(ge=0, description="delete a false track")
     frame_view_s: float = Field(0.0, ge=0, description="scrub past one frame of the video")
     tau: float = Field(0.7, gt=0, le=1, description="IoU every interpolated frame must keep")
+    import_keyframes: bool = Field(True, description="pre-label tracks reach the tool as their own keyframes")
+    replace_if_cheaper: bool = Field(True, description="a person deletes and redraws a track when that is faster")
     currency: str = "USD"
     hourly_wage: float = Field(gt=0)
     description: str = ""

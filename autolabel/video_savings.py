@@ -13,8 +13,12 @@ Four ways to label the same video, priced with a :class:`~autolabel.config.Video
   correction keyframes of the residual between them
   (:func:`autolabel.keyframes.residual_keyframes`) x ``correct_keyframe_s`` +
   ``verify_track_s``, a merge per extra pre-label track on it (ID switches, fragments:
-  ``merge_s``) and a trim per run of its pre-label boxes off the object (``trim_s``);
-  a delete per false track (``delete_track_s``); missed tracks drawn as scratch.
+  ``merge_s``) and a trim per end where a pre-label track runs on past the object
+  (``trim_s``); with ``replace_if_cheaper``, deleting its pre-label tracks and drawing it
+  from scratch when that is faster (as the image model fixes or replaces a box); a
+  delete per false track (``delete_track_s``); missed tracks drawn as scratch.
+  With ``import_keyframes`` the pre-label the person corrects is the pre-label track as
+  the tool shows it after import: its own keyframes (at ``tau``), interpolated.
 
 Both keyframe modes add ``frame_view_s`` per frame. Saving from **interpolation alone**
 is scratch per frame - scratch with keyframes; from **the model** on top of it, scratch
@@ -37,7 +41,7 @@ import numpy as np
 
 from autolabel.config import IOU_MIN, CostProfile, VideoCostProfile
 from autolabel.core import Results
-from autolabel.keyframes import interpolate, keyframes, residual_keyframes, runs
+from autolabel.keyframes import interpolate, keyframes, residual_keyframes
 from autolabel.matching import DELETE, IGNORE, Matching, match
 from autolabel.savings import edit_seconds, scratch_seconds
 
@@ -52,8 +56,8 @@ class VideoSavings:
         seconds: ``{"scratch_per_frame", "assisted_per_frame", "scratch_keyframes",
             "assisted_per_track"}`` human seconds.
         tracks: DataFrame, one row per ground-truth track: ``track_id``, ``frames``,
-            ``keyframes`` (scratch), ``status`` (found / missed), ``pred_tracks``,
-            ``correction_keyframes``, ``merges``, ``trims``, ``seconds``.
+            ``keyframes`` (scratch), ``status`` (fixed / replaced / missed), ``pred_tracks``,
+            ``correction_keyframes``, ``merges``, ``trims``, ``fix_seconds``, ``seconds``.
         false_tracks: pre-label tracks deleted.
         frames: frames in the video.
         profile: the cost profile.
@@ -172,13 +176,15 @@ def video_savings(
         if not mine:
             rows.append({**row, "status": "missed", "seconds": scratch_s})
             continue
-        base = _base(m, mine, frames)
+        base = _base(m, mine, frames, tau if p.import_keyframes else None)
         fix = len(residual_keyframes(frames, boxes, base, tau))
-        trims = sum(_off_runs(m, pt, tid) for pt in mine)
+        trims = sum(_trims(m, pt, (int(frames[0]), int(frames[-1]))) for pt in mine)
         merges = len(mine) - 1
         secs = fix * p.correct_keyframe_s + p.verify_track_s + merges * p.merge_s + trims * p.trim_s
-        rows.append({**row, "status": "found", "correction_keyframes": fix, "merges": merges, "trims": trims,
-                     "seconds": secs})
+        redraw = len(mine) * p.delete_track_s + scratch_s
+        status = "replaced" if p.replace_if_cheaper and redraw < secs else "fixed"
+        rows.append({**row, "status": status, "correction_keyframes": fix, "merges": merges, "trims": trims,
+                     "fix_seconds": secs, "seconds": min(secs, redraw) if status == "replaced" else secs})
     table = pd.DataFrame(rows)
     view = p.frame_view_s * len(gt)
     seconds = {
@@ -203,7 +209,7 @@ def _gt_tracks(gt: Results) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def _base(m: Matching, mine: dict[int, list[tuple[int, int]]], frames: np.ndarray) -> np.ndarray:
+def _base(m: Matching, mine: dict[int, list[tuple[int, int]]], frames: np.ndarray, tau: float | None) -> np.ndarray:
     """The pre-label under the ground-truth track on each of its frames: the paired box
     (the longest pre-label track's where fragments overlap), interpolated elsewhere."""
     known: dict[int, np.ndarray] = {}
@@ -212,22 +218,21 @@ def _base(m: Matching, mine: dict[int, list[tuple[int, int]]], frames: np.ndarra
             known[int(m.pred.detections[img].image.frame_index)] = m.pred.detections[img].xyxy[box]  # type: ignore[arg-type,union-attr]
     f = np.array(sorted(known), np.int64)
     b = np.array([known[k] for k in f], np.float64)
+    if tau is not None:  # what the tool shows: the pre-label track imported as its own keyframes
+        k = keyframes(f, b, tau)
+        f, b = f[k], b[k]
     return interpolate(f, b, np.clip(frames, f[0], f[-1]))
 
 
-def _off_runs(m: Matching, pred_track: int, gt_track: int) -> int:
-    """Runs of frames where ``pred_track`` has a box not paired with ``gt_track`` (each one trim)."""
-    frames, on = [], []
-    gt_start = np.concatenate([[0], np.cumsum([len(d) for d in m.gt])])
-    for img, box, edit, g in zip(m.pred_image, m.pred_box, m.pred_edit, m.pred_gt):
+def _trims(m: Matching, pred_track: int, span: tuple[int, int]) -> int:
+    """Ends of the ground-truth span (before its first, after its last frame) where
+    ``pred_track`` goes on with boxes that pair with nothing: one trim each."""
+    before = after = False
+    for img, box, edit in zip(m.pred_image, m.pred_box, m.pred_edit):
         d = m.pred.detections[img]
-        if d.track_id is None or int(d.track_id[box]) != pred_track or edit == IGNORE:
+        if edit != DELETE or d.track_id is None or int(d.track_id[box]) != pred_track:
             continue
-        frames.append(int(d.image.frame_index))  # type: ignore[arg-type,union-attr]
-        hit = edit != DELETE and int(m.gt.detections[img].track_id[int(g) - gt_start[img]]) == gt_track  # type: ignore[index]
-        on.append(hit)
-    if not frames:
-        return 0
-    order = np.argsort(frames)
-    f, off = np.array(frames)[order], ~np.array(on)[order]
-    return sum(1 for r in runs(f, off) if off[r.start])
+        f = int(d.image.frame_index)  # type: ignore[arg-type,union-attr]
+        before |= f < span[0]
+        after |= f > span[1]
+    return int(before) + int(after)
