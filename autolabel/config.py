@@ -231,6 +231,7 @@ class TrackerConfig(StrictModel):
     min_track_length: int = Field(1, ge=1, description="shorter tracks are dropped (frames with a box)")
     min_track_score: float = Field(0.0, ge=0, le=1, description="tracks with a lower mean box score are dropped")
     fill_gaps: int = Field(0, ge=0, description="gaps of up to this many frames are filled by linear interpolation")
+    backfill: int = Field(0, ge=0, description="extend new tracks back over up to this many frames")
     description: str = ""
 
     config_kind: ClassVar[str] = "trackers"

@@ -7,7 +7,9 @@ tracked by its own tracker instance, so a track never changes class; ids are num
 1.. per sequence in order of first appearance. Frames go to the tracker in frame order
 with their timestamps, so sampled frames (every k-th) move the motion model by k steps.
 
-Post-processing (all from the config, none by default): tracks shorter than
+Post-processing (all from the config, none by default): a new track is extended back
+over up to ``backfill`` frames with the detections the tracker held back while it was
+not yet confirmed; tracks shorter than
 ``min_track_length`` boxes or with a mean score below ``min_track_score`` are dropped;
 gaps of at most ``fill_gaps`` frames inside a track are filled by linear interpolation
 (:func:`autolabel.keyframes.interpolate`). Every output box carries
@@ -101,6 +103,7 @@ def _track_class(frames: list[Detections], c: int, cfg: TrackerConfig, fps: floa
 
     tr = build_tracker(cfg, fps)
     rows: dict[int, list[tuple[int, np.ndarray, float]]] = {}
+    unused: list[tuple[int, np.ndarray, np.ndarray]] = []  # per frame: boxes no track took
     label = frames[0].class_names[c] if c < len(frames[0].class_names) else str(c)
     for d in frames:
         keep = np.flatnonzero((d.class_ids == c) & (d.scores >= cfg.detection_conf))
@@ -110,11 +113,39 @@ def _track_class(frames: list[Detections], c: int, cfg: TrackerConfig, fps: floa
         ts = d.image.timestamp  # type: ignore[union-attr]
         res = tr.update(sd, timestamp=ts if ts is not None else None)
         f = int(d.image.frame_index)  # type: ignore[union-attr,arg-type]
+        free = set(keep.tolist())
         for idx, tid in zip(res.data.get("index", np.zeros(0, int)), res.tracker_id):
             if tid >= 0:
                 rows.setdefault(int(tid), []).append((f, d.xyxy[int(idx)], float(d.scores[int(idx)])))
+                free.discard(int(idx))
+        unused.append((f, d.xyxy[sorted(free)], d.scores[sorted(free)]))
+    for rs in rows.values():
+        _backfill(rs, unused, cfg.backfill)
     return [Track(t, label, [r[0] for r in rs], [r[1] for r in rs], [r[2] for r in rs],
                   {"detected": np.ones(len(rs), bool)}) for t, rs in rows.items()]
+
+
+def _backfill(rows: list[tuple[int, np.ndarray, float]], unused: list[tuple[int, np.ndarray, np.ndarray]],
+              frames: int) -> None:
+    """Extend a track backwards over the frames before the tracker confirmed it (ByteTrack
+    and SORT give a new track an id only after ``minimum_consecutive_frames``): the
+    earlier frame's unassigned detection that best overlaps the track's first box (IoU >=
+    0.5), at most ``frames`` times. The detections used are removed from ``unused``."""
+    from autolabel.boxes import box_iou
+
+    position = {f: i for i, (f, _, _) in enumerate(unused)}
+    for _ in range(frames):
+        f0, box0 = rows[0][0], rows[0][1]
+        i = position.get(f0 - 1)
+        if i is None or not len(unused[i][1]):
+            return
+        f, boxes, scores = unused[i]
+        iou = box_iou(box0[None], boxes)[0]
+        j = int(iou.argmax())
+        if iou[j] < 0.5:
+            return
+        rows.insert(0, (f, boxes[j], float(scores[j])))
+        unused[i] = (f, np.delete(boxes, j, 0), np.delete(scores, j))
 
 
 def _postprocess(tracks: list[Track], cfg: TrackerConfig) -> list[Track]:

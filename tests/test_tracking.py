@@ -156,3 +156,13 @@ def test_tracking_needs_video_frames(detections):
                     detections.class_names)
     with pytest.raises(ValueError, match="not a video frame"):
         track(still)
+
+
+def test_backfill_gives_new_tracks_their_first_frames_from_real_detections(detections):
+    plain = track(detections, {"tracker": "bytetrack"})
+    back = track(detections, {"tracker": "bytetrack", "backfill": 10})
+    assert len(plain[0]) == 0 < len(back[0])  # ByteTrack names no track on the first frame it sees
+    assert back.num_boxes > plain.num_boxes
+    for d in back:  # every box is one of the detector's boxes on that frame
+        raw = detections[d.image.key]
+        assert all(np.any(np.all(np.isclose(raw.xyxy, b), axis=1)) for b in d.xyxy)
