@@ -160,17 +160,22 @@ def certify(routed: Any, delta: float = 0.1, unit_frames: int | None = None) -> 
         routed: segments with ``route`` and ``error`` (:func:`route_segments`, :func:`segment_errors`).
         delta: the bound holds with probability ``1 - delta``.
         unit_frames: cut sequences into chunks of this many frames, each a unit (default:
-            one unit per sequence). See the module docs on what frame dependence means.
+            one unit per sequence); a segment belongs to every chunk it touches. See the
+            module docs on what frame dependence means.
 
     Returns:
         ``units``, ``failed_units``, ``bound`` (Clopper-Pearson upper, 1.0 with no units),
         ``accepted_segments``, ``accepted_frames``, ``delta``, ``unit``.
     """
-    chunk = (routed["start"] // unit_frames).astype(int) if unit_frames else 0
-    unit = routed["sequence"].astype(str) + ("#" + chunk.astype(str) if unit_frames else "")
+    units: set[str] = set()
+    failed: set[str] = set()
+    for r in routed.itertuples(index=False):
+        span = range(r.start // unit_frames, r.end // unit_frames + 1) if unit_frames else [None]
+        here = {str(r.sequence) if c is None else f"{r.sequence}#{c}" for c in span}  # every chunk it touches
+        units |= here
+        if r.route == "accept" and r.error:
+            failed |= here
     acc = routed["route"] == "accept"
-    units = sorted(set(unit))
-    failed = set(unit[acc & routed["error"]])
     return {
         "units": len(units), "failed_units": len(failed),
         "bound": float(clopper_pearson_upper(len(failed), len(units), delta)),
