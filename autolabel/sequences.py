@@ -127,7 +127,8 @@ def _items(frames: list[tuple[int, str]], name: str, fps: float) -> list[Item]:
     return [Item(f"{name}#{n - first}", p, n - first, round((n - first) / fps, 6)) for n, p in frames]
 
 
-def from_frames(folder: str | os.PathLike, fps: float, name: str | None = None, ext: str = "") -> SequenceSource:
+def from_frames(folder: str | os.PathLike, fps: float, name: str | None = None, ext: str = "",
+                every: int | None = None) -> SequenceSource:
     """A folder of numbered frames (``000001.jpg``, ``frame_0001.png``, ...) at ``fps``.
 
     Args:
@@ -135,6 +136,7 @@ def from_frames(folder: str | os.PathLike, fps: float, name: str | None = None, 
         fps: frames per second, > 0.
         name: sequence name for the keys (default: the folder's name).
         ext: only files with this extension (default: any image extension).
+        every: keep every ``every``-th frame (frame indices and timestamps stay the originals).
 
     Raises:
         FileNotFoundError: no folder; ValueError: no numbered frames, fps not positive,
@@ -149,15 +151,16 @@ def from_frames(folder: str | os.PathLike, fps: float, name: str | None = None, 
     if not frames:
         raise ValueError(f"{folder}: no image files with a frame number at the end of their name")
     name = name or Path(os.path.abspath(folder)).name
-    return SequenceSource(_items(frames, name, fps), f"frames {folder} at {fps:g} fps", name, fps)
+    return SequenceSource(_items(frames, name, fps)[:: every or 1], f"frames {folder} at {fps:g} fps", name, fps)
 
 
-def from_mot_folder(root: str | os.PathLike, fps: float | None = None) -> SequenceSource:
+def from_mot_folder(root: str | os.PathLike, fps: float | None = None, every: int | None = None) -> SequenceSource:
     """A MOTChallenge-style sequence: ``seqinfo.ini`` + its ``imDir`` (+ ``gt/gt.txt``).
 
     Args:
         root: the sequence folder.
         fps: overrides ``frameRate`` (required when the ini has none).
+        every: keep every ``every``-th frame (and its ground truth).
 
     Returns:
         The frames in order; ``ground_truth`` holds ``gt/gt.txt`` (class ``person``,
@@ -187,6 +190,10 @@ def from_mot_folder(root: str | os.PathLike, fps: float | None = None) -> Sequen
     if os.path.isfile(gt_path):
         gt = read_mot(gt_path, frames=[(it.key, it.path, it.frame_index, it.timestamp) for it in items],
                       image_size=_size(info, items[0].path), ground_truth=True)
+    if every and every > 1:
+        items = items[::every]
+        keep = {it.key for it in items}
+        gt = None if gt is None else Results([d for d in gt if d.image.key in keep], gt.class_names)  # type: ignore[union-attr]
     return SequenceSource(items, f"MOT sequence {root}", info.name, rate, gt)
 
 
@@ -198,8 +205,15 @@ def _size(info: SeqInfo, first: str | None) -> tuple[int, int]:
     return image_size(str(first))
 
 
-def open_sequence(spec: str | os.PathLike | Source, fps: float | None = None, **video_options: object) -> SequenceSource:
+def open_sequence(spec: str | os.PathLike | Source, fps: float | None = None, every: int | None = None,
+                  **video_options: object) -> SequenceSource:
     """A sequence from a MOT folder, a folder of numbered frames (``fps`` needed) or a video file.
+
+    Args:
+        spec: the folder or video file (a :class:`SequenceSource` is returned as is).
+        fps: frames per second (overrides ``seqinfo.ini``; required for a frame folder).
+        every: keep every ``every``-th frame.
+        video_options: more options for :func:`autolabel.sources.from_video` (``every_seconds``).
 
     Raises:
         FileNotFoundError: nothing at ``spec``; ValueError: a folder that is neither kind.
@@ -208,13 +222,13 @@ def open_sequence(spec: str | os.PathLike | Source, fps: float | None = None, **
         return spec
     s = str(spec)
     if os.path.isdir(s) and is_sequence(s):
-        return from_mot_folder(s, fps)
+        return from_mot_folder(s, fps, every)
     if os.path.isdir(s):
         if fps is None:
             raise ValueError(f"{s}: a folder of frames needs fps= (or a seqinfo.ini with frameRate)")
-        return from_frames(s, fps)
+        return from_frames(s, fps, every=every)
     if os.path.isfile(s) and s.lower().endswith(VIDEO_EXTENSIONS):
-        return _video(s, **video_options)
+        return _video(s, every=every, **video_options)
     raise FileNotFoundError(f"no sequence folder, frame folder or video at {s}")
 
 
