@@ -37,6 +37,7 @@ from autolabel.core import ImageInfo, Results
 from autolabel.formats._common import (
     ResultsLike, atomic_writer, check_names, load_xml, now, num, number, safe_relpath, sub, xml_text,
 )
+from autolabel.formats.cvat import add_labels
 from autolabel.keyframes import TAU, KeyframeTrack, track_from_keyframes, track_keyframes
 from autolabel.tracks import Track, from_tracks, sequences, tracks_of
 
@@ -65,15 +66,7 @@ def write_cvat_video(results: ResultsLike, out_dir: str | os.PathLike, tau: floa
         for tag, v in (("name", name), ("size", last + 1), ("mode", "interpolation"), ("overlap", 0),
                        ("start_frame", 0), ("stop_frame", last), ("model_id", results.model_id)):
             sub(task, tag, v)
-        labels = sub(task, "labels")
-        for n in results.class_names:
-            label = sub(labels, "label")
-            sub(label, "name", n)
-            sub(label, "type", "rectangle")
-            attribute = sub(sub(label, "attributes"), "attribute")
-            for tag, v in (("name", "score"), ("mutable", "True"), ("input_type", "text"), ("default_value", ""),
-                           ("values", "")):
-                sub(attribute, tag, v)
+        add_labels(task, results.class_names, mutable=True)
         size = sub(task, "original_size")
         sub(size, "width", info.width)  # type: ignore[union-attr]
         sub(size, "height", info.height)  # type: ignore[union-attr]
