@@ -30,7 +30,7 @@ from autolabel.formats._common import ResultsLike, atomic_writer, check_names, l
 from autolabel.keyframes import TAU, KeyframeTrack, track_from_keyframes, track_keyframes
 from autolabel.tracks import Track, from_tracks, sequences, tracks_of
 
-__all__ = ["write_labelstudio_video", "read_labelstudio_video", "labelstudio_video_config"]
+__all__ = ["write_labelstudio_video", "read_labelstudio_video", "labelstudio_video_config", "video_tasks"]
 
 TASKS, CONFIG = "video_tasks.json", "video_label_config.xml"
 
@@ -45,35 +45,31 @@ def labelstudio_video_config(class_names: Sequence[str], fps: float | None = Non
             f'  <Video name="video" value="$video"{rate}/>\n  <VideoRectangle name="box" toName="video"/>\n</View>\n')
 
 
-def write_labelstudio_video(results: ResultsLike, out_dir: str | os.PathLike, fps: float | None = None,
-                            video_url: str = "/data/local-files/?d={name}.mp4", tau: float | None = TAU) -> list[str]:
-    """Write Label Studio video tasks for every sequence of ``results``.
+def video_tasks(results: ResultsLike, fps: float | None = None,
+                video_url: str = "/data/local-files/?d={name}.mp4", tau: float | None = TAU) -> list[dict[str, Any]]:
+    """One Label Studio video task per sequence of ``results`` (see the module docs).
 
     Args:
         results: video frames whose boxes carry ``track_id``.
-        out_dir: the output folder.
         fps: frames per second (default: from the frames' timestamps, else 25).
         video_url: the task's ``data.video``; ``{name}`` is the sequence name (Label
             Studio plays a video file: encode the frames as one where they are images).
         tau: keyframe IoU; ``None``: every frame is a keyframe.
 
     Returns:
-        ``[tasks path, config path]``.
+        The tasks: ``data`` (``video``, ``sequence``), ``meta`` and one prediction each.
     """
     check_names(results.class_names)
     tasks = []
-    rate_used = None
     for name, frames in sequences(results).items():
         rate = fps or _rate(frames) or 25.0
-        rate_used = rate_used or rate
         w, h = frames[0].image.width, frames[0].image.height  # type: ignore[union-attr]
         last = int(frames[-1].image.frame_index)  # type: ignore[union-attr,arg-type]
         regions = []
         for t in tracks_of(frames):
             k = track_keyframes(t.frames, t.xyxy, t.scores, None, last, tau)
             seq = []
-            vis = np.flatnonzero(~k.outside)
-            for j in vis:
+            for j in np.flatnonzero(~k.outside):
                 nxt = j + 1 < len(k.frames) and not k.outside[j + 1]
                 b = k.xyxy[j]
                 seq.append({"frame": int(k.frames[j]) + 1, "enabled": bool(nxt), "time": (int(k.frames[j]) + 1) / rate,
@@ -84,14 +80,22 @@ def write_labelstudio_video(results: ResultsLike, out_dir: str | os.PathLike, fp
                             "value": {"framesCount": last + 1, "duration": (last + 1) / rate, "sequence": seq,
                                       "labels": [t.label]}})
         score = float(np.mean([r["score"] for r in regions])) if regions else 0.0
-        tasks.append({"data": {"video": video_url.format(name=name)},
+        tasks.append({"data": {"video": video_url.format(name=name), "sequence": name},
                       "meta": {"sequence": name, "fps": rate, "width": w, "height": h, "frames": last + 1},
                       "predictions": [{"model_version": results.model_id, "score": score, "result": regions}]})
+    return tasks
+
+
+def write_labelstudio_video(results: ResultsLike, out_dir: str | os.PathLike, fps: float | None = None,
+                            video_url: str = "/data/local-files/?d={name}.mp4", tau: float | None = TAU) -> list[str]:
+    """Write :func:`video_tasks` as ``video_tasks.json`` and the labeling config as
+    ``video_label_config.xml`` in ``out_dir``; returns both paths. Arguments as :func:`video_tasks`."""
+    tasks = video_tasks(results, fps, video_url, tau)
     paths = [os.path.join(str(out_dir), TASKS), os.path.join(str(out_dir), CONFIG)]
     with atomic_writer(paths[0]) as f:
         json.dump(tasks, f, indent=1)
     with atomic_writer(paths[1]) as f:
-        f.write(labelstudio_video_config(results.class_names, rate_used))
+        f.write(labelstudio_video_config(results.class_names, tasks[0]["meta"]["fps"] if tasks else fps))
     return paths
 
 
