@@ -56,3 +56,13 @@ def test_a_missing_image_folder_in_seqinfo_is_named(tmp_path):
     (tmp_path / "seqinfo.ini").write_text("[Sequence]\nname=x\nframeRate=fast\n")
     with pytest.raises(ValueError, match="frameRate='fast' is not a number"):
         open_sequence(tmp_path)
+
+
+def test_frames_stored_as_images_are_one_video_for_temporal_consistency():
+    from autolabel.temporal import frame_table
+
+    gt = open_sequence(TUD).ground_truth
+    table = frame_table(gt)
+    assert set(table["video"]) == {"TUD-Campus"} and table["frame_index"].tolist() == list(range(71))
+    # people walk: neighbouring frames' boxes overlap a lot, and no frame is compared with nothing
+    assert table["temporal_consistency"].notna().all() and table["temporal_consistency"].median() > 0.8
