@@ -31,6 +31,10 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
 
     if args.track:
         return _cmd_track(args)
+    from autolabel.formats import TRACK_FORMATS
+
+    if args.format in TRACK_FORMATS:
+        raise ValueError(f"--format {args.format} writes tracks: add --track")
 
     src_opts = given(every=args.every, every_seconds=args.every_seconds)
     det_opts = given(device=args.device, batch_size=args.batch_size, threads=args.threads)
