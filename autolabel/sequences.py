@@ -8,7 +8,8 @@ truth as :class:`~autolabel.core.Results` with a ``track_id`` per box.
 
 * **MOTChallenge folder**: ``seqinfo.ini`` (``[Sequence]`` with ``name``, ``imDir``,
   ``frameRate``, ``seqLength``, ``imExt``). The frames are the files of ``imDir``
-  (``img1`` in MOT15-20, any name elsewhere) with that extension.
+  (``img1`` in MOT15-20, any name elsewhere; without the key, ``img1`` or else ``img``)
+  with that extension.
 * **Numbered frames**: a folder of images whose names end in a number
   (``000001.jpg``, ``frame_0001.png``), with ``fps`` given.
 * **Video file**: decoded one frame at a time by :func:`autolabel.sources.from_video`.
@@ -94,8 +95,9 @@ def read_seqinfo(path: str | os.PathLike) -> SeqInfo:
     fps = num("frameRate", float)
     if fps is not None and fps <= 0:
         raise ValueError(f"{path}: frameRate must be positive, got {fps}")
+    im_dir = s.get("imDir") or next((d for d in ("img1", "img") if (Path(path).parent / d).is_dir()), "img1")
     return SeqInfo(
-        name=s.get("name", Path(path).parent.name), im_dir=s.get("imDir", "img1"), fps=fps or 0.0,
+        name=s.get("name", Path(path).parent.name), im_dir=im_dir, fps=fps or 0.0,
         length=num("seqLength"), width=num("imWidth"), height=num("imHeight"),  # type: ignore[arg-type]
         im_ext=s.get("imExt", ""),
     )

@@ -66,3 +66,12 @@ def test_frames_stored_as_images_are_one_video_for_temporal_consistency():
     assert set(table["video"]) == {"TUD-Campus"} and table["frame_index"].tolist() == list(range(71))
     # people walk: neighbouring frames' boxes overlap a lot, and no frame is compared with nothing
     assert table["temporal_consistency"].notna().all() and table["temporal_consistency"].median() > 0.8
+
+
+def test_without_imdir_the_frames_are_found_in_img(tmp_path):
+    (tmp_path / "img").mkdir()
+    for n in range(1, 4):
+        (tmp_path / "img" / f"frame_{n:04d}.jpg").symlink_to(TUD / "img1" / f"{n:06d}.jpg")
+    (tmp_path / "seqinfo.ini").write_text("[Sequence]\nname=walk\nframeRate=30\nseqLength=3\n")
+    src = open_source(str(tmp_path))
+    assert [i.key for i in src] == ["walk#0", "walk#1", "walk#2"] and src.ground_truth is None
