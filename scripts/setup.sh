@@ -14,8 +14,12 @@ PY=${PYTHON:-python3}
 # Remove both, reinstall headless alone (--no-deps: it needs only numpy, already there),
 # then check. `pip check` will name opencv-python as missing for those three: expected,
 # they import cv2, which headless provides (none of them opens a window here).
-.venv/bin/python -m pip uninstall -q -y opencv-python opencv-python-headless
-.venv/bin/python -m pip install -q --no-deps "opencv-python-headless>=4.9,<6"
+# (pip reinstalls opencv-python on every `pip install -e`, since those three require it:
+# the fix runs whenever it is there.)
+if .venv/bin/python -m pip show -q opencv-python >/dev/null 2>&1; then
+  .venv/bin/python -m pip uninstall -q -y opencv-python opencv-python-headless
+  .venv/bin/python -m pip install -q --no-deps "opencv-python-headless>=4.9,<6"
+fi
 .venv/bin/python - <<'PY'
 import importlib.metadata as md
 import cv2
