@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = [
-    "IOU_ACCEPT", "IOU_MIN", "DEFAULT_PROFILE", "EXIT_OK", "EXIT_SKIPPED", "EXIT_FAILED", "ConfigError", "ModelConfig", "ClassMapConfig", "load_yaml", "config_path", "config_names", "CostProfile", "RoutingPolicy",
+    "IOU_ACCEPT", "IOU_MIN", "DEFAULT_PROFILE", "EXIT_OK", "EXIT_SKIPPED", "EXIT_FAILED", "ConfigError", "ModelConfig", "ClassMapConfig", "load_yaml", "config_path", "config_names", "CostProfile", "RoutingPolicy", "TrackerConfig", "VideoCostProfile",
 ]
 
 # -- library-wide defaults: every signature that needs one reads it from here ------------------
@@ -216,3 +216,48 @@ class RoutingPolicy(StrictModel):
         if self.evidence_conf > self.prelabel_conf:
             raise ValueError("evidence_conf must not exceed prelabel_conf")
         return self
+
+
+class TrackerConfig(StrictModel):
+    """A multi-object tracker and its settings (``configs/trackers/*.yaml``); see :mod:`autolabel.tracking`.
+
+    ``settings`` go to the constructor of the Roboflow ``trackers`` class named by
+    ``tracker`` (checked against its signature when the tracker is built).
+    """
+
+    tracker: Literal["bytetrack", "botsort", "ocsort", "sort"] = "bytetrack"
+    settings: dict[str, float | int | bool | str] = Field(default_factory=dict)
+    detection_conf: float = Field(0.1, ge=0, le=1, description="detector threshold when tracking")
+    min_track_length: int = Field(1, ge=1, description="shorter tracks are dropped (frames with a box)")
+    min_track_score: float = Field(0.0, ge=0, le=1, description="tracks with a lower mean box score are dropped")
+    fill_gaps: int = Field(0, ge=0, description="gaps of up to this many frames are filled by linear interpolation")
+    backfill: int = Field(0, ge=0, description="extend new tracks back over up to this many frames")
+    description: str = ""
+
+    config_kind: ClassVar[str] = "trackers"
+    default_name: ClassVar[str | None] = "bytetrack"
+
+
+class VideoCostProfile(StrictModel):
+    """Human seconds per video labeling action (``configs/cost/video-*.yaml``); see
+    :mod:`autolabel.video_savings`. Per-frame labeling is priced by the image profile
+    ``image_profile`` (a :class:`CostProfile`)."""
+
+    image_profile: str = Field(DEFAULT_PROFILE, description="configs/cost profile for frame-by-frame labeling")
+    keyframe_box_s: float = Field(gt=0, description="draw the box of one keyframe")
+    correct_keyframe_s: float = Field(ge=0, description="move/resize a pre-labeled box on one keyframe")
+    track_s: float = Field(ge=0, description="start a track (pick its label) and end it")
+    verify_track_s: float = Field(ge=0, description="accept a pre-labeled track after watching it")
+    merge_s: float = Field(ge=0, description="merge two fragments of one object's track")
+    trim_s: float = Field(ge=0, description="cut a pre-labeled track where the object is not there")
+    delete_track_s: float = Field(ge=0, description="delete a false track")
+    frame_view_s: float = Field(0.0, ge=0, description="scrub past one frame of the video")
+    tau: float = Field(0.7, gt=0, le=1, description="IoU every interpolated frame must keep")
+    import_keyframes: bool = Field(True, description="pre-label tracks reach the tool as their own keyframes")
+    replace_if_cheaper: bool = Field(True, description="a person deletes and redraws a track when that is faster")
+    currency: str = "USD"
+    hourly_wage: float = Field(gt=0)
+    description: str = ""
+
+    config_kind: ClassVar[str] = "cost"
+    default_name: ClassVar[str | None] = "video-keyframes"

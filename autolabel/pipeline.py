@@ -111,6 +111,8 @@ def prelabel(
     max_det: int | None = None,
     progress: bool = True,
     class_map: Any = None,
+    track: bool = False,
+    tracker: Any = None,
     **source_options: Any,
 ) -> Results:
     """Pre-label every image of ``source`` with ``detector`` (default: the bundled
@@ -119,13 +121,21 @@ def prelabel(
     ``source`` is anything :func:`autolabel.sources.open_source` accepts; ``detector``
     anything :func:`autolabel.load_detector` accepts. ``class_map`` (a
     :class:`~autolabel.classmap.ClassMap` or a YAML path) renames, merges and drops
-    classes. Failed inputs are in ``Results.failures``.
+    classes. Failed inputs are in ``Results.failures``. ``track=True``: ``source`` is a
+    sequence (see :mod:`autolabel.sequences`) and every box gets a ``track_id`` from the
+    ``tracker`` config (:func:`autolabel.tracking.track`; ``conf`` defaults to its
+    ``detection_conf``).
     """
     from autolabel.classmap import ClassMap
 
     det = detector if isinstance(detector, Detector) else load_detector(detector)
     src = open_source(source, **source_options)
     cmap = None if class_map is None else ClassMap.load(class_map, det.class_names)
+    if track:
+        from autolabel.config import TrackerConfig
+
+        tracker = TrackerConfig.load(tracker)
+        conf = tracker.detection_conf if conf is None else conf
     conf, iou, max_det = det.settings(conf, iou, max_det)
     out: list[Detections] = []
     failures: list[Failure] = []
@@ -136,7 +146,12 @@ def prelabel(
             else:
                 out.append(cmap(x, iou) if cmap else x)
     names = cmap.target_names if cmap else det.class_names
-    return Results(out, names, det.model_id, failures)
+    results = Results(out, names, det.model_id, failures)
+    if track:
+        from autolabel.tracking import track as track_boxes
+
+        return track_boxes(results, tracker, fps=getattr(src, "fps", None))
+    return results
 
 
 def tracked(

@@ -234,8 +234,9 @@ def summarize(
 
 
 def list_profiles() -> list[str]:
-    """Names of the shipped cost profiles (``configs/cost/*.yaml``)."""
-    names = config_names("cost")
+    """Names of the shipped image cost profiles (``configs/cost/*.yaml``; ``video-*`` are
+    :class:`~autolabel.config.VideoCostProfile` files, see :mod:`autolabel.video_savings`)."""
+    names = [n for n in config_names("cost") if not n.startswith("video-")]
     if not names:
         raise ConfigError("no cost profiles packaged under configs/cost/")
     return names

@@ -265,7 +265,8 @@ def from_video(path: str | os.PathLike, every: int | None = None, every_seconds:
 
 def open_source(spec: Source | str | os.PathLike | Sequence[str | os.PathLike], **kw: object) -> Source:
     """Any source from one argument: a :class:`Source`, an image folder, a glob, a video
-    file, a COCO ``.json``, a VOC root (has ``Annotations/``), a YOLO root (has
+    file, a MOTChallenge sequence folder (has ``seqinfo.ini``; numbered frames with
+    ``fps=``: see :mod:`autolabel.sequences`), a COCO ``.json``, a VOC root (has ``Annotations/``), a YOLO root (has
     ``data.yaml``), a single image, or a list of image paths. ``kw`` goes to the
     matching ``from_*`` function (e.g. ``every=30`` for video, ``split="val"``)."""
     if isinstance(spec, Source):
@@ -281,6 +282,10 @@ def open_source(spec: Source | str | os.PathLike | Sequence[str | os.PathLike], 
     if low.endswith(".json"):
         return from_coco(s, **kw)  # type: ignore[arg-type]
     if os.path.isdir(s):
+        from autolabel import sequences  # MOTChallenge folders (seqinfo.ini) and numbered frames at an fps
+
+        if sequences.is_sequence(s) or "fps" in kw:
+            return sequences.open_sequence(s, **kw)  # type: ignore[arg-type]
         if os.path.isdir(os.path.join(s, "Annotations")) and os.path.isdir(os.path.join(s, "JPEGImages")):
             return from_voc(s, **kw)  # type: ignore[arg-type]
         if os.path.isfile(os.path.join(s, "data.yaml")):

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from autolabel.core import Detections, Results
+from autolabel.core import Detections, ImageInfo, Results
 from autolabel.boxes import best_same_class_iou
 
 if TYPE_CHECKING:
@@ -41,20 +41,32 @@ def frame_similarity(a: Detections, b: Detections) -> float:
     return float((forward.sum() + backward.sum()) / (len(a) + len(b)))
 
 
+def _video(info: ImageInfo) -> str:
+    """What a frame belongs to: its video file, or for frames stored as images (a
+    MOTChallenge folder, numbered frames: every frame its own file) the sequence name."""
+    from autolabel.sources import VIDEO_EXTENSIONS
+
+    if info.path and info.path.lower().endswith(VIDEO_EXTENSIONS):
+        return info.path
+    return info.key.split("#", 1)[0]
+
+
 def frame_table(results: Results) -> pd.DataFrame:
-    """One row per video frame in ``results``: ``key``, ``video``, ``frame_index``,
-    ``timestamp``, ``boxes`` and ``temporal_consistency``, sorted by video and frame.
+    """One row per video frame in ``results``: ``key``, ``video`` (the video file, or the
+    sequence name for frames stored as images), ``frame_index``, ``timestamp``, ``boxes``
+    and ``temporal_consistency``, sorted by video and frame.
 
     Images that are not video frames (no ``frame_index``) are left out.
     """
     import pandas as pd
 
     frames = [d for d in results if d.image is not None and d.image.frame_index is not None]
-    frames.sort(key=lambda d: (d.image.path or "", d.image.frame_index))  # type: ignore[union-attr]
+    frames.sort(key=lambda d: (_video(d.image), d.image.frame_index))  # type: ignore[arg-type,union-attr]
+    videos = [_video(d.image) for d in frames]  # type: ignore[arg-type]
     scores = np.full(len(frames), np.nan)
     start = 0
     for i in range(1, len(frames) + 1):
-        if i < len(frames) and frames[i].image.path == frames[start].image.path:  # type: ignore[union-attr]
+        if i < len(frames) and videos[i] == videos[start]:
             continue
         sims = [frame_similarity(frames[j], frames[j + 1]) for j in range(start, i - 1)]
         for j in range(start, i):
@@ -63,7 +75,7 @@ def frame_table(results: Results) -> pd.DataFrame:
         start = i
     return pd.DataFrame({
         "key": [d.image.key for d in frames],  # type: ignore[union-attr]
-        "video": [d.image.path for d in frames],  # type: ignore[union-attr]
+        "video": videos,
         "frame_index": [d.image.frame_index for d in frames],  # type: ignore[union-attr]
         "timestamp": [d.image.timestamp for d in frames],  # type: ignore[union-attr]
         "boxes": [len(d) for d in frames],

@@ -6,13 +6,35 @@ import argparse
 import json
 import sys
 
-from autolabel.config import EXIT_FAILED, EXIT_OK
+from autolabel.config import EXIT_FAILED, EXIT_OK, EXIT_SKIPPED
 from autolabel.cli._common import given
 
 
 
+def _cmd_track(args: argparse.Namespace) -> int:
+    """``--track``: detect frame by frame, track, write (in memory, not through the resumable job log)."""
+    from autolabel.formats import write
+    from autolabel.pipeline import prelabel
+
+    res = prelabel(args.source, args.model, conf=args.conf, iou=args.iou, max_det=args.max_det, progress=not args.quiet,
+                   class_map=args.class_map, track=True, tracker=args.tracker,
+                   **given(every=args.every, every_seconds=args.every_seconds))
+    written = write(res, args.out, args.format)
+    tracks = len({(d.image.key.split("#")[0], int(t)) for d in res for t in (d.track_id if d.track_id is not None else [])})
+    print(json.dumps({"status": "completed", "model_id": res.model_id, "frames": len(res), "boxes": res.num_boxes,
+                      "tracks": tracks, "skipped": len(res.failures), "written": written}, indent=2))
+    return EXIT_OK if not res.failures else EXIT_SKIPPED
+
+
 def _cmd_prelabel(args: argparse.Namespace) -> int:
     from autolabel.engine import run_job
+
+    if args.track:
+        return _cmd_track(args)
+    from autolabel.formats import TRACK_FORMATS
+
+    if args.format in TRACK_FORMATS:
+        raise ValueError(f"--format {args.format} writes tracks: add --track")
 
     src_opts = given(every=args.every, every_seconds=args.every_seconds)
     det_opts = given(device=args.device, batch_size=args.batch_size, threads=args.threads)
@@ -54,7 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     pre.add_argument("source", help="image folder, glob, image, video, COCO .json, VOC or YOLO dataset root")
     pre.add_argument("--model", default=None, help="model path or name (default: bundled yolov5n.onnx)")
     pre.add_argument("--out", required=True, help="output directory")
-    pre.add_argument("--format", default="coco", help="coco, yolo, voc, labelstudio or cvat")
+    pre.add_argument("--format", default="coco", help="coco, yolo, voc, labelstudio or cvat; with --track also mot")
     pre.add_argument("--conf", type=float, default=None, help="confidence threshold (model default 0.25)")
     pre.add_argument("--iou", type=float, default=None, help="NMS IoU threshold (model default 0.6)")
     pre.add_argument("--max-det", type=int, default=None)
@@ -75,6 +97,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     pre.add_argument("--ray-actors", type=int, default=None, help="Ray: detector actors (default: fill the cluster)")
     pre.add_argument("--ray-cpus", type=float, default=None, help="Ray: CPUs per actor (default 1)")
     pre.add_argument("--ray-gpus", type=float, default=None, help="Ray: GPUs per actor (default 0)")
+    pre.add_argument("--track", action="store_true", help="SOURCE is a sequence (MOT folder, video): give boxes track ids")
+    pre.add_argument("--tracker", default=None, help="tracker config name or YAML (configs/trackers; default bytetrack)")
     pre.set_defaults(func=_cmd_prelabel)
 
     mod = sub.add_parser("models", help="list the models the resolver can find, and where from")

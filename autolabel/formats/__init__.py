@@ -15,6 +15,13 @@ voc            ``Annotations/<stem>.xml``, ``labelmap.txt``        1 pixel (inte
 labelstudio    ``tasks.json``, ``label_config.xml``               float64 percent
 cvat           ``annotations.xml``                                2 decimals
 =============  =================================================  =========================
+
+Track formats (:data:`TRACK_FORMATS`: video frames whose boxes carry ``track_id``; COCO
+keeps ``track_id`` too): ``mot`` (``<sequence>.txt`` + ``.ini``, 2 decimals),
+``cvat-video`` (``<sequence>.xml``, CVAT for video 1.1, tracks as keyframes) and
+``labelstudio-video`` (``video_tasks.json`` + ``video_label_config.xml``). The keyframe
+formats read back every frame within IoU >= ``tau`` (0.7) of the box written, exactly
+with ``tau=None``.
 """
 
 from __future__ import annotations
@@ -27,27 +34,35 @@ from autolabel.formats._common import ResultsLike
 from autolabel.formats.coco import read_coco, write_coco
 from autolabel.formats.cvat import read_cvat, write_cvat
 from autolabel.formats.labelstudio import labelstudio_config, read_labelstudio, write_labelstudio
+from autolabel.formats.cvat_video import read_cvat_video, write_cvat_video
+from autolabel.formats.labelstudio_video import labelstudio_video_config, read_labelstudio_video, write_labelstudio_video
+from autolabel.formats.mot import read_mot, write_mot
 from autolabel.formats.voc import read_voc, write_voc
 from autolabel.formats.yolo import read_yolo, write_yolo
 
 __all__ = [
-    "FORMATS", "check_format", "write", "read", "labelstudio_config",
+    "FORMATS", "TRACK_FORMATS", "check_format", "write", "read", "labelstudio_config",
     "write_coco", "write_yolo", "write_voc", "write_labelstudio", "write_cvat",
-    "read_coco", "read_yolo", "read_voc", "read_labelstudio", "read_cvat",
+    "read_coco", "read_yolo", "read_voc", "read_labelstudio", "read_cvat", "write_mot", "read_mot",
+    "write_cvat_video", "read_cvat_video", "write_labelstudio_video", "read_labelstudio_video",
+    "labelstudio_video_config",
 ]
 
 FORMATS = ("coco", "yolo", "voc", "labelstudio", "cvat")
+TRACK_FORMATS = ("mot", "cvat-video", "labelstudio-video")  # formats of tracks only: video frames whose boxes carry track_id (coco keeps it too)
 _FILE = {"coco": "annotations.json", "labelstudio": "tasks.json", "cvat": "annotations.xml"}
 _WRITE = {
     "coco": write_coco, "yolo": write_yolo, "voc": write_voc, "labelstudio": write_labelstudio, "cvat": write_cvat,
+    "mot": write_mot, "cvat-video": write_cvat_video, "labelstudio-video": write_labelstudio_video,
 }
-_READ = {"coco": read_coco, "yolo": read_yolo, "voc": read_voc, "labelstudio": read_labelstudio, "cvat": read_cvat}
+_READ = {"coco": read_coco, "yolo": read_yolo, "voc": read_voc, "labelstudio": read_labelstudio, "cvat": read_cvat, "mot": read_mot,
+         "cvat-video": read_cvat_video, "labelstudio-video": read_labelstudio_video}
 
 
 def check_format(format: str) -> str:
     """``format`` if it is one of :data:`FORMATS`, else a ValueError listing them."""
-    if format not in FORMATS:
-        raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
+    if format not in FORMATS + TRACK_FORMATS:
+        raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS + TRACK_FORMATS)}")
     return format
 
 

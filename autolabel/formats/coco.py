@@ -4,7 +4,8 @@ Written: ``info`` (``model_id``, ``date_created``, ``tool``, ``failures``), ``im
 (ids 1.., ``file_name``, ``width``, ``height``; video frames add ``video``,
 ``frame_index``, ``timestamp``), ``categories`` (ids 1..C in ``class_names`` order) and
 ``annotations`` with ``bbox`` ``[x, y, w, h]`` at full float precision, ``area``,
-``iscrowd`` and ``score``.
+``iscrowd``, ``score`` and, for boxes of tracks, ``track_id`` (as in TAO and CVAT's COCO
+variant; read back onto ``Detections.track_id``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import replace
 from typing import Any
 
 from autolabel.core import Failure, ImageInfo, Results
@@ -45,14 +47,16 @@ def write_coco(results: ResultsLike, path: str | os.PathLike) -> list[str]:
                 record.update(video=info.key.split("#", 1)[0], frame_index=info.frame_index,
                               timestamp=info.timestamp)
             f.write(("," if image_id > 1 else "") + _dumps(record))
-            for b, s, c, z in zip(d.xyxy.tolist(), d.scores, d.class_ids.tolist(), d.crowd):
+            tracks = d.track_id.tolist() if d.track_id is not None else [None] * len(d)
+            for b, s, c, z, t in zip(d.xyxy.tolist(), d.scores, d.class_ids.tolist(), d.crowd, tracks):
                 # float64 differences of float32 corners are exact: x + w gives x2 back bit for bit
                 w, h = b[2] - b[0], b[3] - b[1]
                 n_ann += 1
-                ann.write(("," if n_ann > 1 else "") + _dumps({
-                    "id": n_ann, "image_id": image_id, "category_id": c + 1,
-                    "bbox": [b[0], b[1], w, h], "area": w * h, "iscrowd": int(z), "score": float(num(s)),
-                }))
+                record = {"id": n_ann, "image_id": image_id, "category_id": c + 1,
+                          "bbox": [b[0], b[1], w, h], "area": w * h, "iscrowd": int(z), "score": float(num(s))}
+                if t is not None:
+                    record["track_id"] = t  # as TAO and CVAT's COCO export name it
+                ann.write(("," if n_ann > 1 else "") + _dumps(record))
         f.write('],"annotations":[')
         ann.seek(0)
         shutil.copyfileobj(ann, f)
@@ -86,6 +90,7 @@ def read_coco(source: str | os.PathLike | dict[str, Any]) -> Results:
     if len(set(builder.names)) != len(builder.names):
         raise ValueError(f"{name}: duplicate category names")
     rows: dict[Any, tuple[list, list, list, list]] = {}
+    track_ids: dict[Any, list[int]] = {}
     infos = []
     for im in data["images"]:
         image_id = _field(im, "id", name, "image")
@@ -100,6 +105,7 @@ def read_coco(source: str | os.PathLike | dict[str, Any]) -> Results:
         else:
             infos.append((image_id, ImageInfo(fname, w, h)))
         rows[image_id] = ([], [], [], [])
+        track_ids[image_id] = []
     for a in data.get("annotations") or []:
         if not isinstance(a, dict):
             raise ValueError(f"{name}: annotation {a!r:.80} is not an object")
@@ -119,12 +125,17 @@ def read_coco(source: str | os.PathLike | dict[str, Any]) -> Results:
         scores.append(number(a.get("score", 1.0), where, "score"))
         ids.append(category[a["category_id"]])
         crowd.append(bool(a.get("iscrowd", 0)))
+        track_ids[a["image_id"]].append(int(number(a.get("track_id", -1), where, "track_id")))
     for image_id, info in infos:
         builder.add(info, *rows[image_id])
+    tracked = any("track_id" in a for a in data.get("annotations") or [])
     meta = data.get("info") if isinstance(data.get("info"), dict) else {}
     failures = [Failure(str(f.get("key")), str(f.get("reason")))
                 for f in meta.get("failures") or [] if isinstance(f, dict)]
-    return builder.results(str(meta.get("model_id") or ""), failures)
+    results = builder.results(str(meta.get("model_id") or ""), failures)
+    if tracked:  # any annotation with a track_id: every image gets the array (-1 where absent)
+        results.detections = [replace(d, track_id=track_ids[i]) for d, (i, _) in zip(results.detections, infos)]
+    return results
 
 
 def _field(record: Any, key: str, name: str, what: str) -> Any:

@@ -18,7 +18,7 @@ from autolabel.formats._common import (
     xml_text,
 )
 
-__all__ = ["write_cvat", "read_cvat"]
+__all__ = ["write_cvat", "read_cvat", "add_labels"]
 
 
 def write_cvat(results: ResultsLike, path: str | os.PathLike) -> list[str]:
@@ -30,15 +30,7 @@ def write_cvat(results: ResultsLike, path: str | os.PathLike) -> list[str]:
     task = sub(meta, "task")
     for tag, v in (("name", f"autolabel {results.model_id}".strip()), ("size", len(results)), ("mode", "annotation")):
         sub(task, tag, v)
-    labels = sub(task, "labels")
-    for n in results.class_names:
-        label = sub(labels, "label")
-        sub(label, "name", n)
-        sub(label, "type", "rectangle")
-        attribute = sub(sub(label, "attributes"), "attribute")
-        fields = ("name", "score"), ("mutable", "False"), ("input_type", "text"), ("default_value", ""), ("values", "")
-        for tag, v in fields:
-            sub(attribute, tag, v)
+    add_labels(task, results.class_names)
     sub(meta, "model_id", results.model_id)
     sub(meta, "dumped", now())
     head, end = xml_text(root).rsplit("</annotations>", 1)
@@ -54,6 +46,20 @@ def write_cvat(results: ResultsLike, path: str | os.PathLike) -> list[str]:
             f.write(xml_text(image, declaration=False, level=1))
         f.write("</annotations>" + end)
     return [str(path)]
+
+
+def add_labels(task: ET.Element, class_names: Sequence[str], mutable: bool = False) -> None:
+    """``<labels>`` of a CVAT task: one rectangle label per class, each with a text
+    attribute ``score`` (``mutable``: it may change along a track, as in CVAT for video)."""
+    labels = sub(task, "labels")
+    for n in class_names:
+        label = sub(labels, "label")
+        sub(label, "name", n)
+        sub(label, "type", "rectangle")
+        attribute = sub(sub(label, "attributes"), "attribute")
+        fields = ("name", "score"), ("mutable", str(mutable)), ("input_type", "text"), ("default_value", ""), ("values", "")
+        for tag, v in fields:
+            sub(attribute, tag, v)
 
 
 def read_cvat(path: str | os.PathLike, class_names: Sequence[str] | None = None) -> Results:

@@ -1,0 +1,65 @@
+"""Video tasks pushed to a real Label Studio server and read back from it."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autolabel import labelstudio as ls
+from autolabel.formats import read_labelstudio_video
+from autolabel.sequences import open_sequence
+from autolabel.video_push import push_video
+from tests.conftest import DATA
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def client():
+    spec = importlib.util.spec_from_file_location("labelstudio_server", ROOT / "scripts" / "labelstudio_server.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, mod)
+    spec.loader.exec_module(mod)
+    try:
+        exe = mod.find_executable()
+    except FileNotFoundError as e:
+        pytest.fail(f"Label Studio is needed for these tests: {e}")
+    srv = mod.LabelStudioServer.start(DATA, executable=exe)
+    yield ls.Client(srv.url, srv.token, retries=2, backoff=0.05)
+    srv.stop()
+
+
+@pytest.mark.slow  # starts its own Label Studio server (about 1 min on an idle 2-core machine)
+def test_tracks_go_in_as_video_tasks_and_come_back_within_tau(client):
+    gt = open_sequence(DATA / "tud-campus").ground_truth
+    out = push_video(gt, "tud video", client=client, fps=25)
+    assert out["created"] == ["TUD-Campus"] and len(out["task_ids"]) == 1
+    again = push_video(gt, "tud video", client=client, fps=25)
+    assert again["created"] == [] and again["skipped"] == ["TUD-Campus"] and again["project"] == out["project"]
+
+    project = client.request("GET", f"/api/projects/{out['project']}")
+    assert "<VideoRectangle" in project["label_config"]
+    tasks = list(client.pages("/api/tasks", {"project": out["project"], "fields": "all"}, "tasks"))
+    assert len(tasks) == 1 and tasks[0]["data"]["video"].endswith("TUD-Campus.mp4")
+    back = read_labelstudio_video(tasks, class_names=["person"], use="predictions")
+    assert len(back) == 71
+    for a, b in zip(gt, back):
+        assert a.track_id.tolist() == b.track_id.tolist()
+        if len(a):
+            ix = np.clip(np.minimum(a.xyxy[:, 2:], b.xyxy[:, 2:]) - np.maximum(a.xyxy[:, :2], b.xyxy[:, :2]), 0, None)
+            inter = ix.prod(1)
+            union = np.prod(a.xyxy[:, 2:] - a.xyxy[:, :2], 1) + np.prod(b.xyxy[:, 2:] - b.xyxy[:, :2], 1) - inter
+            assert (inter / union).min() >= 0.7 - 1e-6
+
+
+def test_an_image_project_is_refused(client):
+    client.request("POST", "/api/projects", {"title": "images only", "label_config": (
+        '<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
+        '<Label value="person"/></RectangleLabels></View>')})
+    gt = open_sequence(DATA / "tud-campus").ground_truth
+    with pytest.raises(ls.LabelStudioError, match="no <VideoRectangle> control"):
+        push_video(gt, "images only", client=client)
