@@ -2,7 +2,9 @@
 
 Images are decoded and preprocessed in a thread pool ahead of inference, through a
 bounded window, so memory stays flat and the detector is kept busy. Unreadable inputs
-are recorded as :class:`~autolabel.core.Failure` and skipped; the run goes on.
+(read and decode errors) are recorded as :class:`~autolabel.core.Failure` and skipped;
+the run goes on. Any other error (a bug in a backend or here) stops the run with its
+traceback.
 """
 
 from __future__ import annotations
@@ -36,13 +38,14 @@ def _lower_priority() -> None:
 
 
 def _load(detector: Detector, item: Item) -> tuple[Any, ImageInfo] | Failure:
+    """Decode and prepare one input. Only a read or decode error (the input's fault:
+    :class:`ImageReadError`) is a per-image failure; any other error is a bug (ours or
+    the backend's) and propagates with its traceback, stopping the run."""
     try:
         arr, info = item.load()
-        return detector.prepare(arr), info
     except ImageReadError as e:
         return Failure(item.key, e.reason)
-    except Exception as e:  # a decoder bug must not kill a 100,000-image run
-        return Failure(item.key, f"{type(e).__name__}: {e}")
+    return detector.prepare(arr), info
 
 
 def iter_prelabel(

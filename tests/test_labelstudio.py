@@ -90,7 +90,7 @@ def _annotate(client, task_ids, truth, lead, tmp_path, keys=None):
 
 
 def _all_tasks(client, pid):
-    return list(ls._tasks(client, pid))
+    return list(ls.tasks(client, pid))
 
 
 def test_round_trip_in_routing_order_recovers_the_annotators_constants(
@@ -198,7 +198,7 @@ def test_pull_compares_with_the_prediction_the_annotator_started_from(client, pr
     a, b = replace(subset, model_id="model-a"), replace(subset.filter(conf=0.6), model_id="model-b")
     ids = ls.push(a, "two models", client=client, document_root=coco150.parent, order=keys).task_ids
     assert ls.push(b, "two models", client=client, document_root=coco150.parent, order=keys).updated == 12
-    tasks = {t["data"]["key"]: t for t in _all_tasks(client, ls._project(client, "two models")["id"])}
+    tasks = {t["data"]["key"]: t for t in _all_tasks(client, ls.client.get_project(client, "two models")["id"])}
     assert all(sorted(p["model_version"] for p in t["predictions"]) == ["model-a", "model-b"] for t in tasks.values())
     gt_tasks = json.loads(Path(write_labelstudio(truth, tmp_path / "gt.json")[0]).read_text())
     result = {
