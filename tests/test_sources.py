@@ -42,7 +42,7 @@ def test_exif_orientation_is_applied(tmp_path, coco150, yolov5n):
     assert np.array_equal(shown, np.rot90(raw, k=-1))  # exactly the displayed (rotated) image
     det = yolov5n(str(tagged), conf=0.05)
     assert (det.image.width, det.image.height) == (src.height, src.width) and len(det) > 0
-    assert det == yolov5n.predict([np.ascontiguousarray(np.rot90(raw, k=-1))], conf=0.05)[0]
+    assert det == yolov5n.predict([np.ascontiguousarray(np.rot90(raw, k=-1))], conf=0.05)[0].with_image(det.image)
 
 
 @pytest.mark.parametrize(
