@@ -25,20 +25,9 @@ from autolabel.labelstudio.plan import LabelMap, RoutingLike
 from autolabel.labelstudio.pull import pull
 from autolabel.labelstudio.push import PushReport, push
 
-__all__ = [
-    "ENV_URL",
-    "ENV_TOKEN",
-    "ENV_DOCUMENT_ROOT",
-    "LabelStudioError",
-    "LabelStudioAuthError",
-    "LabelStudioUnavailable",
-    "LabelConfigError",
-    "TransientError",
-    "Client",
-    "PushReport",
-    "RoutingLike",
-    "LabelMap",
-    "push",
+__all__ = [  # noqa: RUF022 (grouped by module)
+    "Client", "LabelStudioError", "LabelStudioAuthError", "LabelStudioUnavailable", "LabelConfigError",
+    "TransientError", "ENV_URL", "ENV_TOKEN", "ENV_DOCUMENT_ROOT", "tasks",
+    "push", "PushReport", "RoutingLike", "LabelMap",
     "pull",
-    "tasks",
 ]
