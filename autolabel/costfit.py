@@ -1,7 +1,7 @@
 """Fit a cost profile to your own team's measured time.
 
 Given one row per finished image (or per annotation) with its edit counts
-(:data:`autolabel.savings.EDIT_KINDS`, from the savings matcher) and the seconds a person
+(:data:`autolabel.matching.EDIT_KINDS`, from :mod:`autolabel.matching`) and the seconds a person
 spent on it, fit the linear model the savings module prices with
 
     seconds = image_overhead_s + verify_s * accept + adjust_s * (adjust + adjust_relabel)
@@ -57,8 +57,15 @@ _DESIGN = np.array(
 
 
 def design_matrix(counts: np.ndarray) -> np.ndarray:
-    """(rows, 6) edit counts in :data:`EDIT_KINDS` order -> (rows, 6) regressors in
-    :data:`FIT_PARAMS` order."""
+    """The fit's regressors.
+
+    Args:
+        counts: (rows, 6) edit counts in :data:`EDIT_KINDS` order.
+
+    Returns:
+        (rows, 6) float64 regressors in :data:`FIT_PARAMS` order (1 for the image,
+        ``adjust_relabel`` counted under both ``adjust_s`` and ``relabel_s``).
+    """
     c = np.asarray(counts, np.float64).reshape(-1, len(EDIT_KINDS))
     return np.hstack([np.ones((len(c), 1)), c]) @ _DESIGN
 
@@ -140,13 +147,24 @@ def fit_costs(
 ) -> CostFit:
     """Fit the cost constants to measured seconds by non-negative least squares.
 
-    ``rows``: a DataFrame (or anything ``pandas.DataFrame`` accepts) with one column per
-    edit kind in :data:`EDIT_KINDS` and a ``seconds`` column; rows without a finite time
-    are left out. ``fixed`` pins constants to known values (their share is subtracted
-    before fitting). ``base`` supplies review passes, money and unobserved constants.
-    Raises ``ValueError`` when there are no usable rows, or when the estimates break the
-    profile's rules (e.g. ``verify_s`` above ``relabel_s`` with few relabels: pin one
-    with ``fixed``).
+    Args:
+        rows: a DataFrame (or anything ``pandas.DataFrame`` accepts) with one column per
+            edit kind in :data:`EDIT_KINDS` (counts per row) and a ``seconds`` column;
+            rows without a finite time are left out.
+        base: the profile that supplies review passes, money and unobserved constants.
+        seconds: the name of the time column (seconds).
+        fixed: constants pinned to known values in seconds (their share is subtracted
+            before fitting).
+        n_boot: bootstrap resamples for the 95% intervals (0: none).
+        seed: the bootstrap's random seed.
+
+    Returns:
+        A :class:`CostFit`.
+
+    Raises:
+        ValueError: missing columns, no usable rows, negative counts, unknown fixed
+            names, or estimates that break the profile's rules (e.g. ``verify_s``
+            above ``relabel_s`` with few relabels: pin one with ``fixed``).
     """
     import pandas as pd
 
@@ -394,10 +412,22 @@ def measure_cvat(
     """Measure a CVAT for images 1.1 export (the corrected boxes) against the pre-labels
     that were loaded into CVAT (``Results`` or a COCO JSON path).
 
-    CVAT keeps no time per image: with ``times`` (image -> seconds, or a CSV with columns
-    ``image,seconds``) the cost constants are fitted; without, the rows carry the edits
-    and the seconds the cost profile models for them. ``options`` go to :func:`measure`
-    (``profile``, ``fit``, ``fixed``, ``iou_accept``, ``iou_min``, ``n_boot``).
+    CVAT keeps no time per image: with ``times`` the cost constants are fitted;
+    without, the rows carry the edits and the seconds the cost profile models for them.
+
+    Args:
+        annotations: the CVAT for images 1.1 XML export.
+        prelabels: the pre-labels loaded into CVAT (``Results`` or a COCO JSON path).
+        times: image file name -> seconds, or a CSV with columns ``image,seconds``.
+        options: go to :func:`measure` (``profile``, ``fit``, ``fixed``,
+            ``iou_accept``, ``iou_min``, ``n_boot``).
+
+    Returns:
+        A :class:`Measurement`, one row per image.
+
+    Raises:
+        ValueError: an unreadable export, times CSV or pre-labels (named), classes or
+            images that do not line up, times for images not in the export.
     """
     from autolabel.formats import read_coco, read_cvat
 

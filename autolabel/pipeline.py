@@ -58,14 +58,33 @@ def iter_prelabel(
     prefetch_batches: int = 4,
     streams: int = 1,
 ) -> Iterator[list[Detections | Failure]]:
-    """Yield one list per batch, in input order: a :class:`Detections` per good image
-    (with its :class:`ImageInfo`) and a :class:`Failure` per bad one.
+    """Pre-label ``source`` batch by batch, decoding ahead of inference.
 
     ``workers`` threads decode and :meth:`~Detector.prepare` up to ``prefetch_batches``
     batches ahead while the detector runs (onnxruntime and torch release the GIL),
     at a lower OS priority than inference. ``streams`` > 1 keeps that many batches in
     inference at once, for :attr:`~Detector.thread_safe` detectors (on a CPU, two
-    1-thread ONNX streams beat one 2-thread stream: no barrier waits between cores)."""
+    1-thread ONNX streams beat one 2-thread stream: no barrier waits between cores).
+
+    Args:
+        source: the inputs (a :class:`~autolabel.sources.Source` or any iterable of items).
+        detector: the loaded detector.
+        conf, iou, max_det: score threshold, NMS IoU, boxes per image (default: the
+            detector's).
+        workers: decode threads (default: the CPU count, at most 8).
+        prefetch_batches: batches decoded ahead.
+        streams: batches in inference at once.
+
+    Yields:
+        One list per batch, in input order: a :class:`Detections` (boxes in input
+        pixels, xyxy) with its :class:`ImageInfo` per good image, a :class:`Failure`
+        per input that could not be read or decoded.
+
+    Raises:
+        ValueError: ``streams > 1`` for a detector that is not thread safe.
+        Exception: any error of the detector or of ``prepare`` (a bug, not a bad
+            input), unchanged, with its traceback; batches yielded before it stand.
+    """
     if streams > 1 and not detector.thread_safe:
         raise ValueError(f"{type(detector).__name__} cannot run concurrent batches; use streams=1")
     conf, iou, max_det = detector.settings(conf, iou, max_det)
@@ -117,12 +136,24 @@ def prelabel(
     **source_options: Any,
 ) -> Results:
     """Pre-label every image of ``source`` with ``detector`` (default: the bundled
-    ``yolov5n.onnx``).
+    ``yolov5n.onnx``), in memory.
 
-    ``source`` is anything :func:`autolabel.sources.open_source` accepts; ``detector``
-    anything :func:`autolabel.load_detector` accepts. ``class_map`` (a
-    :class:`~autolabel.classmap.ClassMap` or a YAML path) renames, merges and drops
-    classes. Failed inputs are in ``Results.failures``.
+    Args:
+        source: anything :func:`autolabel.sources.open_source` accepts.
+        detector: anything :func:`autolabel.load_detector` accepts.
+        conf, iou, max_det: score threshold, NMS IoU, boxes per image.
+        progress: show a progress bar.
+        class_map: a :class:`~autolabel.classmap.ClassMap` or a YAML path: renames,
+            merges and drops classes.
+        source_options: go to :func:`~autolabel.sources.open_source`.
+
+    Returns:
+        :class:`Results`: one :class:`Detections` per readable image, unreadable
+        inputs in ``Results.failures``.
+
+    Raises:
+        ModelNotFoundError, ValueError: a model or class map that cannot be used.
+        Exception: a detector error, unchanged (see :func:`iter_prelabel`).
     """
     from autolabel.classmap import ClassMap
 
