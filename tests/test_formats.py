@@ -436,7 +436,8 @@ def test_bad_cvat_names_file_and_record(tmp_path, xml, message):
 
 
 def test_duplicate_class_names_cannot_be_written(preds, tmp_path):
-    res = Results(preds.detections[:1], preds.class_names[:-1] + (preds.class_names[0],))
+    names = preds.class_names[:-1] + (preds.class_names[0],)
+    res = Results([replace(preds[0], class_names=names)], names)
     for fmt in formats.FORMATS:
         with pytest.raises(ValueError, match="unique"):
             formats.write(res, tmp_path / fmt, fmt)
