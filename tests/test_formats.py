@@ -550,3 +550,20 @@ def test_a_hand_written_cvat_export_reads_as_documented(tmp_path):
     assert a.labels == ["car", "person"] and a.scores.tolist() == [1.0, 1.0]  # no score attribute: 1
     # the rotated box (100 x 120 about its centre (250, 160), turned 90 degrees) is enclosed as 120 x 100
     np.testing.assert_allclose(a.xyxy, [[10.5, 20.0, 110.25, 95.0], [190.0, 110.0, 310.0, 210.0]], atol=1e-4)
+
+
+def test_a_write_that_cannot_start_raises_its_own_error(tmp_path, monkeypatch):
+    """The temporary file cannot be made (a full disk): the error is that one, not a
+    FileNotFoundError about removing a temp file that never existed."""
+    import errno
+
+    from autolabel.formats import _common
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(_common, "open", full_disk, raising=False)  # the module's open, not the builtin
+    with pytest.raises(OSError) as e:
+        atomic_write(tmp_path / "a.json", "{}")
+    assert e.value.errno == errno.ENOSPC and e.value.__context__ is None
+    assert list(tmp_path.iterdir()) == []
