@@ -96,9 +96,17 @@ def _is_jwt(token: str) -> bool:
 class Client:
     """A thin JSON client for the Label Studio REST API with retries.
 
-    ``url``/``token`` default to ``$LABEL_STUDIO_URL``/``$LABEL_STUDIO_API_KEY``.
-    Transient failures are retried ``retries`` times, waiting ``backoff * 2**attempt``
-    seconds (at most ``max_backoff``, or the server's ``Retry-After``).
+    Args:
+        url: the server (default: ``$LABEL_STUDIO_URL``).
+        token: a legacy API token or a personal access token (default:
+            ``$LABEL_STUDIO_API_KEY``); never shown in ``repr`` or logs.
+        retries: retries of a transient failure, waiting ``backoff * 2**attempt``
+            seconds (at most ``max_backoff``, or the server's ``Retry-After``).
+        backoff, max_backoff: seconds.
+        timeout: seconds per request.
+
+    Raises:
+        ValueError: no URL or token, or negative ``retries``/``backoff``.
     """
 
     def __init__(
