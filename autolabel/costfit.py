@@ -1,7 +1,7 @@
 """Fit a cost profile to your own team's measured time.
 
 Given one row per finished image (or per annotation) with its edit counts
-(:data:`autolabel.savings.EDIT_KINDS`, from the savings matcher) and the seconds a person
+(:data:`autolabel.matching.EDIT_KINDS`, from :mod:`autolabel.matching`) and the seconds a person
 spent on it, fit the linear model the savings module prices with
 
     seconds = image_overhead_s + verify_s * accept + adjust_s * (adjust + adjust_relabel)
@@ -26,16 +26,16 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
 from pydantic import ValidationError
 
-from autolabel.config import CostProfile
-from autolabel.core import Detections, Results
-from autolabel.matching import EDIT_KINDS, align_classes, match_image
+from autolabel.config import DEFAULT_PROFILE, IOU_ACCEPT, IOU_MIN, CostProfile
+from autolabel.core import Detections, ImageInfo, Results
+from autolabel.matching import EDIT_KINDS, align_classes
 from autolabel.savings import edit_seconds, scratch_seconds
 
 __all__ = ["FIT_PARAMS", "CostFit", "Measurement", "design_matrix", "fit_costs", "measure", "measure_cvat"]
@@ -57,8 +57,15 @@ _DESIGN = np.array(
 
 
 def design_matrix(counts: np.ndarray) -> np.ndarray:
-    """(rows, 6) edit counts in :data:`EDIT_KINDS` order -> (rows, 6) regressors in
-    :data:`FIT_PARAMS` order."""
+    """The fit's regressors.
+
+    Args:
+        counts: (rows, 6) edit counts in :data:`EDIT_KINDS` order.
+
+    Returns:
+        (rows, 6) float64 regressors in :data:`FIT_PARAMS` order (1 for the image,
+        ``adjust_relabel`` counted under both ``adjust_s`` and ``relabel_s``).
+    """
     c = np.asarray(counts, np.float64).reshape(-1, len(EDIT_KINDS))
     return np.hstack([np.ones((len(c), 1)), c]) @ _DESIGN
 
@@ -132,7 +139,7 @@ def _nnls(a: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def fit_costs(
     rows: Any,
-    base: str | CostProfile = "extreme-clicking",
+    base: str | CostProfile = DEFAULT_PROFILE,
     seconds: str = "seconds",
     fixed: Mapping[str, float] | None = None,
     n_boot: int = 1000,
@@ -140,13 +147,24 @@ def fit_costs(
 ) -> CostFit:
     """Fit the cost constants to measured seconds by non-negative least squares.
 
-    ``rows``: a DataFrame (or anything ``pandas.DataFrame`` accepts) with one column per
-    edit kind in :data:`EDIT_KINDS` and a ``seconds`` column; rows without a finite time
-    are left out. ``fixed`` pins constants to known values (their share is subtracted
-    before fitting). ``base`` supplies review passes, money and unobserved constants.
-    Raises ``ValueError`` when there are no usable rows, or when the estimates break the
-    profile's rules (e.g. ``verify_s`` above ``relabel_s`` with few relabels: pin one
-    with ``fixed``).
+    Args:
+        rows: a DataFrame (or anything ``pandas.DataFrame`` accepts) with one column per
+            edit kind in :data:`EDIT_KINDS` (counts per row) and a ``seconds`` column;
+            rows without a finite time are left out.
+        base: the profile that supplies review passes, money and unobserved constants.
+        seconds: the name of the time column (seconds).
+        fixed: constants pinned to known values in seconds (their share is subtracted
+            before fitting).
+        n_boot: bootstrap resamples for the 95% intervals (0: none).
+        seed: the bootstrap's random seed.
+
+    Returns:
+        A :class:`CostFit`.
+
+    Raises:
+        ValueError: missing columns, no usable rows, negative counts, unknown fixed
+            names, or estimates that break the profile's rules (e.g. ``verify_s``
+            above ``relabel_s`` with few relabels: pin one with ``fixed``).
     """
     import pandas as pd
 
@@ -208,7 +226,7 @@ def fit_costs(
         raise ValueError(
             f"the fitted constants ({shown}) do not make a valid cost profile: {why}. "
             "Constants backed by few rows are unreliable: pin them with fixed={...}"
-        ) from None
+        ) from e
     return CostFit(profile, table, r2, math.sqrt(ss_res / len(y)), len(y), float(y.sum()))
 
 
@@ -291,41 +309,71 @@ def measure(
     pairs: Iterable[tuple[Mapping[str, Any], Detections, Detections, bool]],
     ground_truth: Results,
     prelabels: Results,
-    profile: str | CostProfile = "extreme-clicking",
+    profile: str | CostProfile = DEFAULT_PROFILE,
     fit: bool = True,
     fixed: Mapping[str, float] | None = None,
-    iou_accept: float = 0.7,
-    iou_min: float = 0.5,
+    iou_accept: float = IOU_ACCEPT,
+    iou_min: float = IOU_MIN,
     n_boot: int = 1000,
     source: str = "",
 ) -> Measurement:
-    """Match every ``(meta, pre-labels, final boxes, prelabeled)`` pair with
-    :func:`autolabel.savings.match_image`, tabulate edits and ``meta["seconds"]``, and
-    (``fit`` and some row timed) fit the cost constants. ``meta`` fields become columns."""
+    """Tabulate edits and measured time of finished annotations, and fit the cost constants.
+
+    Every pair is matched in one :func:`autolabel.matching.match` over all rows (each row
+    its own image: one image may have several annotations, so the join key is the row).
+
+    Args:
+        pairs: ``(meta, pre-labels, final boxes, prelabeled)`` per annotation; ``meta``
+            fields become columns (``image``, ``seconds``: measured, NaN when unknown).
+            Pre-labels and final boxes name the same classes.
+        ground_truth, prelabels: the final boxes and the pre-labels, one per image
+            (kept in the result).
+        profile: the base cost profile (name or YAML).
+        fit: fit the constants when some row is timed.
+        fixed: constants pinned to known values (see :func:`fit_costs`).
+        iou_accept, iou_min: the matching thresholds.
+        n_boot: bootstrap resamples for the intervals.
+        source: where the annotations came from (shown in the summary).
+
+    Returns:
+        A :class:`Measurement`.
+
+    Raises:
+        ValueError: pre-labels and final boxes with different classes, bad boxes, or a
+            fit that breaks the profile's rules.
+    """
     import pandas as pd
 
-    records = []
-    for meta, pred, gt, prelabeled in pairs:
-        m = match_image(pred, gt, iou_accept, iou_min)
-        records.append(
-            {
-                **meta,
-                "prelabeled": bool(prelabeled),
-                "pred_boxes": len(pred),
-                "gt_boxes": int(m.gt_matched.sum() + m.counts["draw"]),
-                **m.counts,
-            }
-        )
-    cols = ["image", "prelabeled", "pred_boxes", "gt_boxes", *EDIT_KINDS, "seconds"]
-    df = pd.DataFrame(records, columns=list(dict.fromkeys([*(records[0] if records else {}), *cols])))
+    from autolabel.matching import match
+
+    pairs = list(pairs)
+    names = pairs[0][2].class_names if pairs else ground_truth.class_names
+
+    def row(i: int, d: Detections) -> Detections:
+        return replace(d, image=ImageInfo(str(i), *(d.image.width, d.image.height) if d.image else (0, 0)))
+
+    pre = Results([row(i, p) for i, (_, p, _, _) in enumerate(pairs)], pairs[0][1].class_names if pairs else names)
+    final = Results([row(i, g) for i, (_, _, g, _) in enumerate(pairs)], names)
+    m = match(pre, final, None, iou_accept, iou_min)
+    counts = pd.DataFrame(m.image_counts, columns=list(EDIT_KINDS))
+    records = [{**meta, "prelabeled": bool(pl), "pred_boxes": len(p)} for meta, p, _, pl in pairs]
+    df = pd.DataFrame(records, columns=list(dict.fromkeys([*(records[0] if records else {}), "image", "prelabeled",
+                                                             "pred_boxes"])))
+    df["gt_boxes"] = np.bincount(m.gt_image[~m.gt_crowd], minlength=len(pairs)).astype(np.int64)
+    df = pd.concat([df, counts], axis=1)
+    if "seconds" not in df.columns:
+        df["seconds"] = math.nan
     df["seconds"] = pd.to_numeric(df["seconds"], errors="coerce").astype(np.float64)
+    cols = [*dict.fromkeys([*(records[0] if records else {}), "image", "prelabeled", "pred_boxes", "gt_boxes",
+                            *EDIT_KINDS, "seconds"])]
+    df = df[cols]
     cost_fit = None
     if fit and np.isfinite(df["seconds"].to_numpy(np.float64)).any():
         cost_fit = fit_costs(df, profile, fixed=fixed, n_boot=n_boot)
     p = cost_fit.profile if cost_fit else CostProfile.load(profile)
-    counts = df[list(EDIT_KINDS)].to_numpy(np.float64)
+    c = df[list(EDIT_KINDS)].to_numpy(np.float64)
     df["scratch_s"] = scratch_seconds(df["gt_boxes"].to_numpy(np.float64), p) if len(df) else []
-    df["assisted_s"] = edit_seconds(counts, p) if len(df) else []
+    df["assisted_s"] = edit_seconds(c, p) if len(df) else []
     df["saved_s"] = df["scratch_s"] - df["assisted_s"]
     return Measurement(df, ground_truth, prelabels, p, cost_fit, source)
 
@@ -341,7 +389,7 @@ def _times(times: Mapping[str, float] | str | os.PathLike | None) -> dict[str, f
     try:
         df = pd.read_csv(times)
     except (OSError, ValueError) as e:
-        raise ValueError(f"{times}: cannot read the times CSV: {e}") from None
+        raise ValueError(f"{times}: cannot read the times CSV: {e}") from e
     if not {"image", "seconds"} <= set(df.columns):
         raise ValueError(f"{times}: a times CSV needs columns 'image' and 'seconds'; got {list(df.columns)}")
     secs = pd.to_numeric(df["seconds"], errors="coerce")
@@ -364,10 +412,22 @@ def measure_cvat(
     """Measure a CVAT for images 1.1 export (the corrected boxes) against the pre-labels
     that were loaded into CVAT (``Results`` or a COCO JSON path).
 
-    CVAT keeps no time per image: with ``times`` (image -> seconds, or a CSV with columns
-    ``image,seconds``) the cost constants are fitted; without, the rows carry the edits
-    and the seconds the cost profile models for them. ``options`` go to :func:`measure`
-    (``profile``, ``fit``, ``fixed``, ``iou_accept``, ``iou_min``, ``n_boot``).
+    CVAT keeps no time per image: with ``times`` the cost constants are fitted;
+    without, the rows carry the edits and the seconds the cost profile models for them.
+
+    Args:
+        annotations: the CVAT for images 1.1 XML export.
+        prelabels: the pre-labels loaded into CVAT (``Results`` or a COCO JSON path).
+        times: image file name -> seconds, or a CSV with columns ``image,seconds``.
+        options: go to :func:`measure` (``profile``, ``fit``, ``fixed``,
+            ``iou_accept``, ``iou_min``, ``n_boot``).
+
+    Returns:
+        A :class:`Measurement`, one row per image.
+
+    Raises:
+        ValueError: an unreadable export, times CSV or pre-labels (named), classes or
+            images that do not line up, times for images not in the export.
     """
     from autolabel.formats import read_coco, read_cvat
 

@@ -2,7 +2,9 @@
 
 Images are decoded and preprocessed in a thread pool ahead of inference, through a
 bounded window, so memory stays flat and the detector is kept busy. Unreadable inputs
-are recorded as :class:`~autolabel.core.Failure` and skipped; the run goes on.
+(read and decode errors) are recorded as :class:`~autolabel.core.Failure` and skipped;
+the run goes on. Any other error (a bug in a backend or here) stops the run with its
+traceback.
 """
 
 from __future__ import annotations
@@ -36,13 +38,14 @@ def _lower_priority() -> None:
 
 
 def _load(detector: Detector, item: Item) -> tuple[Any, ImageInfo] | Failure:
+    """Decode and prepare one input. Only a read or decode error (the input's fault:
+    :class:`ImageReadError`) is a per-image failure; any other error is a bug (ours or
+    the backend's) and propagates with its traceback, stopping the run."""
     try:
         arr, info = item.load()
-        return detector.prepare(arr), info
     except ImageReadError as e:
         return Failure(item.key, e.reason)
-    except Exception as e:  # a decoder bug must not kill a 100,000-image run
-        return Failure(item.key, f"{type(e).__name__}: {e}")
+    return detector.prepare(arr), info
 
 
 def iter_prelabel(
@@ -55,14 +58,33 @@ def iter_prelabel(
     prefetch_batches: int = 4,
     streams: int = 1,
 ) -> Iterator[list[Detections | Failure]]:
-    """Yield one list per batch, in input order: a :class:`Detections` per good image
-    (with its :class:`ImageInfo`) and a :class:`Failure` per bad one.
+    """Pre-label ``source`` batch by batch, decoding ahead of inference.
 
     ``workers`` threads decode and :meth:`~Detector.prepare` up to ``prefetch_batches``
     batches ahead while the detector runs (onnxruntime and torch release the GIL),
     at a lower OS priority than inference. ``streams`` > 1 keeps that many batches in
     inference at once, for :attr:`~Detector.thread_safe` detectors (on a CPU, two
-    1-thread ONNX streams beat one 2-thread stream: no barrier waits between cores)."""
+    1-thread ONNX streams beat one 2-thread stream: no barrier waits between cores).
+
+    Args:
+        source: the inputs (a :class:`~autolabel.sources.Source` or any iterable of items).
+        detector: the loaded detector.
+        conf, iou, max_det: score threshold, NMS IoU, boxes per image (default: the
+            detector's).
+        workers: decode threads (default: the CPU count, at most 8).
+        prefetch_batches: batches decoded ahead.
+        streams: batches in inference at once.
+
+    Yields:
+        One list per batch, in input order: a :class:`Detections` (boxes in input
+        pixels, xyxy) with its :class:`ImageInfo` per good image, a :class:`Failure`
+        per input that could not be read or decoded.
+
+    Raises:
+        ValueError: ``streams > 1`` for a detector that is not thread safe.
+        Exception: any error of the detector or of ``prepare`` (a bug, not a bad
+            input), unchanged, with its traceback; batches yielded before it stand.
+    """
     if streams > 1 and not detector.thread_safe:
         raise ValueError(f"{type(detector).__name__} cannot run concurrent batches; use streams=1")
     conf, iou, max_det = detector.settings(conf, iou, max_det)
@@ -116,15 +138,28 @@ def prelabel(
     **source_options: Any,
 ) -> Results:
     """Pre-label every image of ``source`` with ``detector`` (default: the bundled
-    ``yolov5n.onnx``).
+    ``yolov5n.onnx``), in memory.
 
-    ``source`` is anything :func:`autolabel.sources.open_source` accepts; ``detector``
-    anything :func:`autolabel.load_detector` accepts. ``class_map`` (a
-    :class:`~autolabel.classmap.ClassMap` or a YAML path) renames, merges and drops
-    classes. Failed inputs are in ``Results.failures``. ``track=True``: ``source`` is a
-    sequence (see :mod:`autolabel.sequences`) and every box gets a ``track_id`` from the
-    ``tracker`` config (:func:`autolabel.tracking.track`; ``conf`` defaults to its
-    ``detection_conf``).
+    Args:
+        source: anything :func:`autolabel.sources.open_source` accepts.
+        detector: anything :func:`autolabel.load_detector` accepts.
+        conf, iou, max_det: score threshold, NMS IoU, boxes per image.
+        progress: show a progress bar.
+        class_map: a :class:`~autolabel.classmap.ClassMap` or a YAML path: renames,
+            merges and drops classes.
+        track: ``source`` is a sequence (see :mod:`autolabel.sequences`) and every box
+            gets a ``track_id`` from the ``tracker`` config (:func:`autolabel.tracking.track`;
+            ``conf`` defaults to its ``detection_conf``).
+        tracker: tracker config name or YAML (``configs/trackers/``).
+        source_options: go to :func:`~autolabel.sources.open_source`.
+
+    Returns:
+        :class:`Results`: one :class:`Detections` per readable image, unreadable
+        inputs in ``Results.failures``.
+
+    Raises:
+        ModelNotFoundError, ValueError: a model or class map that cannot be used.
+        Exception: a detector error, unchanged (see :func:`iter_prelabel`).
     """
     from autolabel.classmap import ClassMap
 

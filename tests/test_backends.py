@@ -307,3 +307,23 @@ def test_torchvision_bad_input(tmp_path):
         load_detector("torchvision:ssdlite320_mobilenet_v3_large", weights=str(good), class_names=list("abcde"))
     with pytest.raises(ValueError, match=r"three\.pth.*pass class_names"):
         load_detector("torchvision:ssdlite320_mobilenet_v3_large", weights=str(good))
+
+
+def test_ultralytics_autoinstall_is_off_only_inside_our_calls(bccd, bccd_pt, monkeypatch):
+    """No process-wide side effect: the environment is untouched and Ultralytics' own
+    flag is off only while our backend calls it."""
+    from ultralytics.utils import checks
+
+    env = os.environ.get("YOLO_AUTOINSTALL")
+    monkeypatch.setattr(checks, "AUTOINSTALL", True)  # Ultralytics' default, whatever this machine set
+    seen = []
+    predict = bccd_pt.model.predict
+
+    def spy(*args, **kwargs):
+        seen.append(checks.AUTOINSTALL)
+        return predict(*args, **kwargs)
+
+    monkeypatch.setattr(bccd_pt.model, "predict", spy)
+    image = load_image(sorted((bccd / "JPEGImages").glob("*.jpg"))[0])
+    assert len(bccd_pt.predict([image])[0]) > 0
+    assert seen == [False] and checks.AUTOINSTALL is True and os.environ.get("YOLO_AUTOINSTALL") == env

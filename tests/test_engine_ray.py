@@ -72,3 +72,27 @@ def test_ray_refuses_video_and_loaded_detectors(tmp_path, yolov5n, local_ray):
     writer.release()
     with pytest.raises(ValueError, match="engine='local'"):
         run_job(video, tmp_path / "out", FAST, engine="ray", progress=False)
+
+
+def test_ray_reads_its_inputs_as_the_pool_takes_them(coco150, local_ray):
+    """The driver never lists every input first: when the first batch comes back it has
+    read at most the batches in flight (2 per actor) plus one."""
+    from autolabel.detectors import load_detector
+    from autolabel.engine.ray_engine import iter_prelabel_ray
+    from autolabel.sources import Item
+
+    paths = sorted((coco150 / "images").glob("*.jpg"))[:40]
+    read = []
+
+    def items():
+        for p in paths:
+            read.append(p.name)
+            yield Item(p.name, str(p))
+
+    det = load_detector(FAST)
+    batches = iter_prelabel_ray(items(), FAST, det, 0.25, 0.6, 300, {"actors": 1, "batch_size": 4})
+    first = next(batches)
+    assert [d.image.key for d in first] == [p.name for p in paths[:4]]
+    assert len(read) <= 4 * 3 < len(paths)
+    rest = [d for b in batches for d in b]
+    assert len(read) == 40 and [d.image.key for d in first + rest] == [p.name for p in paths]

@@ -437,7 +437,7 @@ def test_bad_cvat_names_file_and_record(tmp_path, xml, message):
 
 def test_duplicate_class_names_cannot_be_written(preds, tmp_path):
     names = preds.class_names[:-1] + (preds.class_names[0],)
-    res = Results([replace(preds.detections[0], class_names=names)], names)
+    res = Results([replace(preds[0], class_names=names)], names)
     for fmt in formats.FORMATS:
         with pytest.raises(ValueError, match="unique"):
             formats.write(res, tmp_path / fmt, fmt)
@@ -447,3 +447,123 @@ def test_voc_ground_truth_written_again_reads_the_same(bccd, tmp_path):
     gt = formats.read_voc(bccd, split="val")
     formats.write_voc(gt, tmp_path, split="val")
     _assert_same(gt, formats.read_voc(tmp_path, split="val"), "voc")
+
+
+# -- against the tools' own readers and documented examples ------------------------------------
+def test_ultralytics_dataset_loader_reads_our_yolo_labels(bccd, tmp_path):
+    """Ultralytics' own training loader (check_det_dataset + YOLODataset) reads a YOLO
+    dataset we write (``confidence=False``: Ultralytics' training labels have 5 columns)
+    and gets every box back, against the VOC ground truth's pixel corners."""
+    from ultralytics.data import YOLODataset
+    from ultralytics.data.utils import check_det_dataset
+
+    gt = formats.read_voc(bccd, split="val")
+    gt = replace(gt, detections=gt.detections[:12])
+    formats.write_yolo(gt, tmp_path, confidence=False)
+    (tmp_path / "images").mkdir()
+    for d in gt:
+        (tmp_path / "images" / d.image.file_name).symlink_to(bccd / "JPEGImages" / d.image.file_name)
+    data = check_det_dataset(str(tmp_path / "data.yaml"))
+    assert data["nc"] == 3 and list(data["names"].values()) == list(gt.class_names)
+    ds = YOLODataset(img_path=str(tmp_path / "images"), data=data, task="detect", augment=False, imgsz=640)
+    labels = {Path(lb["im_file"]).name: lb for lb in ds.labels}
+    assert set(labels) == {d.image.file_name for d in gt}
+    for d in gt:
+        lb = labels[d.image.file_name]
+        w, h = d.image.width, d.image.height
+        assert lb["shape"] == (h, w) and lb["normalized"] and lb["bbox_format"] == "xywh"
+        x1, y1, x2, y2 = np.clip(d.xyxy.astype(np.float64), 0, [w, h, w, h]).T  # Ultralytics clips to the image
+        want = np.stack([(x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h], 1)
+        np.testing.assert_array_equal(lb["cls"].ravel().astype(int), d.class_ids)
+        np.testing.assert_allclose(lb["bboxes"], want, atol=2e-6)
+
+
+# A CVAT for images 1.1 export written by hand from CVAT's documented layout
+# (docs.cvat.ai, "CVAT for images 1.1"): <meta><job> with labels and their attributes,
+# boxes with occluded / z_order / group_id, a rotated box, a non-score attribute, and
+# shapes that are not boxes (polygon, points, tag), which the reader skips.
+CVAT_XML = """<?xml version="1.0" encoding="utf-8"?>
+<annotations>
+  <version>1.1</version>
+  <meta>
+    <job>
+      <id>7</id>
+      <size>2</size>
+      <mode>annotation</mode>
+      <overlap>0</overlap>
+      <start_frame>0</start_frame>
+      <stop_frame>1</stop_frame>
+      <labels>
+        <label>
+          <name>car</name>
+          <color>#fa3253</color>
+          <type>rectangle</type>
+          <attributes>
+            <attribute>
+              <name>color</name>
+              <mutable>False</mutable>
+              <input_type>select</input_type>
+              <default_value>red</default_value>
+              <values>red
+blue</values>
+            </attribute>
+          </attributes>
+        </label>
+        <label>
+          <name>person</name>
+          <color>#33ddff</color>
+          <type>any</type>
+          <attributes>
+          </attributes>
+        </label>
+      </labels>
+    </job>
+    <dumped>2024-05-02 10:11:12.123456+00:00</dumped>
+  </meta>
+  <image id="0" name="street/a.jpg" subset="default" task_id="3" width="640" height="480">
+    <box label="car" source="manual" occluded="0" xtl="10.50" ytl="20.00" xbr="110.25" ybr="95.00" z_order="0">
+      <attribute name="color">blue</attribute>
+    </box>
+    <box label="person" source="manual" occluded="1" xtl="200.00" ytl="100.00" xbr="300.00" ybr="220.00" rotation="90.0" z_order="1" group_id="2">
+    </box>
+    <polygon label="person" source="manual" occluded="0" points="1.00,1.00;20.00,1.00;20.00,30.00" z_order="0">
+    </polygon>
+    <points label="car" source="manual" occluded="0" points="5.00,5.00" z_order="0">
+    </points>
+    <tag label="car" source="manual">
+    </tag>
+  </image>
+  <image id="1" name="street/b.jpg" subset="default" task_id="3" width="320" height="240">
+  </image>
+</annotations>
+"""
+
+
+def test_a_hand_written_cvat_export_reads_as_documented(tmp_path):
+    path = tmp_path / "annotations.xml"
+    path.write_text(CVAT_XML)
+    res = formats.read_cvat(path)
+    assert res.class_names == ("car", "person") and res.model_id == ""
+    a, b = res
+    assert (a.image.key, a.image.width, a.image.height) == ("street/a.jpg", 640, 480)
+    assert (b.image.key, b.image.width, b.image.height, len(b)) == ("street/b.jpg", 320, 240, 0)
+    assert a.labels == ["car", "person"] and a.scores.tolist() == [1.0, 1.0]  # no score attribute: 1
+    # the rotated box (100 x 120 about its centre (250, 160), turned 90 degrees) is enclosed as 120 x 100
+    np.testing.assert_allclose(a.xyxy, [[10.5, 20.0, 110.25, 95.0], [190.0, 110.0, 310.0, 210.0]], atol=1e-4)
+
+
+def test_a_write_that_cannot_start_raises_its_own_error(tmp_path, monkeypatch):
+    """The temporary file cannot be made (a full disk): the error is that one, not a
+    FileNotFoundError about removing a temp file that never existed."""
+    import errno
+
+    from autolabel.formats import _common
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(_common, "open", full_disk, raising=False)  # the module's open, not the builtin
+    with pytest.raises(OSError) as e:
+        atomic_write(tmp_path / "a.json", "{}")
+    assert e.value.errno == errno.ENOSPC and e.value.__context__ is None
+    assert list(tmp_path.iterdir()) == []

@@ -24,7 +24,9 @@ import autolabel as al
 from autolabel import labelstudio as ls
 from autolabel.cli import main as cli
 from autolabel.config import CostProfile
-from autolabel.formats import read_coco, write_coco, write_labelstudio
+from autolabel import formats
+from autolabel.core import Results
+from autolabel.formats import read_coco, write_coco
 from autolabel.routing import fit_policy, route
 from autolabel.matching import EDIT_KINDS
 from autolabel.savings import count_edits, edit_seconds
@@ -74,23 +76,38 @@ def truth(coco150):
 
 
 
-def _annotate(client, task_ids, truth, lead, tmp_path, keys=None):
+def _submitted(d):
+    """An annotation's result for the boxes of ``d``, written out here as Label Studio
+    documents a rectangle region (``x, y, width, height`` in percent of the image), not
+    by our writer."""
+    w, h = d.image.width, d.image.height
+    return [
+        {
+            "id": f"r{j}", "from_name": "label", "to_name": "image", "type": "rectanglelabels",
+            "original_width": w, "original_height": h,
+            "value": {"x": 100 * x1 / w, "y": 100 * y1 / h, "width": 100 * (x2 - x1) / w,
+                      "height": 100 * (y2 - y1) / h, "rotation": 0, "rectanglelabels": [label]},
+        }
+        for j, ((x1, y1, x2, y2), label) in enumerate(zip(d.xyxy.astype(float).tolist(), d.labels))
+    ]
+
+
+def _annotate(client, task_ids, truth, lead, keys=None):
     """Act as the annotator: submit the ground-truth boxes with the given lead time."""
-    tasks = json.loads(Path(write_labelstudio(truth, tmp_path / "gt_tasks.json")[0]).read_text())
-    for t in tasks:
-        key = t["data"]["key"]
-        if keys is not None and key not in keys:
-            continue
-        result = [{k: v for k, v in r.items() if k != "score"} for r in t["predictions"][0]["result"]]
-        client.request(
-            "POST",
-            f"/api/tasks/{task_ids[key]}/annotations",
-            {"result": result, "lead_time": lead[key], "was_cancelled": False},
-        )
+    for key, tid in task_ids.items():
+        if keys is None or key in keys:
+            body = {"result": _submitted(truth[key]), "lead_time": lead[key], "was_cancelled": False}
+            client.request("POST", f"/api/tasks/{tid}/annotations", body)
+
+
+def _export(client, pid):
+    """The project as the server's own JSON export writes it."""
+    return client.request("GET", f"/api/projects/{pid}/export", params={"exportType": "JSON",
+                                                                       "download_all_tasks": "true"})
 
 
 def _all_tasks(client, pid):
-    return list(ls._tasks(client, pid))
+    return list(ls.tasks(client, pid))
 
 
 def test_round_trip_in_routing_order_recovers_the_annotators_constants(
@@ -130,7 +147,16 @@ def test_round_trip_in_routing_order_recovers_the_annotators_constants(
     for k in scratch:
         expected[k] = {**dict.fromkeys(EDIT_KINDS, 0), "draw": len(truth[k])}
     lead = {k: annotator_seconds(c) for k, c in expected.items()}
-    _annotate(client, rep.task_ids, truth, lead, tmp_path)
+    _annotate(client, rep.task_ids, truth, lead)
+
+    # the server's own export of the annotations reads back as the submitted boxes
+    exported = formats.read_labelstudio(_export(client, rep.project_id), class_names=truth.class_names,
+                                        use="annotations")
+    assert len(exported) == 150 and not exported.failures
+    for d in exported:
+        g = truth[d.image.key]
+        assert (d.image.width, d.image.height) == (g.image.width, g.image.height) and sorted(d.labels) == sorted(g.labels)
+        np.testing.assert_allclose(np.sort(d.xyxy, 0), np.sort(g.xyxy, 0), atol=1e-3)
 
     m = ls.pull("round trip", client=client, n_boot=200)
     rows = m.rows.set_index("image")
@@ -198,13 +224,9 @@ def test_pull_compares_with_the_prediction_the_annotator_started_from(client, pr
     a, b = replace(subset, model_id="model-a"), replace(subset.filter(conf=0.6), model_id="model-b")
     ids = ls.push(a, "two models", client=client, document_root=coco150.parent, order=keys).task_ids
     assert ls.push(b, "two models", client=client, document_root=coco150.parent, order=keys).updated == 12
-    tasks = {t["data"]["key"]: t for t in _all_tasks(client, ls._project(client, "two models")["id"])}
+    tasks = {t["data"]["key"]: t for t in _all_tasks(client, ls.client.get_project(client, "two models")["id"])}
     assert all(sorted(p["model_version"] for p in t["predictions"]) == ["model-a", "model-b"] for t in tasks.values())
-    gt_tasks = json.loads(Path(write_labelstudio(truth, tmp_path / "gt.json")[0]).read_text())
-    result = {
-        t["data"]["key"]: [{k: v for k, v in r.items() if k != "score"} for r in t["predictions"][0]["result"]]
-        for t in gt_tasks
-    }
+    result = {k: _submitted(truth[k]) for k in keys}
     from_a = set(keys[:6])  # these annotators started from model A's boxes
     for k in keys:
         parent = next(p["id"] for p in tasks[k]["predictions"] if p["model_version"] == "model-a")
@@ -429,7 +451,7 @@ def test_cli_push_then_pull(server, client, prelabels, truth, coco150, tmp_path,
     done = sorted(ids)[:40]
     edits = count_edits(prelabels, truth)
     per = {k: dict(zip(EDIT_KINDS, map(int, c))) for k, c in zip(edits.images, edits.per_image_counts)}
-    _annotate(client, ids, truth, {k: annotator_seconds(per[k]) for k in done}, tmp_path, keys=set(done))
+    _annotate(client, ids, truth, {k: annotator_seconds(per[k]) for k in done}, keys=set(done))
     out = tmp_path / "pulled"
     assert cli(["pull", "--project", str(pushed["project_id"]), "--out", str(out), "--fix", "relabel_s=2.5"]) == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -454,3 +476,50 @@ def test_bad_push_arguments_fail_before_any_request(prelabels, monkeypatch):
         ls.push(prelabels, "x", client=c, without_prelabels=["nope.jpg"])
     with pytest.raises(ValueError, match="give routing= or order="):
         ls.push(prelabels, "x", client=c, routing="manifest.csv", order=[key])
+
+
+def test_certified_boxes_are_marked_so_annotators_can_tell_them_apart(client, server, prelabels, coco150):
+    keys = [d.image.key for d in prelabels if len(d) >= 3][:5]
+    dets = [replace(prelabels[k], data={"certified": prelabels[k].scores >= 0.6}) for k in keys]
+    res = Results(dets, prelabels.class_names, prelabels.model_id)
+    assert 0 < sum(int(d.data["certified"].sum()) for d in dets) < res.num_boxes
+    rep = ls.push(res, "certified", client=client, document_root=coco150.parent, order=keys)
+    tasks = _all_tasks(client, rep.project_id)
+    assert len(tasks) == 5
+    for t in tasks:  # as the server stores them (its JSON export lists predictions by id only)
+        (p,) = t["predictions"]
+        d = res[t["data"]["key"]]
+        got = sorted((round(r["score"], 5), r["meta"]["certified"]) for r in p["result"])
+        assert got == sorted(zip(np.round(d.scores.astype(float), 5).tolist(), d.data["certified"].tolist()))
+        assert all(r["meta"].get("text") == (["certified"] if r["meta"]["certified"] else None) for r in p["result"])
+
+
+def test_a_routing_manifest_pushes_only_the_policys_prelabels(client, prelabels, coco150, tmp_path, capsys):
+    from autolabel.config import RoutingPolicy
+
+    policy = fit_policy(prelabels, read_coco(coco150 / "instances.json"),
+                        RoutingPolicy.load({**RoutingPolicy.load("default").model_dump(), "prelabel_conf": 0.5}))
+    pre = write_coco(prelabels, tmp_path / "pre.json")[0]
+    policy.save(tmp_path / "policy.json")
+    assert cli(["route", "--predictions", pre, "--policy", str(tmp_path / "policy.json"), "--out",
+                str(tmp_path / "routed")]) == 0
+    capsys.readouterr()
+    manifest = tmp_path / "routed" / "manifest.csv"
+    assert json.loads((tmp_path / "routed" / "summary.json").read_text())["prelabel_conf"] == 0.5
+    assert any((d.scores < 0.5).any() for d in prelabels)  # the file holds boxes that are not pre-labels
+    rep = ls.push(prelabels, "manifest", client=client, routing=manifest, queues=["review"],
+                  document_root=coco150.parent)
+    scores = [r["score"] for t in _all_tasks(client, rep.project_id) for p in t["predictions"] for r in p["result"]]
+    assert rep.created > 0 and scores and min(scores) >= 0.5
+
+    # a manifest that does not say its threshold is refused before any request
+    bare = tmp_path / "bare" / "manifest.csv"
+    bare.parent.mkdir()
+    bare.write_bytes(manifest.read_bytes())
+    offline = ls.Client("http://127.0.0.1:9", "t", retries=0)
+    with pytest.raises(ValueError, match="pre-label threshold.*prelabel_conf="):
+        ls.push(prelabels, "x", client=offline, routing=bare)
+    rep = ls.push(prelabels, "manifest", client=client, routing=bare, queues=["review"], prelabel_conf=0.5,
+                  document_root=coco150.parent)
+    assert rep.created == 0 and rep.updated == 0  # the same pre-labels as before
+

@@ -88,7 +88,8 @@ def _bad_batch(tmp_path: Path, coco150: Path) -> Path:
 def test_bad_inputs_are_reported_and_skipped(tmp_path, coco150, yolov5n, capsys):
     d = _bad_batch(tmp_path, coco150)
     res = al.prelabel(str(d), yolov5n, progress=False)
-    assert len(res) == 6 and all(len(x) >= 0 for x in res)
+    good = sorted(p.name for p in d.glob("0*.jpg"))  # the six real COCO images
+    assert sorted(x.image.key for x in res) == good and res.num_boxes > 0
     reasons = {f.key: f.reason for f in res.failures}
     assert set(reasons) == {"truncated.jpg", "zero.jpg", "text.png", "corrupt.jpg", "dangling.jpg"}
     assert "empty" in reasons["zero.jpg"] and "not an image" in reasons["text.png"]
@@ -136,5 +137,63 @@ def test_console_script_and_models_listing(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "100%" in r.stderr  # the progress bar
-    assert len(list((tmp_path / "o").rglob("*.txt"))) == 4
-    assert np.isfinite(json.loads(r.stdout)["boxes"])
+    labels = list((tmp_path / "o").rglob("*.txt"))
+    assert len(labels) == 4
+    lines = sum(len(p.read_text().splitlines()) for p in labels)
+    assert json.loads(r.stdout)["boxes"] == lines > 0
+
+
+def _fails_on_third_batch(monkeypatch):
+    """The job's detector is the real one, wrapped so that its third batch raises (a
+    backend bug, not a bad input)."""
+    import autolabel.engine.job as job
+
+    real = job.load_detector
+
+    def load(spec, **options):
+        det = real(spec, **options)
+        predict, calls = det.predict_prepared, []
+
+        def flaky(batch, *args):
+            calls.append(len(batch))
+            if len(calls) == 3:
+                raise RuntimeError("backend bug in batch 3")
+            return predict(batch, *args)
+
+        det.predict_prepared = flaky
+        return det
+
+    monkeypatch.setattr(job, "load_detector", load)
+
+
+def test_a_backend_bug_stops_the_job_with_its_traceback_and_keeps_finished_batches(
+    tmp_path, coco150, monkeypatch, capsys
+):
+    from autolabel.engine import ShardLog
+
+    src = tmp_path / "imgs"
+    src.mkdir()
+    images = sorted((coco150 / "images").glob("*.jpg"))[:10]
+    for p in images:
+        (src / p.name).symlink_to(p)
+    out = tmp_path / "out"
+    args = ["prelabel", str(src), "--model", "yolov5n-320.onnx", "--out", str(out), "--quiet", "--batch-size", "2"]
+    _fails_on_third_batch(monkeypatch)
+    assert main(["--debug", *args]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "RuntimeError: backend bug in batch 3" in err
+    assert "in flaky" in err  # the frame that raised is shown
+    records = list(ShardLog(out).records())
+    assert [r["key"] for r in records] == [p.name for p in images[:4]]  # batches 1 and 2, nothing of 3
+    assert all(r["status"] == "ok" for r in records) and not (out / "annotations.json").exists()
+
+    assert main(args) == 2  # without --debug: one line naming the error, no traceback
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "RuntimeError: backend bug in batch 3" in err and "--debug" in err
+    assert [r["key"] for r in ShardLog(out).records()] == [p.name for p in images[:8]]  # resumed, 2 more batches
+
+    monkeypatch.undo()  # the backend fixed: the same command resumes after the kept batches
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["already_done"], summary["processed"], summary["images"]) == (8, 2, 10)
+

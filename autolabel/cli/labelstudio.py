@@ -1,25 +1,16 @@
-"""``autolabel push`` and ``autolabel pull``: the Label Studio (and CVAT) round trip."""
+"""``autolabel push`` and ``autolabel pull``: the Label Studio (and CVAT) round trip.
+
+A Label Studio refusal (server, token, config) propagates to :func:`autolabel.cli.main`,
+which prints it on one line (``--debug``: with its traceback) and exits with status 2."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from autolabel.config import EXIT_FAILED, EXIT_OK
+from autolabel.config import DEFAULT_PROFILE, EXIT_OK
 from autolabel.cli._common import match_options
 
-
-
-def _labelstudio_call(command: str, call):  # type: ignore[no-untyped-def]
-    """Run ``call()``; a Label Studio failure (server, token, config) is a clean error."""
-    from autolabel.labelstudio import LabelStudioError
-
-    try:
-        return call()
-    except LabelStudioError as e:
-        print(f"autolabel {command}: error: {e}", file=sys.stderr)
-        return None
 
 
 def _ls_client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -45,13 +36,11 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
     results = read_coco(args.predictions)
     label_map = load_yaml(args.label_map) if args.label_map else None
-    report = _labelstudio_call("push", lambda: push(
+    report = push(
         results, _project(args), client=_ls_client(args), routing=args.manifest, queues=args.queues,
-        image_url=args.image_url, image_root=args.image_root, document_root=args.document_root,
-        label_map=label_map, chunk_size=args.chunk_size,
-    ))
-    if report is None:
-        return EXIT_FAILED
+        prelabel_conf=args.prelabel_conf, image_url=args.image_url, image_root=args.image_root,
+        document_root=args.document_root, label_map=label_map, chunk_size=args.chunk_size,
+    )
     print(json.dumps(report.summary(), indent=1))
     return EXIT_OK
 
@@ -65,8 +54,8 @@ def _cmd_pull(args: argparse.Namespace) -> int:
         name, _, value = item.partition("=")
         try:
             fixed[name] = float(value)
-        except ValueError:
-            raise ValueError(f"--fix expects NAME=SECONDS (e.g. draw_s=7.0), got {item!r}") from None
+        except ValueError as e:
+            raise ValueError(f"--fix expects NAME=SECONDS (e.g. draw_s=7.0), got {item!r}") from e
     opts = dict(profile=args.profile, fit=not args.no_fit, fixed=fixed, iou_accept=args.iou_accept, iou_min=args.iou_min)
     if args.cvat:
         if not args.predictions:
@@ -75,10 +64,7 @@ def _cmd_pull(args: argparse.Namespace) -> int:
     else:
         if not args.project:
             raise ValueError("give --project (Label Studio) or --cvat (a CVAT XML export)")
-        m = _labelstudio_call("pull", lambda: pull(
-            _project(args), client=_ls_client(args), model_version=args.model_version, **opts))
-        if m is None:
-            return EXIT_FAILED
+        m = pull(_project(args), client=_ls_client(args), model_version=args.model_version, **opts)
     written = m.save(args.out)
     summary = m.summary()
     print(json.dumps({k: summary[k] for k in ("source", "rows", "images", "timed_rows", "edits", "baseline")}, indent=1))
@@ -103,6 +89,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     psh.add_argument("--project", required=True, help="project id, or title (created when new)")
     psh.add_argument("--manifest", default=None, help="manifest.csv of autolabel route: queue order and routing fields")
     psh.add_argument("--queues", nargs="+", default=["review", "scratch"], help="with --manifest: queues to push")
+    psh.add_argument("--prelabel-conf", type=float, default=None,
+                     help="push only boxes scoring at least this (with --manifest: default the policy's pre-label "
+                          "threshold, from the summary.json beside it)")
     psh.add_argument("--image-root", default=None, help="folder the image file names are relative to")
     psh.add_argument("--document-root", default=None,
                      help="the server's LOCAL_FILES_DOCUMENT_ROOT (default: $LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)")
@@ -119,7 +108,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     pul.add_argument("--times", default=None, help="with --cvat: CSV with columns image,seconds (CVAT records no time)")
     pul.add_argument("--out", required=True, help="output directory (annotations.json, edits.csv, summary.json, profile)")
     pul.add_argument("--model-version", default=None, help="the predictions compared against (default: newest per task)")
-    pul.add_argument("--profile", default="extreme-clicking", help="base cost profile name or YAML (configs/cost)")
+    pul.add_argument("--profile", default=DEFAULT_PROFILE, help="base cost profile name or YAML (configs/cost)")
     pul.add_argument("--fix", action="append", default=None, metavar="NAME=SECONDS",
                      help="pin a constant instead of fitting it (e.g. relabel_s=5.1); repeatable")
     pul.add_argument("--no-fit", action="store_true", help="measure edits and time only")

@@ -46,11 +46,11 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
             workers=args.workers, streams=args.streams, progress=not args.quiet, detector_options=det_opts, ray_options=ray_opts,
             **src_opts,
         )
-    except (FileNotFoundError, ValueError, KeyError):
+    except Exception as e:  # a crash mid-job (exit status 2 in autolabel.cli.main): the log keeps what is done
+        if not isinstance(e, (FileNotFoundError, ValueError, KeyError)):
+            e.add_note(f"Batches finished before the error are kept in {args.out}/.autolabel/; "
+                       "the same command resumes after them.")
         raise
-    except Exception as e:  # a crash mid-job: what the log holds stays, a rerun resumes
-        print(json.dumps({"status": "failed", "error": f"{type(e).__name__}: {e}"}, indent=2))
-        return EXIT_FAILED
     print(json.dumps(summary.to_dict(), indent=2))
     if summary.skipped:
         print(f"skipped {summary.skipped} inputs; see {args.out}/errors.csv", file=sys.stderr)

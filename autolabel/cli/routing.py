@@ -33,11 +33,25 @@ def _cmd_route(args: argparse.Namespace) -> int:
 
     routing = route(read_coco(args.predictions), args.policy, args.budget_hours, check_model=not args.any_model)
     written = routing.save(args.out, image_root_url=args.image_root_url)
+    _record_prelabel_conf(args.out, routing.policy.config.prelabel_conf)
     summary = routing.summary()
     summary.get("budget", {}).pop("unreviewed", None)  # the list is in summary.json
     print(json.dumps(summary, indent=1))
     print("wrote " + ", ".join(written))
     return EXIT_OK
+
+
+def _record_prelabel_conf(out_dir: str, conf: float) -> None:
+    """Add the policy's pre-label threshold to ``summary.json``, where ``autolabel push
+    --manifest`` reads it (it pushes only boxes at or above it)."""
+    from pathlib import Path
+
+    from autolabel.formats._common import atomic_write
+
+    path = Path(out_dir) / "summary.json"
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    summary.setdefault("prelabel_conf", conf)
+    atomic_write(path, json.dumps(summary, indent=1))
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -78,10 +78,20 @@ def _find(name: str) -> tuple[Path | None, list[str]]:
 def load_detector(spec: Detector | str | os.PathLike | None = None, **options: Any) -> Detector:
     """Resolve ``spec`` (see module docs) to a ready :class:`Detector`.
 
-    ``options`` go to the backend: ``class_names``, ``device``, ``batch_size``, ``conf``,
-    ``iou``, ``max_det``; for torchvision also ``weights`` and ``model_kwargs``.
-    Raises :class:`ModelNotFoundError` listing every place searched, or ``ValueError``
-    for a file that is not a loadable model.
+    Args:
+        spec: a :class:`Detector`, a path, a model name or ``"torchvision:<arch>"``
+            (default: :data:`DEFAULT_MODEL`).
+        options: go to the backend: ``class_names``, ``device``, ``batch_size``,
+            ``conf``, ``iou``, ``max_det``; for torchvision also ``weights`` and
+            ``model_kwargs``.
+
+    Returns:
+        The loaded detector.
+
+    Raises:
+        ModelNotFoundError: nothing matched; the message lists every place searched
+            (a failed Ultralytics download is its ``__cause__``).
+        ValueError: a file that is not a loadable model.
     """
     if isinstance(spec, Detector):
         return spec
@@ -98,14 +108,16 @@ def load_detector(spec: Detector | str | os.PathLike | None = None, **options: A
         path = found or path
     if path.is_file():
         return _by_suffix(path, options)
+    cause: FileNotFoundError | None = None
     if _is_ultralytics_asset(s):
         from autolabel.detectors.ultralytics import UltralyticsDetector
 
         try:
             return UltralyticsDetector(s, **options)
-        except Exception as e:
-            looked.append(f"Ultralytics download of {s} ({type(e).__name__}: {e})")
-    raise ModelNotFoundError(f"model {s!r} not found; looked in:\n  " + "\n  ".join(looked))
+        except FileNotFoundError as e:  # Ultralytics could not download it; any other error is raised as is
+            cause = e
+            looked.append(f"Ultralytics download of {s} ({e.__cause__ or e})")
+    raise ModelNotFoundError(f"model {s!r} not found; looked in:\n  " + "\n  ".join(looked)) from cause
 
 
 def _is_ultralytics_asset(name: str) -> bool:

@@ -75,7 +75,7 @@ class OnnxDetector(Detector):
         try:
             self.session = ort.InferenceSession(path, opts, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types
-            raise ValueError(f"{path}: not a loadable ONNX model ({type(e).__name__}: {e})") from None
+            raise ValueError(f"{path}: not a loadable ONNX model ({type(e).__name__}: {e})") from e
         meta = self.session.get_modelmeta().custom_metadata_map
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name

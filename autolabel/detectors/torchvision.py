@@ -47,12 +47,12 @@ def _load_state_dict(path: str) -> dict[str, Any]:
 
     try:
         sd = torch.load(path, weights_only=True, map_location="cpu")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"torchvision weights not found: {path}") from None
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"torchvision weights not found: {path}") from e
     except Exception as e:
         raise ValueError(
             f"{path}: not a state dict loadable with weights_only=True ({type(e).__name__}: {e})"
-        ) from None
+        ) from e
     if isinstance(sd, dict) and isinstance(sd.get("model"), dict):
         sd = sd["model"]  # torchvision reference-script checkpoint
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
@@ -92,7 +92,7 @@ class TorchvisionDetector(Detector):
             try:
                 model.load_state_dict(state)
             except RuntimeError as e:
-                raise ValueError(f"{path}: does not fit {arch} with {len(class_names)} classes: {e}") from None
+                raise ValueError(f"{path}: does not fit {arch} with {len(class_names)} classes: {e}") from e
         else:
             coco = get_model_weights(arch).DEFAULT
             path = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(coco.url))

@@ -10,7 +10,8 @@ does its own NMS; its per-box class distributions are not exposed, so
 
 Security: a ``.pt`` checkpoint is a Python pickle and can run arbitrary code when it is
 loaded, and when it names a module that is not installed Ultralytics tries to
-``pip install`` it (set ``YOLO_AUTOINSTALL=false`` to stop that). Load only checkpoints
+``pip install`` it: this backend turns that off around its own Ultralytics calls only
+(:func:`no_autoinstall`; nothing is set on import or left set after). Load only checkpoints
 you trust; prefer the ONNX export of a model, or a torchvision state dict (loaded with
 ``weights_only=True``).
 
@@ -24,15 +25,16 @@ from __future__ import annotations
 import os
 import pickletools
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from autolabel.core import Detections
 from autolabel.detectors.base import Detector, auto_device, file_sha256
 
-__all__ = ["UltralyticsDetector"]
+__all__ = ["UltralyticsDetector", "no_autoinstall"]
 
 _YOLOV5_MODULES = {"models.yolo", "models.common", "models.experimental"}
 
@@ -55,9 +57,28 @@ def _pickled_modules(path: str) -> set[str]:
                 strings.append(arg)
             elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
                 modules.add(strings[-2])
-    except Exception:  # a damaged pickle: Ultralytics reports it when loading
+    except ValueError:  # pickletools' error for a damaged pickle: Ultralytics reports it when loading
         pass
     return modules
+
+
+@contextmanager
+def no_autoinstall() -> Iterator[None]:
+    """Within the block, Ultralytics never ``pip install``-s a missing requirement.
+
+    Ultralytics reads ``YOLO_AUTOINSTALL`` once, when it is first imported, into
+    ``ultralytics.utils.checks.AUTOINSTALL``; this sets that flag to ``False`` for the
+    block and restores it after, so the process environment and other Ultralytics users
+    are left as they were.
+    """
+    from ultralytics.utils import checks
+
+    before = checks.AUTOINSTALL
+    checks.AUTOINSTALL = False
+    try:
+        yield
+    finally:
+        checks.AUTOINSTALL = before
 
 
 class UltralyticsDetector(Detector):
@@ -79,7 +100,6 @@ class UltralyticsDetector(Detector):
         batch_size: int = 8,
         **defaults: Any,
     ):
-        os.environ.setdefault("YOLO_AUTOINSTALL", "false")  # never pip-install at run time
         from ultralytics import YOLO
 
         spec = str(path_or_name)
@@ -95,13 +115,14 @@ class UltralyticsDetector(Detector):
                 "package cannot load; use its ONNX export (e.g. yolov5n.onnx) or a YOLOv5u checkpoint (yolov5nu.pt)"
             )
         try:
-            self.model = YOLO(os.path.abspath(spec) if local else spec)
-        except Exception as e:
+            with no_autoinstall():
+                self.model = YOLO(os.path.abspath(spec) if local else spec)
+        except Exception as e:  # Ultralytics raises many types; re-raised as ours, chained
             if local:
-                raise ValueError(f"{spec}: not a loadable Ultralytics checkpoint ({type(e).__name__}: {e})") from None
+                raise ValueError(f"{spec}: not a loadable Ultralytics checkpoint ({type(e).__name__}: {e})") from e
             raise FileNotFoundError(
                 f"{spec}: no such file, and Ultralytics could not provide it ({type(e).__name__}: {e})"
-            ) from None
+            ) from e
         if self.model.task != "detect":
             raise ValueError(f"{spec}: a {self.model.task!r} model; only detection models are supported")
         names = [str(self.model.names[i]) for i in sorted(self.model.names)]
@@ -122,10 +143,11 @@ class UltralyticsDetector(Detector):
     def predict_prepared(self, batch: Sequence[Any], conf: float, iou: float, max_det: int) -> list[Detections]:
         if not batch:
             return []
-        results = self.model.predict(
-            list(batch), imgsz=list(self.input_size), conf=conf, iou=iou, max_det=max_det,  # type: ignore[arg-type]
-            device=self.device, batch=len(batch), rect=False, verbose=False,
-        )
+        with no_autoinstall():
+            results = self.model.predict(
+                list(batch), imgsz=list(self.input_size), conf=conf, iou=iou, max_det=max_det,  # type: ignore[arg-type]
+                device=self.device, batch=len(batch), rect=False, verbose=False,
+            )
         out = []
         for r in results:
             h, w = r.orig_shape

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
+from autolabel.config import EXIT_FAILED, EXIT_OK, EXIT_SKIPPED
 from autolabel.core import Detections, Failure
 from autolabel.detectors import Detector, load_detector
 from autolabel.engine.log import LOG_DIR, LogResults, ShardLog, encode_record
@@ -23,7 +24,6 @@ from autolabel.sources import Item, Source, open_source
 __all__ = ["ENGINES", "JobSummary", "run_job", "export_log"]
 
 ENGINES = ("local", "ray")
-EXIT_CODES = {"completed": 0, "skipped": 1, "failed": 2}
 
 
 @dataclass
@@ -116,6 +116,10 @@ def export_log(
     classes). Returns the exported results as a :class:`~autolabel.engine.log.LogResults`
     view of the log (without class probabilities, which no format writes) and the
     written paths.
+
+    Raises:
+        LogError: no log in ``out_dir``, or a corrupt record (named by shard and line).
+        ValueError: a bad format or class map.
     """
     from autolabel.classmap import ClassMap
     from autolabel.formats import write
@@ -160,10 +164,10 @@ def export_log(
 
 def _status(images: int, skipped: int) -> tuple[str, int]:
     if skipped and not images:
-        return "failed", EXIT_CODES["failed"]
+        return "failed", EXIT_FAILED
     if skipped:
-        return f"completed with {skipped} skipped", EXIT_CODES["skipped"]
-    return "completed", EXIT_CODES["completed"]
+        return f"completed with {skipped} skipped", EXIT_SKIPPED
+    return "completed", EXIT_OK
 
 
 def run_job(
@@ -206,6 +210,16 @@ def run_job(
     (:class:`~autolabel.engine.ray_engine.RayOptions` via ``ray_options``; ``detector``
     must then be a path or name each actor can load). The model is loaded, and the
     output directory checked, before any input is read.
+
+    Returns:
+        The :class:`JobSummary` (also written to ``out/.autolabel/summary.json``).
+
+    Raises:
+        ValueError: a bad engine, format, class map or source; no images.
+        ModelNotFoundError: the model cannot be found.
+        ResumeError: ``out`` holds a log of another model or other settings.
+        Exception: a detector error (a bug), unchanged with its traceback: the batches
+            finished before it are in the log, and the same call resumes after them.
     """
     from autolabel.classmap import ClassMap
     from autolabel.formats import check_format

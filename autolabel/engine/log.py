@@ -156,10 +156,10 @@ class ShardLog:
         if fcntl is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            except BlockingIOError as e:
                 os.close(fd)
                 lock = self.dir / "lock"
-                raise LogError(f"another autolabel job is writing to {self.out_dir} (lock {lock})") from None
+                raise LogError(f"another autolabel job is writing to {self.out_dir} (lock {lock})") from e
         self._lock_fd = fd
 
     def _check(self, have: dict[str, Any], want: dict[str, Any]) -> None:
@@ -204,10 +204,10 @@ class ShardLog:
         path = self.dir / "manifest.json"
         try:
             return json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise LogError(f"no shard log in {self.out_dir} ({path} missing)") from None
+        except FileNotFoundError as e:
+            raise LogError(f"no shard log in {self.out_dir} ({path} missing)") from e
         except json.JSONDecodeError as e:
-            raise LogError(f"{path}: corrupt manifest: {e}") from None
+            raise LogError(f"{path}: corrupt manifest: {e}") from e
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Every record, shard by shard, in write order; torn last lines skipped."""
@@ -227,7 +227,7 @@ class ShardLog:
                     try:
                         yield i, offset, json.loads(line)
                     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                        raise LogError(f"{shard}:{n}: corrupt record ({e})") from None
+                        raise LogError(f"{shard}:{n}: corrupt record ({e})") from e
                     offset += len(line)
 
     def done_keys(self, retry_failed: bool = False) -> set[str]:

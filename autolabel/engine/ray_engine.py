@@ -1,12 +1,14 @@
-"""The Ray engine: the same job with the detector in a pool of Ray actors (Ray Data).
+"""The Ray engine: the same job with the detector in a pool of Ray actors.
 
-The driver lists the pending inputs (key and path) as a Ray dataset
-(``ray.data.from_items``), ``map_batches`` sends ``batch_size`` of them at a time to a
-pool of detector actors (``concurrency=actors``, each with ``num_cpus`` / ``num_gpus``),
-each actor decodes and labels its batch with the local engine's code
-(:func:`autolabel.pipeline.iter_prelabel`), and the driver appends the results to
-the shard log as batches arrive (``iter_batches``, input order preserved). The log
-and the export are therefore the same as the local engine's.
+The driver reads the pending inputs (key and path) as they come and sends them
+``batch_size`` at a time to a pool of detector actors (``actors`` of them, each with
+``num_cpus`` / ``num_gpus``) through :class:`ray.util.ActorPool`; each actor decodes
+and labels its batch with the local engine's code
+(:func:`autolabel.pipeline.iter_prelabel`), and the driver appends the results to the
+shard log as batches come back, in input order. At most ``2 * actors`` batches are in
+flight: the driver never holds the whole input list, so memory stays flat as in the
+local engine, and the log and the export are the same as the local engine's. Nothing
+process-wide (no Ray ``DataContext`` setting) is changed.
 
 Cluster: with ``RAY_ADDRESS`` set the driver joins that cluster, otherwise it starts
 a local Ray (or uses the one already started in this process). Every node needs
@@ -21,7 +23,6 @@ import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
-import numpy as np
 
 from autolabel.config import StrictModel
 from autolabel.core import Detections, Failure
@@ -64,19 +65,29 @@ class _Labeler:
         if self.detector.model_id != job.model_id:
             raise ValueError(f"{job.spec} on this node is {self.detector.model_id}, the driver's is {job.model_id}")
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def label(self, rows: list[tuple[str, str]]) -> list[Detections | Failure]:
         j = self.job
-        items = [Item(str(k), str(p)) for k, p in zip(batch["key"], batch["path"])]
-        batches = iter_prelabel(items, self.detector, j.conf, j.iou, j.max_det, j.decode_threads)
-        labeled = [x for b in batches for x in b]
-        out = np.empty(len(labeled), object)
-        out[:] = labeled
-        return {"result": out}
+        items = [Item(k, p) for k, p in rows]
+        return [x for b in iter_prelabel(items, self.detector, j.conf, j.iou, j.max_det, j.decode_threads) for x in b]
 
 
 def _model_spec(spec: str | os.PathLike | None) -> str:
     s = os.fspath(spec or DEFAULT_MODEL)
     return os.path.abspath(s) if os.path.isfile(s) else s
+
+
+def _chunks(items: Iterable[Item], size: int) -> Iterator[list[tuple[str, str]]]:
+    """(key, absolute path) rows, ``size`` at a time, read from ``items`` as they come."""
+    rows: list[tuple[str, str]] = []
+    for item in items:
+        if item.array is not None:
+            raise ValueError("engine='ray' reads image files; decode video with engine='local'")
+        rows.append((item.key, os.path.abspath(item.path or item.key)))
+        if len(rows) == size:
+            yield rows
+            rows = []
+    if rows:
+        yield rows
 
 
 def iter_prelabel_ray(
@@ -90,17 +101,31 @@ def iter_prelabel_ray(
     detector_options: dict[str, Any] | None = None,
 ) -> Iterator[list[Detections | Failure]]:
     """Like :func:`~autolabel.pipeline.iter_prelabel`, on Ray: batches of results in
-    input order. ``detector`` is the driver's copy (for its id and defaults); every
-    actor loads ``spec`` with ``detector_options``."""
+    input order, ``items`` read as the pool takes them.
+
+    Args:
+        items: the inputs (image files; video frames are refused).
+        spec: what every actor loads (a path or a model name).
+        detector: the driver's copy, for its id, batch size and backend.
+        conf, iou, max_det: the job's settings.
+        options: :class:`RayOptions`.
+        detector_options: go to :func:`~autolabel.load_detector` on every actor.
+
+    Yields:
+        One list per batch: a :class:`Detections` per good image, a :class:`Failure`
+        per unreadable one.
+
+    Raises:
+        ValueError: a video frame in ``items``, or an actor whose model differs.
+        ray.exceptions.RayTaskError: an actor's error, with its remote traceback.
+    """
     import ray
+    from ray.util import ActorPool
 
     opts = RayOptions.load(options or {})
-    rows = []
-    for item in items:
-        if item.array is not None:
-            raise ValueError("engine='ray' reads image files; decode video with engine='local'")
-        rows.append({"key": item.key, "path": os.path.abspath(item.path or item.key)})
-    if not rows:
+    chunks = _chunks(items, opts.batch_size or detector.batch_size)
+    first = next(chunks, None)
+    if first is None:
         return
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
@@ -112,15 +137,21 @@ def iter_prelabel_ray(
     if actors is None:
         res = ray.cluster_resources()
         actors = int(res.get("GPU", 0) // opts.num_gpus) if opts.num_gpus else int(res.get("CPU", 1) // opts.num_cpus)
-    ctx = ray.data.DataContext.get_current()
-    keep_order = ctx.execution_options.preserve_order
-    ctx.execution_options.preserve_order = True
+    remote = ray.remote(num_cpus=opts.num_cpus, num_gpus=opts.num_gpus)(_Labeler)
+    handles = [remote.remote(job) for _ in range(max(1, actors))]  # type: ignore[attr-defined]
+    pool = ActorPool(handles)
+    window = 2 * len(handles)
     try:
-        ds = ray.data.from_items(rows).map_batches(
-            _Labeler, fn_constructor_args=(job,), batch_size=opts.batch_size or detector.batch_size,
-            batch_format="numpy", concurrency=max(1, actors), num_cpus=opts.num_cpus, num_gpus=opts.num_gpus,
-        )
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            yield list(batch["result"])
+        pool.submit(lambda a, rows: a.label.remote(rows), first)
+        pending = 1
+        for rows in chunks:
+            if pending >= window:
+                yield pool.get_next()  # results come back in submission order
+                pending -= 1
+            pool.submit(lambda a, rows: a.label.remote(rows), rows)
+            pending += 1
+        while pool.has_next():
+            yield pool.get_next()
     finally:
-        ctx.execution_options.preserve_order = keep_order
+        for h in handles:
+            ray.kill(h)

@@ -67,11 +67,28 @@ def check_format(format: str) -> str:
 
 
 def write(results: ResultsLike, out_dir: str | os.PathLike, format: str = "coco", **options: Any) -> list[str]:
-    """Write ``results`` into ``out_dir`` (created) in ``format``; returns the written paths.
-    ``options`` go to the format's ``write_<format>`` function. Writers stream: they go
-    through the images once, holding one at a time (``results`` may be a lazy view such
-    as :class:`~autolabel.engine.log.LogResults`); a bad image (no size, a repeated key)
-    stops the write there, leaving the per-image files (YOLO, VOC) already written."""
+    """Write ``results`` into ``out_dir`` (created) in ``format``.
+
+    Writers stream: they go through the images once, holding one at a time (``results``
+    may be a lazy view such as :class:`~autolabel.engine.log.LogResults`).
+
+    Args:
+        results: boxes in input pixels (xyxy), one :class:`~autolabel.core.Detections`
+            with an :class:`~autolabel.core.ImageInfo` per image.
+        out_dir: the output folder; nothing is written outside it.
+        format: one of :data:`FORMATS`.
+        options: go to the format's ``write_<format>`` function.
+
+    Returns:
+        The written paths.
+
+    Raises:
+        ValueError: an unknown format, an image without size or with a repeated key
+            (the write stops there, leaving the per-image files of YOLO and VOC
+            already written), class names a format cannot store, a name that would
+            leave ``out_dir``.
+        OSError: the folder cannot be written (the original error).
+    """
     fmt = check_format(format)
     os.makedirs(out_dir, exist_ok=True)
     target = os.path.join(out_dir, _FILE[fmt]) if fmt in _FILE else out_dir
@@ -79,7 +96,21 @@ def write(results: ResultsLike, out_dir: str | os.PathLike, format: str = "coco"
 
 
 def read(path: str | os.PathLike, format: str, **kw: Any) -> Results:
-    """Read what :func:`write` wrote (``path``: its ``out_dir`` or the file itself)."""
+    """Read what :func:`write` wrote.
+
+    Args:
+        path: the ``out_dir`` of :func:`write`, or the file itself.
+        format: one of :data:`FORMATS`.
+        kw: go to the format's ``read_<format>`` function.
+
+    Returns:
+        :class:`~autolabel.core.Results` with boxes in pixels (xyxy).
+
+    Raises:
+        ValueError: an unknown format, or a file that does not parse; the message names
+            the file and the record.
+        FileNotFoundError: no such file.
+    """
     fmt = check_format(format)
     if fmt in _FILE and os.path.isdir(path):
         path = os.path.join(path, _FILE[fmt])

@@ -9,7 +9,7 @@ import os
 import re
 import secrets
 import xml.etree.ElementTree as ET
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator, Mapping, Protocol, Sequence
@@ -74,7 +74,18 @@ def atomic_writer(path: str | os.PathLike, durable: bool = False) -> Iterator[IO
     """A text file (UTF-8) to write ``path`` through: written to a temporary file beside
     ``path`` and renamed over it when the block ends without an error (else removed), so
     a crash leaves the old file or the new one, never half of one. ``durable``: also
-    fsync the file before the rename and the folder after it (survives power loss)."""
+    fsync the file before the rename and the folder after it (survives power loss).
+
+    Args:
+        path: the file to write.
+        durable: fsync file and folder.
+
+    Yields:
+        The open temporary file.
+
+    Raises:
+        OSError: the folder cannot be written (the error of the failing call, unchanged).
+    """
     path = str(path)
     folder, name = os.path.split(path)
     os.makedirs(folder or ".", exist_ok=True)
@@ -87,7 +98,8 @@ def atomic_writer(path: str | os.PathLike, durable: bool = False) -> Iterator[IO
                 os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        with suppress(FileNotFoundError):  # the temp file may never have been made: keep the real error
+            os.unlink(tmp)
         raise
     if durable:
         fsync_dir(folder or ".")
@@ -198,16 +210,16 @@ def load_json(source: str | os.PathLike | Any) -> tuple[Any, str]:
         with open(source, encoding="utf-8") as f:
             return json.load(f), str(source)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{source}: not valid JSON: {e}") from None
+        raise ValueError(f"{source}: not valid JSON: {e}") from e
     except UnicodeDecodeError as e:
-        raise ValueError(f"{source}: not UTF-8 text: {e}") from None
+        raise ValueError(f"{source}: not UTF-8 text: {e}") from e
 
 
 def load_xml(path: str | os.PathLike) -> ET.Element:
     try:
         return ET.parse(path).getroot()
     except ET.ParseError as e:
-        raise ValueError(f"{path}: not valid XML: {e}") from None
+        raise ValueError(f"{path}: not valid XML: {e}") from e
 
 
 def number(value: Any, where: str, what: str) -> float:
@@ -237,7 +249,7 @@ def image_size(path: str) -> Size:
             w, h = im.size
             turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
-        raise ValueError(f"{path}: cannot read the image size: {e}") from None
+        raise ValueError(f"{path}: cannot read the image size: {e}") from e
     return (h, w) if turned else (w, h)
 
 

@@ -16,7 +16,9 @@ import xml.etree.ElementTree as ET
 from typing import Any, Iterator, Mapping, Sequence
 from urllib.parse import quote, unquote
 
-from autolabel.core import Failure, ImageInfo, Results
+import numpy as np
+
+from autolabel.core import Detections, Failure, ImageInfo, Results
 from autolabel.formats._common import (
     Builder, ResultsLike, Size, atomic_write, atomic_writer, check_names, from_relative, image_score, labeled,
     load_json, load_xml, num, number, rotated_bounds, size_for, sub, to_relative, xml_text,
@@ -38,12 +40,32 @@ def labelstudio_config(class_names: Sequence[str]) -> str:
     return xml_text(view, declaration=False)
 
 
+def _certified(d: Detections, key: str) -> np.ndarray | None:
+    """``d.data["certified"]`` as (N,) bool, or ``None`` when absent."""
+    c = d.data.get("certified")
+    if c is None:
+        return None
+    if c.dtype != bool:
+        raise ValueError(f"image {key!r}: data['certified'] must be bool per box, got dtype {c.dtype}")
+    return c
+
+
 def labelstudio_tasks(
     results: ResultsLike,
     image_root_url: str = "",
     extra_data: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """The import tasks, one per image, as :func:`write_labelstudio` writes them."""
+    """The import tasks, one per image, as :func:`write_labelstudio` writes them.
+
+    A box with ``Detections.data["certified"]`` true gets region ``meta``
+    ``{"certified": true, "text": ["certified"]}`` (Label Studio shows ``meta.text`` in
+    the region's details), one with false ``{"certified": false}``, so annotators can
+    tell certified boxes from uncertain ones.
+
+    Raises:
+        ValueError: an image without :class:`ImageInfo`, a repeated key, bad class
+            names, reserved ``extra_data`` fields, or a non-bool ``certified``.
+    """
     check_names(results.class_names)
     for i, (d, info) in enumerate(labeled(results)):
         boxes = to_relative(d, info, center=False, scale=100.0).tolist()
@@ -56,6 +78,10 @@ def labelstudio_tasks(
             }
             for j, ((x, y, w, h), name, s) in enumerate(zip(boxes, d.labels, d.scores))
         ]
+        certified = _certified(d, info.key)
+        if certified is not None:
+            for r, c in zip(regions, certified.tolist()):
+                r["meta"] = {"certified": True, "text": ["certified"]} if c else {"certified": False}
         data: dict[str, Any] = {
             "image": image_root_url + quote(info.file_name, safe="/"), "key": info.key,
             "width": info.width, "height": info.height,

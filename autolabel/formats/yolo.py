@@ -25,7 +25,22 @@ __all__ = ["write_yolo", "read_yolo"]
 
 
 def write_yolo(results: ResultsLike, out_dir: str | os.PathLike, confidence: bool = True) -> list[str]:
-    """Write ``data.yaml`` and one ``labels/<stem>.txt`` per image (empty when no boxes)."""
+    """Write ``data.yaml`` and one ``labels/<stem>.txt`` per image (empty when no boxes).
+
+    Args:
+        results: boxes in pixels (xyxy), each image with its size.
+        out_dir: the dataset folder.
+        confidence: add the score as a 6th column (as Ultralytics' ``save_conf``
+            predictions do). Ultralytics' training loader refuses 6-column labels
+            ("labels require 5 columns"): write ``confidence=False`` for a dataset to
+            train on.
+
+    Returns:
+        The written paths.
+
+    Raises:
+        ValueError: class names the format cannot store, two images with one stem.
+    """
     out_dir = str(out_dir)
     check_names(results.class_names)
     written = []
