@@ -42,14 +42,17 @@ def labelstudio_tasks(
     results: ResultsLike,
     image_root_url: str = "",
     extra_data: Mapping[str, Mapping[str, Any]] | None = None,
+    from_name: str = "label",
+    to_name: str = "image",
 ) -> Iterator[dict[str, Any]]:
-    """The import tasks, one per image, as :func:`write_labelstudio` writes them."""
+    """The import tasks, one per image, as :func:`write_labelstudio` writes them;
+    ``from_name``/``to_name``: the project's RectangleLabels control and its image."""
     check_names(results.class_names)
     for i, (d, info) in enumerate(labeled(results)):
         boxes = to_relative(d, info, center=False, scale=100.0).tolist()
         regions = [
             {
-                "id": f"{i}-{j}", "from_name": "label", "to_name": "image", "type": "rectanglelabels",
+                "id": f"{i}-{j}", "from_name": from_name, "to_name": to_name, "type": "rectanglelabels",
                 "original_width": info.width, "original_height": info.height, "image_rotation": 0,
                 "value": {"x": x, "y": y, "width": w, "height": h, "rotation": 0, "rectanglelabels": [name]},
                 "score": float(num(s)),
