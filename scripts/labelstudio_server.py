@@ -108,6 +108,8 @@ class LabelStudioServer:
             LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=str(server.document_root),
             LABEL_STUDIO_LATEST_VERSION_CHECK="false",
             LABEL_STUDIO_COLLECT_ANALYTICS="false",
+            # let it connect an ML backend on 127.0.0.1 (autolabel serve); the server itself binds 127.0.0.1
+            LABEL_STUDIO_ML_BLOCK_LOCAL_IP="false",
             LOG_LEVEL="WARNING",
         )
         log = open(data / "server.log", "ab")
