@@ -142,9 +142,13 @@ def test_a_20_task_batch_takes_less_than_1_5x_prelabel(backend, coco150, keys, y
         t0 = time.perf_counter()
         assert cli(["prelabel", str(folder), "--out", str(tmp_path / f"out{i}"), "--quiet"]) == 0
         local.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    al.prelabel(sorted(folder.iterdir()), yolov5n, progress=False)  # for the record: the warm API, no model load or files
+    api = time.perf_counter() - t0
     ratio = min(served) / min(local)
     with capsys.disabled():
-        print(f"\n20-task /predict {min(served):.3f} s, autolabel prelabel {min(local):.3f} s: ratio {ratio:.2f}")
+        print(f"\n20-task /predict {min(served):.3f} s, autolabel prelabel {min(local):.3f} s: ratio {ratio:.2f} "
+              f"(vs the warm al.prelabel API {api:.3f} s: {min(served) / api:.2f}; best of 3 on a shared machine)")
     assert ratio < 1.5
 
 
