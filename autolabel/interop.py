@@ -37,6 +37,7 @@ __all__ = [
     "from_supervision",
     "fiftyone_document",
     "from_fiftyone_document",
+    "fiftyone_samples",
     "to_fiftyone",
     "from_fiftyone",
 ]
@@ -250,11 +251,38 @@ def from_fiftyone_document(
     return Results(out, names, str(meta.get("model_id") or ""))
 
 
+def fiftyone_samples(
+    results: Results, label_field: str = "predictions", image_root: str | os.PathLike | None = None
+) -> list[Any]:
+    """``fo.Sample`` objects of ``results``, not yet in a dataset (needs ``fiftyone``, not its database).
+
+    Args:
+        results: detections with their images.
+        label_field: the samples' ``Detections`` field.
+        image_root: where relative image keys lie (default: each image's ``path``).
+
+    Returns:
+        One ``fo.Sample`` per image (see :func:`fiftyone_document` for the fields).
+    """
+    import fiftyone as fo
+
+    def detection(o: Mapping[str, Any]) -> Any:
+        return fo.Detection(**{k: v for k, v in o.items() if k != "_cls"})
+
+    samples = []
+    for s in fiftyone_document(results, label_field, image_root)["samples"]:
+        extra = {k: v for k, v in s.items() if k not in ("filepath", "tags", "metadata", label_field)}
+        md = {k: v for k, v in s["metadata"].items() if k != "_cls"}
+        dets = fo.Detections(detections=[detection(o) for o in s[label_field]["detections"]])
+        samples.append(fo.Sample(filepath=s["filepath"], metadata=fo.ImageMetadata(**md), **{label_field: dets}, **extra))
+    return samples
+
+
 def to_fiftyone(
     results: Results, name: str | None = None, label_field: str = "predictions",
     image_root: str | os.PathLike | None = None,
 ) -> Any:
-    """A new ``fiftyone.Dataset`` of ``results`` (needs ``fiftyone`` and its database).
+    """A new ``fiftyone.Dataset`` of ``results`` (needs ``fiftyone`` and its MongoDB).
 
     Args:
         results: detections with their images.
@@ -263,7 +291,7 @@ def to_fiftyone(
         image_root: where relative image keys lie (default: each image's ``path``).
 
     Returns:
-        The dataset, ``classes[label_field]`` and ``info["autolabel"]`` set.
+        The dataset, with ``classes[label_field]`` and ``info["autolabel"]`` set.
     """
     import fiftyone as fo
 
@@ -271,22 +299,13 @@ def to_fiftyone(
     ds = fo.Dataset(name)
     ds.info = doc["info"]
     ds.classes = doc["classes"]
-
-    def detection(o: Mapping[str, Any]) -> Any:
-        return fo.Detection(**{k: v for k, v in o.items() if k != "_cls"})
-
-    samples = []
-    for s in doc["samples"]:
-        extra = {k: v for k, v in s.items() if k not in ("filepath", "tags", "metadata", label_field)}
-        md = {k: v for k, v in s["metadata"].items() if k != "_cls"}
-        dets = fo.Detections(detections=[detection(o) for o in s[label_field]["detections"]])
-        samples.append(fo.Sample(filepath=s["filepath"], metadata=fo.ImageMetadata(**md), **{label_field: dets}, **extra))
-    ds.add_samples(samples)
+    ds.add_samples(fiftyone_samples(results, label_field, image_root))
     return ds
 
 
 def from_fiftyone(
-    samples: Any, label_field: str = "predictions", class_names: Sequence[str] | None = None
+    samples: Any, label_field: str = "predictions", class_names: Sequence[str] | None = None,
+    info: Mapping[str, Any] | None = None,
 ) -> Results:
     """:class:`~autolabel.core.Results` from a FiftyOne dataset or view (or any iterable of samples).
 
@@ -294,10 +313,11 @@ def from_fiftyone(
         samples: a ``fo.Dataset``/``DatasetView`` (its ``classes`` and ``info`` are read) or samples.
         label_field: the ``Detections`` field to read.
         class_names: overrides the dataset's ``classes[label_field]``.
+        info: overrides the dataset's ``info`` (model id, data dtypes; see :func:`fiftyone_document`).
     """
     doc = {
         "samples": [s.to_dict() for s in samples],
         "classes": dict(getattr(samples, "classes", None) or {}),
-        "info": dict(getattr(samples, "info", None) or {}),
+        "info": dict(info if info is not None else getattr(samples, "info", None) or {}),
     }
     return from_fiftyone_document(doc, label_field, class_names)
