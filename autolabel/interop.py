@@ -23,7 +23,7 @@ crowd flags and every per-box ``Detections.data`` array (routing fields, agreeme
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 

@@ -16,7 +16,7 @@ import pytest
 import supervision as sv
 
 import autolabel as al
-from autolabel.core import Detections, Results
+from autolabel.core import Detections
 from autolabel.interop import fiftyone_document, from_fiftyone_document
 
 

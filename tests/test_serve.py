@@ -9,7 +9,6 @@ images. The server fixture is in ``conftest.py`` (shared with ``test_labelstudio
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -180,6 +179,8 @@ def test_images_come_only_from_the_label_studio_host_or_local_files(server, coco
         {"id": 5, "data": {"img": "images/" + keys[0]}},
     ]
     body = {"tasks": tasks, "label_config": _config(yolov5n.class_names)}
+    # Label Studio serves local files only under a registered local-files storage
+    _project(ls.Client(server.url, server.token), "fetched over http", yolov5n.class_names, coco150, keys[:1])
     caplog.set_level("INFO")
     over_http = Backend(yolov5n, images=ImageAccess(server.url, server.token))
     out = _client(over_http).post("/predict", json=body).json()["results"]
@@ -198,6 +199,12 @@ def test_images_come_only_from_the_label_studio_host_or_local_files(server, coco
     no_token = Backend(yolov5n, images=ImageAccess(server.url, None))
     out = _client(no_token).post("/predict", json={**body, "tasks": tasks[:1]}).json()["results"]
     assert "HTTP 40" in out[0]["error"]  # the server refuses an unauthenticated download
+    # the token Label Studio hands over in /setup (its access_token) is used when none was configured
+    ok = _client(no_token).post("/setup", json={"project": "9.0", "schema": body["label_config"],
+                                                "hostname": "http://192.0.2.1:8080", "access_token": server.token})
+    assert ok.status_code == 200
+    out = _client(no_token).post("/predict", json={**body, "tasks": tasks[:1]}).json()["results"]
+    assert len(out[0]["result"]) == len(want)  # and the configured host is kept, not the one /setup names
 
 
 def test_per_class_thresholds_class_map_and_region_names(coco150, keys, yolov5n):

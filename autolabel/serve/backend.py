@@ -23,7 +23,7 @@ import numpy as np
 
 from autolabel.core import Detections, Failure, Results
 from autolabel.serve.images import ImageAccess, RefusedURL
-from autolabel.serve.labelconfig import RegionNames, check_labels, parse_label_config
+from autolabel.serve.labelconfig import LabelConfigMismatch, RegionNames, check_labels, parse_label_config
 
 __all__ = ["Backend", "per_class_thresholds"]
 
@@ -163,20 +163,19 @@ class Backend:
         elif project is not None and str(project) in self.projects:
             names = self.projects[str(project)]
         else:
-            from autolabel.serve.labelconfig import LabelConfigMismatch
-
             raise LabelConfigMismatch(f"no labeling config for project {project!r}: send label_config or call /setup")
         start = time.monotonic()
         out: list[dict[str, Any] | None] = [None] * len(tasks)
         items, where = [], []
         for i, task in enumerate(tasks):
+            tid = task.get("id", i) if isinstance(task, Mapping) else i
             data = task.get("data") if isinstance(task, Mapping) else None
             url = data.get(names.image_field) if isinstance(data, Mapping) else None
             try:
-                items.append(self.images.item(f"task-{task.get('id', i)}-{i}", url))  # type: ignore[union-attr]
+                items.append(self.images.item(f"task-{tid}-{i}", url))  # type: ignore[arg-type]
                 where.append(i)
             except RefusedURL as e:
-                log.warning("task %s: %s", task.get("id") if isinstance(task, Mapping) else i, e)
+                log.warning("task %s: %s", tid, e)
                 out[i] = {"error": str(e)}
         done = self._detect(items, start, len(tasks))
         dets = [(where[j], d) for j, d in enumerate(done) if isinstance(d, Detections)]

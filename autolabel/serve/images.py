@@ -117,7 +117,7 @@ class ImageAccess:
         if split.path == _LOCAL_FILES and self.document_root is not None:
             return Item(key, str(self._local_path(url)))
         if self.url is None:
-            raise RefusedURL(f"cannot fetch {url!r}: no Label Studio host configured (--label-studio-url) or set up")
+            raise RefusedURL(f"cannot fetch {url!r}: no Label Studio host configured (--label-studio-url) or set up, and no --document-root for local files")
         return _Fetched(key, access=self, url=urljoin(self.url + "/", url))
 
     def _local_path(self, url: str) -> Path:
