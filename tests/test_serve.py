@@ -302,3 +302,15 @@ def test_region_names_come_from_the_config():
     assert (names.from_name, names.to_name, names.image_field, names.labels) == ("objects", "pic", "url", ("cat", "dog"))
     default = parse_label_config(labelstudio_config(["a", "b"]))
     assert (default.from_name, default.to_name, default.image_field) == ("label", "image", "image")
+
+
+def test_serve_binds_loopback_by_default_and_rejects_bad_thresholds(capsys):
+    from autolabel.cli import _build_parser
+
+    args = _build_parser().parse_args(["serve", "--class-conf", "person=0.4,traffic light=0.5"])
+    assert args.host == "127.0.0.1" and args.class_conf == {"person": 0.4, "traffic light": 0.5}
+    with pytest.raises(SystemExit):
+        _build_parser().parse_args(["serve", "--class-conf", "person"])
+    assert "expected CLASS=THRESHOLD" in capsys.readouterr().err
+    assert cli(["serve", "--class-conf", "person=1.5"]) == 2  # refused before anything binds
+    assert "must lie in [0, 1]" in capsys.readouterr().err
