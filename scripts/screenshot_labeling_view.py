@@ -20,7 +20,6 @@ images and models from ``../shared`` (``$AUTOLABEL_SHARED``, ``$AUTOLABEL_MODEL_
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -31,15 +30,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-
-def _server_module():  # the sibling script, importable without a package
-    spec = importlib.util.spec_from_file_location("labelstudio_server", ROOT / "scripts" / "labelstudio_server.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # autolabel, and the sibling labelstudio_server.py
 
 
 def _wait(url: str, timeout: float = 120.0) -> None:
@@ -70,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from autolabel.detectors import load_detector
     from autolabel.formats import labelstudio_config
 
-    srv_mod = _server_module()
+    import labelstudio_server as srv_mod
     data = shared / "data"
     names = load_detector(args.model).class_names
     with srv_mod.LabelStudioServer.start(data) as server, tempfile.TemporaryDirectory() as tmp:

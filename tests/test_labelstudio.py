@@ -30,7 +30,6 @@ from autolabel.savings import count_edits, edit_seconds
 from ls_server import SERVER  # the server fixture is in conftest.py, shared with test_serve.py
 from test_costfit import TRUE, annotator_seconds  # the simulated annotator and its known constants
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
