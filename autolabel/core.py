@@ -207,6 +207,20 @@ class Detections:
             keep &= np.isin(self.class_ids, list(ids))
         return self[keep]
 
+    # -- hand-offs (autolabel.interop) -------------------------------------------------------
+    def to_supervision(self):  # type: ignore[no-untyped-def]
+        """A ``supervision.Detections`` with everything kept (see :func:`autolabel.interop.to_supervision`)."""
+        from autolabel.interop import to_supervision
+
+        return to_supervision(self)
+
+    @classmethod
+    def from_supervision(cls, detections, class_names=None, image=None) -> Detections:  # type: ignore[no-untyped-def]
+        """From a ``supervision.Detections`` (see :func:`autolabel.interop.from_supervision`)."""
+        from autolabel.interop import from_supervision
+
+        return from_supervision(detections, class_names, image)
+
     # -- notebook niceties --------------------------------------------------------------
     def to_pandas(self):  # type: ignore[no-untyped-def]
         """One row per box: image key, class, score, ``x1, y1, x2, y2``, then ``track_id``

@@ -36,6 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Label Studio's default SSRF block list less loopback (the ML backend runs on 127.0.0.1)
+_BANNED_SUBNETS = (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "169.254.0.0/16", "172.16.0.0/12", "192.0.0.0/24",
+    "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4", "fc00::/7", "fe80::/10", "ff00::/8",
+)
 INSTALL_HINT = 'python3 -m venv .venv-ls && .venv-ls/bin/pip install "label-studio==1.23.2"'
 
 
@@ -108,6 +113,11 @@ class LabelStudioServer:
             LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=str(server.document_root),
             LABEL_STUDIO_LATEST_VERSION_CHECK="false",
             LABEL_STUDIO_COLLECT_ANALYTICS="false",
+            # let it connect an ML backend on 127.0.0.1 (autolabel serve) and that backend's /webhook;
+            # private, link-local and cloud-metadata networks stay blocked
+            LABEL_STUDIO_ML_BLOCK_LOCAL_IP="false",
+            LABEL_STUDIO_USE_DEFAULT_BANNED_SUBNETS="false",
+            LABEL_STUDIO_USER_ADDITIONAL_BANNED_SUBNETS=",".join(_BANNED_SUBNETS),
             LOG_LEVEL="WARNING",
         )
         log = open(data / "server.log", "ab")

@@ -38,3 +38,17 @@ def yolov5n():
     import autolabel as al
 
     return al.load_detector("yolov5n.onnx")
+
+
+@pytest.fixture(scope="session")
+def server(coco150):
+    """A real Label Studio server for the session, serving coco-val-150's parent as local files."""
+    from ls_server import SERVER
+
+    try:
+        exe = SERVER.find_executable()
+    except FileNotFoundError as e:
+        pytest.fail(f"Label Studio is needed for these tests: {e}")
+    srv = SERVER.LabelStudioServer.start(coco150.parent, executable=exe)
+    yield srv
+    srv.stop()

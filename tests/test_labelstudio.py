@@ -6,9 +6,7 @@ The server comes from ``$AUTOLABEL_LS_BIN`` or ``.venv-ls/bin/label-studio``
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import threading
 import time
 import urllib.error
@@ -31,31 +29,9 @@ from autolabel.routing import fit_policy, route
 from autolabel.matching import EDIT_KINDS
 from autolabel.savings import count_edits, edit_seconds
 
+from ls_server import SERVER  # the server fixture is in conftest.py, shared with test_serve.py
 from test_costfit import TRUE, annotator_seconds  # the simulated annotator and its known constants
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _server_module():
-    spec = importlib.util.spec_from_file_location("labelstudio_server", ROOT / "scripts" / "labelstudio_server.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-SERVER = _server_module()
-
-
-@pytest.fixture(scope="session")
-def server(coco150):
-    try:
-        exe = SERVER.find_executable()
-    except FileNotFoundError as e:
-        pytest.fail(f"Label Studio is needed for these tests: {e}")
-    srv = SERVER.LabelStudioServer.start(coco150.parent, executable=exe)
-    yield srv
-    srv.stop()
 
 
 @pytest.fixture

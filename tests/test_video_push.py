@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -15,25 +11,12 @@ from autolabel.sequences import open_sequence
 from autolabel.video_push import push_video
 from tests.conftest import DATA
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 @pytest.fixture(scope="module")
-def client():
-    spec = importlib.util.spec_from_file_location("labelstudio_server", ROOT / "scripts" / "labelstudio_server.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, mod)
-    spec.loader.exec_module(mod)
-    try:
-        exe = mod.find_executable()
-    except FileNotFoundError as e:
-        pytest.fail(f"Label Studio is needed for these tests: {e}")
-    srv = mod.LabelStudioServer.start(DATA, executable=exe)
-    yield ls.Client(srv.url, srv.token, retries=2, backoff=0.05)
-    srv.stop()
+def client(server):
+    return ls.Client(server.url, server.token, retries=2, backoff=0.05)
 
 
-@pytest.mark.slow  # starts its own Label Studio server (about 1 min on an idle 2-core machine)
 def test_tracks_go_in_as_video_tasks_and_come_back_within_tau(client):
     gt = open_sequence(DATA / "tud-campus").ground_truth
     out = push_video(gt, "tud video", client=client, fps=25)

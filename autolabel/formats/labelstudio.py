@@ -54,8 +54,11 @@ def labelstudio_tasks(
     results: ResultsLike,
     image_root_url: str = "",
     extra_data: Mapping[str, Mapping[str, Any]] | None = None,
+    from_name: str = "label",
+    to_name: str = "image",
 ) -> Iterator[dict[str, Any]]:
-    """The import tasks, one per image, as :func:`write_labelstudio` writes them.
+    """The import tasks, one per image, as :func:`write_labelstudio` writes them;
+    ``from_name``/``to_name``: the project's RectangleLabels control and its image.
 
     A box with ``Detections.data["certified"]`` true gets region ``meta``
     ``{"certified": true, "text": ["certified"]}`` (Label Studio shows ``meta.text`` in
@@ -71,7 +74,7 @@ def labelstudio_tasks(
         boxes = to_relative(d, info, center=False, scale=100.0).tolist()
         regions = [
             {
-                "id": f"{i}-{j}", "from_name": "label", "to_name": "image", "type": "rectanglelabels",
+                "id": f"{i}-{j}", "from_name": from_name, "to_name": to_name, "type": "rectanglelabels",
                 "original_width": info.width, "original_height": info.height, "image_rotation": 0,
                 "value": {"x": x, "y": y, "width": w, "height": h, "rotation": 0, "rectanglelabels": [name]},
                 "score": float(num(s)),

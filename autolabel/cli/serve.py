@@ -1,0 +1,80 @@
+"""``autolabel serve``: run a detector as a Label Studio ML backend."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from autolabel.cli._common import given
+from autolabel.config import EXIT_OK
+
+PASSWORD_ENV = "AUTOLABEL_SERVE_PASSWORD"
+
+
+def _class_conf(text: str) -> dict[str, float]:
+    """``person=0.4,car=0.5`` -> ``{"person": 0.4, "car": 0.5}``."""
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.rpartition("=")
+        if not sep or not name:
+            raise argparse.ArgumentTypeError(f"expected CLASS=THRESHOLD, got {part!r}")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part!r}: threshold {value!r} is not a number") from None
+    return out
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from autolabel.labelstudio import ENV_DOCUMENT_ROOT, ENV_URL
+    from autolabel.serve import Backend, ImageAccess, serve
+
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    basic_auth = None
+    if args.basic_auth_user:
+        password = os.environ.get(PASSWORD_ENV)
+        if not password:
+            raise ValueError(f"--basic-auth-user needs the password in the environment variable {PASSWORD_ENV}")
+        basic_auth = (args.basic_auth_user, password)
+    images = ImageAccess(
+        args.label_studio_url or os.environ.get(ENV_URL),
+        os.environ.get(args.token_env),
+        args.document_root or os.environ.get(ENV_DOCUMENT_ROOT),
+    )
+    det_opts = given(conf=args.conf, device=args.device, batch_size=args.batch_size)
+    backend = Backend(
+        args.model, conf=args.class_conf, iou=args.iou, max_det=args.max_det, class_map=args.class_map,
+        policy=args.policy, images=images, time_limit=args.time_limit, detector_options=det_opts,
+    )
+    serve(backend, args.host, args.port, basic_auth, log_level=args.log_level)
+    return EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``autolabel serve``."""
+    s = sub.add_parser("serve", help="serve a detector as a Label Studio ML backend (/health, /setup, /predict)")
+    s.add_argument("--model", default=None, help="model path or name (default: bundled yolov5n.onnx)")
+    s.add_argument("--conf", type=float, default=None, help="confidence threshold (model default 0.25)")
+    s.add_argument("--class-conf", type=_class_conf, default=None,
+                   help="per-class thresholds, e.g. person=0.4,car=0.5 (other classes: --conf)")
+    s.add_argument("--iou", type=float, default=None, help="NMS IoU threshold (model default 0.6)")
+    s.add_argument("--max-det", type=int, default=None)
+    s.add_argument("--class-map", default=None, help="class map YAML onto the project's labels")
+    s.add_argument("--policy", default=None, help="fitted routing policy JSON: adds routing scores to predictions")
+    s.add_argument("--device", default=None)
+    s.add_argument("--batch-size", type=int, default=None)
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=int, default=9090)
+    s.add_argument("--label-studio-url", default=None,
+                   help="the Label Studio server images are read from (default: $LABEL_STUDIO_URL, else what /setup says)")
+    s.add_argument("--token-env", default="LABEL_STUDIO_API_KEY",
+                   help="environment variable holding the Label Studio API token (never logged)")
+    s.add_argument("--document-root", default=None,
+                   help="Label Studio's local-files document root, read from disk (default: $LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)")
+    s.add_argument("--time-limit", type=float, default=60.0,
+                   help="seconds a predict request may take; the rest of a batch is left for the next request")
+    s.add_argument("--basic-auth-user", default=None,
+                   help=f"require HTTP Basic Auth with this user (password from ${PASSWORD_ENV})")
+    s.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    s.set_defaults(func=_cmd_serve)
