@@ -21,6 +21,8 @@ import pytest
 
 import autolabel as al
 from autolabel import labelstudio as ls
+from autolabel.labelstudio.client import tasks as project_tasks
+from autolabel.labelstudio.push import _local_files_prefix
 from autolabel.cli import main as cli
 from autolabel.formats import labelstudio_config, read_coco
 from autolabel.routing import fit_policy, route
@@ -73,7 +75,7 @@ def backend(server, coco150, tmp_path_factory):
 
 def _project(client, title, names, coco150, keys):
     pid = client.request("POST", "/api/projects", {"title": title, "label_config": _config(names)})["id"]
-    prefix = ls._local_files_prefix(client, pid, str(coco150 / "images"), str(coco150.parent))
+    prefix = _local_files_prefix(client, pid, str(coco150 / "images"), str(coco150.parent))
     client.request("POST", f"/api/projects/{pid}/import", [{"img": prefix + k} for k in keys])
     return pid
 
@@ -99,7 +101,7 @@ def test_label_studio_retrieves_served_predictions_equal_to_prelabel(server, bac
         "POST", "/api/dm/actions", {"selectedItems": {"all": True, "excluded": []}},
         params={"id": "retrieve_tasks_predictions", "project": pid},
     )
-    tasks = list(ls._tasks(client, pid))
+    tasks = list(project_tasks(client, pid))
     assert len(tasks) == N
     for t in tasks:
         key = t["data"]["img"].rsplit("/", 1)[1]
