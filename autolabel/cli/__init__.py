@@ -17,7 +17,7 @@ from autolabel.config import EXIT_FAILED
 
 __all__ = ["main", "COMMANDS"]
 
-COMMANDS = ("prelabel", "savings", "routing", "labelstudio")  # modules of autolabel.cli, in --help order
+COMMANDS = ("prelabel", "savings", "routing", "labelstudio", "audit")  # modules of autolabel.cli, in --help order
 
 
 def _build_parser() -> argparse.ArgumentParser:
