@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -100,11 +101,18 @@ def plain_plan(batch: int, bar: float = 0.9, delta: float = 0.1, aql: float | No
     Raises:
         ValueError: arguments out of range.
     """
-    from scipy.stats import hypergeom
-
     _check(batch, bar, delta)
     d_max = math.floor((1 - bar) * batch + 1e-9)
     good = math.floor((aql if aql is not None else (1 - bar) / 2) * batch + 1e-9)
+    return _plain(batch, d_max, min(good, d_max), delta, producer_risk, bar)
+
+
+@lru_cache(maxsize=1024)
+def _plain(batch: int, d_max: int, good: int, delta: float, producer_risk: float, bar: float) -> Plan:
+    """The smallest ``(n, c)`` with P(X <= c | d_max + 1 failing) <= delta and
+    P(X <= c | good failing) >= 1 - producer_risk; the census when none is smaller."""
+    from scipy.stats import hypergeom
+
     bad = min(d_max + 1, batch)
     for n in range(1, batch + 1):
         c = np.arange(n + 1)
@@ -147,6 +155,7 @@ def guided_plan(risk: np.ndarray, bar: float = 0.9, delta: float = 0.1, risky_at
                 order=tuple(int(i) for i in order), aql=aql, producer_risk=producer_risk)
 
 
+@lru_cache(maxsize=4096)
 def rest_plan(plan: Plan, failed_in_risky: int) -> Plan | None:
     """The plain plan for the rest of a guided plan once its risky stratum holds
     ``failed_in_risky`` failures: allowance ``d_max - failed_in_risky`` among the
@@ -157,8 +166,8 @@ def rest_plan(plan: Plan, failed_in_risky: int) -> Plan | None:
     if allow < 0 or allow >= n_rest:
         return None
     aql = plan.aql if plan.aql is not None else (1 - plan.bar) / 2
-    good = min(aql * plan.batch, allow / 2) / n_rest  # the rest's share of an acceptable batch
-    return plain_plan(n_rest, 1 - allow / n_rest, plan.delta, good, plan.producer_risk)
+    good = math.floor(min(aql * plan.batch, allow / 2))  # the rest's share of an acceptable batch
+    return _plain(n_rest, allow, good, plan.delta, plan.producer_risk, 1 - allow / n_rest)
 
 
 @dataclass(frozen=True)
