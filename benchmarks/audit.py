@@ -139,13 +139,21 @@ def run_one(name: str, seed: int) -> dict[str, float]:
 
 
 def draw_clean(name: str, k: int) -> list[str]:
-    """Audit the original labels and draw the top ``k`` suspects."""
+    """Audit the original labels; draw the top ``k`` suspects into the report folder
+    (with ``top.csv``, their rows); the full audit outputs go to a temporary folder."""
+    import shutil
+    import tempfile
+
     gt, pred = ground_truth(name), predictions(name)
     a = audit(gt, pred)
     out = REPORT / "audit" / name
-    paths = a.save(out, image_root=DATA / DATASETS[name][2], examples=k)
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        pics = [Path(p) for p in a.save(tmp, image_root=DATA / DATASETS[name][2], examples=k) if p.endswith(".png")]
+        kept = [str(shutil.copy(p, out / p.name)) for p in pics]
     a.suspects.head(k)[["file_name", "kind", "category", "suggested", "score", "evidence"]].to_csv(out / "top.csv", index=False)
-    return [p for p in paths if p.endswith(".png")]
+    return kept
 
 
 def main(argv: list[str] | None = None) -> int:
