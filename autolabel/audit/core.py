@@ -141,6 +141,7 @@ def audit(
     ranker: Ranker | None = None,
     conf: float = 0.25,
     seeds: Sequence[int] = (101, 102, 103),
+    min_score: float = 0.05,
 ) -> Audit:
     """Rank the suspected errors in human labels.
 
@@ -156,6 +157,8 @@ def audit(
         conf: a prediction at least this confident is evidence of a loose box or a wrong
             class.
         seeds: corruption seeds for the ranker's training copies.
+        min_score: suspects below this score are left out of ``suspects`` (the image
+            quality still counts them).
 
     Returns:
         An :class:`Audit`.
@@ -198,4 +201,5 @@ def audit(
         "top_kind": [first["kind"].get(i, "") for i in range(len(lab))],
         "top_score": [float(first["score"].get(i, 0.0)) for i in range(len(lab))],
     }).sort_values(["quality", "file_name"], kind="stable").reset_index(drop=True)
+    sus = sus[sus["score"] >= min_score].reset_index(drop=True)
     return Audit(sus, images, lab, rk.calibrated, rk)

@@ -11,10 +11,11 @@ from autolabel.config import EXIT_OK
 def _cmd_audit(args: argparse.Namespace) -> int:
     from autolabel.audit import audit
 
-    a = audit(args.labels, args.predictions, reference=args.reference, conf=args.conf, seeds=args.seeds)
+    a = audit(args.labels, args.predictions, reference=args.reference, conf=args.conf, seeds=args.seeds,
+              min_score=args.min_score)
     print(a)
     print(a.top(10)[["file_name", "kind", "category", "score", "evidence"]].to_string(index=False))
-    for path in a.save(args.out, image_root=args.images, examples=args.examples, min_score=args.min_score):
+    for path in a.save(args.out, image_root=args.images, examples=args.examples, min_score=args.queue_min_score):
         print(f"wrote {path}")
     return EXIT_OK
 
@@ -63,7 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     a.add_argument("--conf", type=float, default=0.25, help="confident-prediction threshold (default 0.25)")
     a.add_argument("--seeds", type=int, nargs="+", default=[101, 102, 103],
                    help="corruption seeds of the ranker's training copies (default 101 102 103)")
-    a.add_argument("--min-score", type=float, default=0.1, help="suspects in the review queue from this score")
+    a.add_argument("--min-score", type=float, default=0.05, help="suspects.csv lists suspects from this score")
+    a.add_argument("--queue-min-score", type=float, default=0.1, help="suspects in the review queue from this score")
     a.set_defaults(func=_cmd_audit)
 
     p = sub.add_parser("inspect-plan", help="how many images to inspect, and failures to allow, to accept a batch")
