@@ -20,7 +20,7 @@ import numpy as np
 from autolabel.boxes import paired_iou
 from autolabel.core import Detections, Results
 
-__all__ = ["Injected", "corrupt_labels", "KINDS_INJECTED", "DEFAULT_RATES"]
+__all__ = ["Injected", "corrupt_labels", "corrupt_images", "KINDS_INJECTED", "DEFAULT_RATES"]
 
 KINDS_INJECTED = ("missing", "loose", "wrong_class", "spurious")  # drop, shift, swap, add
 DEFAULT_RATES = {"missing": 0.10, "loose": 0.10, "wrong_class": 0.05, "spurious": 0.05}
@@ -150,3 +150,24 @@ def corrupt_labels(
     inj = Injected(np.array([t[0] for t in rows], np.int64), np.array([t[1] for t in rows], dtype=object),
                    np.array([t[2] for t in rows]).reshape(-1, 4), np.array([t[3] for t in rows]).reshape(-1, 4))
     return replace(labels, detections=out), inj
+
+
+def corrupt_images(labels: Results, images: np.ndarray, seed: int = 0) -> Results:
+    """A copy of ``labels`` with exactly one injected error (a random kind of
+    :data:`KINDS_INJECTED`) on each image of ``images`` (positions), the others untouched:
+    a batch whose failing images are known.
+
+    Raises:
+        ValueError: a chosen image without a (non-crowd) box to corrupt.
+    """
+    rng = np.random.default_rng(seed)
+    dets = list(labels.detections)
+    for i in np.asarray(images, np.int64):
+        d = labels[int(i)]
+        m = int((~d.crowd).sum())
+        if not m:
+            raise ValueError(f"image {d.image.file_name if d.image else i!r} has no box to corrupt")
+        kind = KINDS_INJECTED[int(rng.integers(len(KINDS_INJECTED)))]
+        bad, inj = corrupt_labels(replace(labels, detections=[d]), int(rng.integers(1 << 30)), {kind: 1 / m})
+        dets[int(i)] = bad[0]
+    return replace(labels, detections=dets)
