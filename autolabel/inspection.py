@@ -130,8 +130,8 @@ def guided_plan(risk: np.ndarray, bar: float = 0.9, delta: float = 0.1, risky_at
     """A plan stratified by the audit.
 
     Args:
-        risk: (N,) each image's audit probability of failing (e.g. ``1 - quality`` of
-            :attr:`autolabel.audit.Audit.images`, in batch order).
+        risk: (N,) each image's audit risk of failing, in batch order (e.g. ``top_score``
+            of :attr:`autolabel.audit.Audit.images`: its likeliest error's score).
         bar: pass rate to certify.
         delta: consumer's risk (the guarantee holds whatever ``risk`` is).
         risky_at: images at ``risk >= risky_at`` form the risky stratum (inspected in full).

@@ -189,8 +189,8 @@ def inspection(name: str = "coco-val-150", batches: int = 50, rate: float = 0.12
         failed[rng.choice(labeled, k, replace=False)] = True
         bad = corrupt_images(gt, np.flatnonzero(failed), b)
         rk = rk or fit_ranker(pred, bad)
-        q = audit(bad, pred, ranker=rk).images.set_index("file_name").loc[names, "quality"].to_numpy()
-        for kind, plan in (("plain", plain), ("guided", guided_plan(1 - q, 0.9, delta))):
+        risk = audit(bad, pred, ranker=rk).images.set_index("file_name").loc[names, "top_score"].to_numpy()
+        for kind, plan in (("plain", plain), ("guided", guided_plan(risk, 0.9, delta))):
             o = run_plan(plan, failed, rng)
             out[kind].append(o.inspected)
             out[f"{kind}_rejected"].append(not o.accept)

@@ -93,8 +93,8 @@ def test_guided_plan_rejects_a_12_percent_batch_with_fewer_images(batch):
         failed = np.zeros(n, bool)
         failed[rng.choice(labeled, int(round(0.12 * n)), replace=False)] = True  # 6 of 50 images fail
         a = audit(corrupt_images(gt, np.flatnonzero(failed), int(rng.integers(1 << 30))), pred, ranker=rk)
-        q = a.images.set_index("file_name").loc[[d.image.file_name for d in gt], "quality"].to_numpy()
-        for name, plan in (("plain", plain), ("guided", guided_plan(1 - q, 0.9, DELTA))):
+        risk = a.images.set_index("file_name").loc[[d.image.file_name for d in gt], "top_score"].to_numpy()
+        for name, plan in (("plain", plain), ("guided", guided_plan(risk, 0.9, DELTA))):
             out = run_plan(plan, failed, rng)
             inspected[name].append(out.inspected)
             rejected[name] += not out.accept

@@ -31,9 +31,9 @@ def _cmd_inspect_plan(args: argparse.Namespace) -> int:
         import pandas as pd
 
         images = pd.read_csv(args.audit)
-        if "quality" not in images.columns:
-            raise ValueError(f"{args.audit}: no 'quality' column (expected the images.csv of autolabel audit)")
-        risk = 1 - images["quality"].to_numpy(np.float64)
+        if "top_score" not in images.columns:
+            raise ValueError(f"{args.audit}: no 'top_score' column (expected the images.csv of autolabel audit)")
+        risk = images["top_score"].to_numpy(np.float64)  # the image's likeliest error
     batch = args.batch if args.batch is not None else (len(risk) if risk is not None else None)
     if batch is None:
         raise ValueError("give --batch (images in the batch) or --audit (an audit's images.csv)")
