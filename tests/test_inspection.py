@@ -100,4 +100,4 @@ def test_guided_plan_rejects_a_12_percent_batch_with_fewer_images(batch):
             rejected[name] += not out.accept
     print({k: (np.mean(v), rejected[k]) for k, v in inspected.items()})  # mean inspected, batches rejected
     assert np.mean(inspected["guided"]) < np.mean(inspected["plain"]), inspected
-    assert rejected["guided"] >= rejected["plain"] - 5, rejected
+    assert rejected["guided"] >= 0.7 * 50, rejected  # and it does reject such batches
