@@ -4,10 +4,11 @@ The human labels play the ground truth and the model's predictions the pre-label
 :func:`autolabel.matching.match_sweep` pairs them once at a *confident* threshold and
 once at a *low* one (``iou_min`` 0.3, wrong-class pairs allowed). From its edits:
 
-- a confident prediction paired to a label of its class at IoU in [0.3, ``iou_accept``)
-  makes the label a *loose* box; the location is the midpoint of the label and the
-  prediction (the box nearest both the label as drawn and the object as the model sees
-  it);
+- a label whose most confident same-class prediction (IoU >= 0.3, at any threshold)
+  fits it at IoU < ``iou_accept`` and beats every tight one is a *loose* box (read with
+  the box kernels from the low-threshold evidence; the matched pair when confident); the
+  location is the midpoint of the label and that prediction (the box nearest both the
+  label as drawn and the object as the model sees it);
 - a confident prediction of another class paired to a label makes it *wrong_class*;
 - a label no prediction pairs with, even at the low threshold, is *spurious*;
 - a low-threshold prediction paired with no label is *missing* (predictions on the
