@@ -73,11 +73,11 @@ class Plan:
     def describe(self) -> str:
         if self.kind == "plain":
             return (f"plain: inspect {self.n} of {self.batch} images at random; accept if at most {self.c} fail "
-                    f"(stop at the {self.c + 1}th failure); P(accept | > {self.d_max} failing) <= {self.delta}")
+                    f"(stop at failure number {self.c + 1}); P(accept | > {self.d_max} failing) <= {self.delta}")
         return (f"guided: inspect the {len(self.risky)} riskiest images in full (D_R failures; reject once "
                 f"D_R > {self.d_max}); then a random sample of the other {self.batch - len(self.risky)} by the plain "
-                f"plan for allowance {self.d_max} - D_R, inspected highest risk first, stopping at its (c + 1)th "
-                f"failure; P(accept | > {self.d_max} failing) <= {self.delta}")
+                f"plan for allowance {self.d_max} - D_R, inspected highest risk first, stopping at its failure number "
+                f"c + 1; P(accept | > {self.d_max} failing) <= {self.delta}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "batch": self.batch, "bar": self.bar, "delta": self.delta, "d_max": self.d_max,
