@@ -10,6 +10,7 @@ measure the human time and money the model saves::
     results.save("out/", format="coco")
 """
 
+from autolabel.audit import audit
 from autolabel.classmap import ClassMap
 from autolabel.core import Detections, Failure, ImageInfo, Results
 from autolabel.detectors import Detector, list_models, load_detector
@@ -21,6 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ClassMap",
+    "audit",
     "Detections",
     "Detector",
     "Failure",

@@ -1,0 +1,114 @@
+"""Writing an :class:`~autolabel.audit.core.Audit`: CSV tables, the Label Studio review
+queue, a Markdown/HTML summary and the top suspects drawn (OpenCV)."""
+
+from __future__ import annotations
+
+import html
+import os
+from typing import Any
+
+import numpy as np
+
+from autolabel.formats._common import atomic_write, safe_join
+
+__all__ = ["write_audit", "draw_suspect"]
+
+_COLORS = {"missing": (0, 200, 255), "spurious": (255, 60, 60), "wrong_class": (255, 0, 255),
+           "loose": (255, 200, 0), "duplicate": (60, 255, 60)}  # RGB
+
+
+def draw_suspect(image: np.ndarray, labels: Any, row: Any) -> np.ndarray:
+    """An RGB crop around one suspect: the image's labels in thin grey, the suspect's
+    label (if any) dashed white, the suspect's location in its kind's colour, captioned."""
+    import cv2
+
+    im = image.copy()
+    for b in labels.xyxy.astype(int):
+        cv2.rectangle(im, (int(b[0]), int(b[1])), (int(b[2]), int(b[3])), (160, 160, 160), 1)
+    if row.label >= 0:
+        lb = np.array([row.label_x, row.label_y, row.label_x + row.label_w, row.label_y + row.label_h]).astype(int)
+        cv2.rectangle(im, tuple(lb[:2].tolist()), tuple(lb[2:].tolist()), (255, 255, 255), 2)
+    c = _COLORS.get(row.kind, (255, 255, 0))
+    x1, y1, x2, y2 = (int(v) for v in (row.x, row.y, row.x + row.w, row.y + row.h))
+    cv2.rectangle(im, (x1, y1), (x2, y2), c, 2)
+    h, w = im.shape[:2]
+    pad = int(max(row.w, row.h, 80))
+    crop = im[max(0, y1 - pad):min(h, y2 + pad), max(0, x1 - pad):min(w, x2 + pad)]
+    scale = 360 / max(crop.shape[:2])
+    crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+    text = f"{row.kind} {row.category}->{row.suggested} {row.score:.2f}" if row.kind == "wrong_class" \
+        else f"{row.kind} {row.category} {row.score:.2f}"
+    bar = np.zeros((22, crop.shape[1], 3), np.uint8)
+    cv2.putText(bar, text, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, c, 1, cv2.LINE_AA)
+    return np.concatenate([bar, crop], 0)
+
+
+def _examples(a: Any, out_dir: str, image_root: str, k: int) -> list[str]:
+    import cv2
+
+    from autolabel.sources import load_image
+
+    os.makedirs(os.path.join(out_dir, "examples"), exist_ok=True)
+    paths = []
+    by_name = {d.image.file_name: d for d in a.labels}
+    for r, row in enumerate(a.suspects.head(k).itertuples(index=False)):
+        src = os.path.join(str(image_root), row.file_name)
+        if not os.path.isfile(src):
+            raise FileNotFoundError(f"image of suspect {r}: no such file {src} (is image_root right?)")
+        pic = draw_suspect(load_image(src), by_name[row.file_name], row)
+        path = safe_join(out_dir, f"examples/{r:03d}-{row.kind}-{os.path.splitext(os.path.basename(row.file_name))[0]}.png")
+        ok, buf = cv2.imencode(".png", cv2.cvtColor(pic, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise RuntimeError(f"could not encode {path}")
+        with open(path, "wb") as f:
+            f.write(buf.tobytes())
+        paths.append(path)
+    return paths
+
+
+def write_audit(a: Any, out_dir: str | os.PathLike, image_root: str | os.PathLike | None, examples: int,
+                min_score: float) -> list[str]:
+    """Write everything :meth:`Audit.save` lists into ``out_dir``; returns the paths."""
+    from autolabel.formats import write
+
+    out = str(out_dir)
+    os.makedirs(out, exist_ok=True)
+    paths = [atomic_write(safe_join(out, "suspects.csv"), a.suspects.to_csv(index=False)),
+             atomic_write(safe_join(out, "images.csv"), a.images.to_csv(index=False))]
+    results, order, data = a.review_queue(min_score)
+    keep = set(order)
+    queue = type(results)([d for d in results if d.image.key in keep], results.class_names, "audit")
+    rank = {k: i for i, k in enumerate(order)}
+    queue.detections.sort(key=lambda d: rank[d.image.key])
+    paths += write(queue, os.path.join(out, "review"), "labelstudio", extra_data=data)
+    pics = _examples(a, out, str(image_root), examples) if image_root is not None else []
+    paths += pics
+    how = "calibrated on the reviewed reference" if a.calibrated else \
+        "uncalibrated (ranker scores; give a reviewed reference to calibrate)"
+    counts = a.suspects["kind"].value_counts()
+    lines = [f"# Label audit: {len(a.images)} images, {len(a.suspects)} suspects", "",
+             f"Scores: {how}.", "", "| kind | suspects | score >= 0.5 |", "| --- | --- | --- |"]
+    lines += [f"| {k} | {int(counts.get(k, 0))} | {int(((a.suspects.kind == k) & (a.suspects.score >= 0.5)).sum())} |"
+              for k in counts.index]
+    lines += ["", "## Top suspects", "", "| rank | file | kind | category | score | evidence |", "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {r} | {s.file_name} | {s.kind} | {s.category} | {s.score:.3f} | {s.evidence} |"
+              for r, s in enumerate(a.suspects.head(30).itertuples(index=False))]
+    lines += ["", "## Lowest label quality", "", a.images.head(15).to_markdown(index=False) if _tabulate() else
+              a.images.head(15).to_string(index=False)]
+    if pics:
+        lines += ["", "## Examples", ""] + [f"![{os.path.basename(p)}](examples/{os.path.basename(p)})" for p in pics]
+    md = "\n".join(lines) + "\n"
+    paths.append(atomic_write(safe_join(out, "summary.md"), md))
+    body = "".join(f"<p>{html.escape(x)}</p>" for x in (f"{len(a.suspects)} suspects in {len(a.images)} images", f"Scores: {how}."))
+    body += a.suspects.head(50)[["file_name", "kind", "category", "score", "evidence"]].to_html(index=False)
+    body += "".join(f'<img src="examples/{html.escape(os.path.basename(p))}" style="margin:4px">' for p in pics)
+    paths.append(atomic_write(safe_join(out, "summary.html"), f"<html><body><h1>Label audit</h1>{body}</body></html>"))
+    return paths
+
+
+def _tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401  # pandas' to_markdown needs it
+    except ImportError:
+        return False
+    return True
