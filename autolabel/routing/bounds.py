@@ -277,11 +277,11 @@ def grid_threshold(
         losses: (n,) their losses in [0, 1].
         candidates: thresholds chosen without these images' labels (e.g. score quantiles of
             the fit images). ``bonferroni``: each is tested at ``delta / len(candidates)``
-            and the loosest passing one is kept. ``sequence``: tested in the given order at
+            and the loosest passing one is kept. ``fixed_sequence``: tested in the given order at
             ``delta`` until the first failure, the last passing one is kept.
         alpha, delta: target risk and failure probability.
         bound: a key of :data:`VECTOR_BOUNDS` (``clopper_pearson`` needs 0/1 losses).
-        test: ``bonferroni`` or ``sequence``.
+        test: ``bonferroni`` or ``fixed_sequence``.
         score_name: how the reason names the score.
 
     Returns:
@@ -292,7 +292,7 @@ def grid_threshold(
     """
     s, e = np.asarray(scores, np.float64), np.asarray(losses, np.float64)
     _check_losses(s, e, bound == "clopper_pearson")
-    if bound not in VECTOR_BOUNDS or test not in ("bonferroni", "sequence"):
+    if bound not in VECTOR_BOUNDS or test not in ("bonferroni", "fixed_sequence"):
         raise ValueError(f"unknown bound {bound!r} or test {test!r}")
     cands = np.asarray(candidates, np.float64)
     if not len(cands):
@@ -306,7 +306,7 @@ def grid_threshold(
         rows.append({"threshold": t, "n_accepted": int(acc.sum()), "loss_sum": float(e[acc].sum()),
                      "coverage": float(acc.mean()), "risk": float(e[acc].mean()) if acc.any() else float("nan"),
                      "ucb": ucb, "tested": not stop, "passed": ok})
-        if test == "sequence" and not ok:
+        if test == "fixed_sequence" and not ok:
             stop = True
     curve = pd.DataFrame(rows)
     ok = curve[curve["passed"]]

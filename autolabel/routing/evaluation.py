@@ -48,6 +48,8 @@ def _realized(
     naive = (low.reindex(manifest["file_name"]).fillna(1.0) >= naive_min_score).to_numpy()  # no boxes: vacuously all
     return {
         "images": len(manifest),
+        "n_gt": int(t["n_gt"].sum()),
+        "certified_boxes": int(manifest["n_certified"].sum()) if "n_certified" in manifest else 0,
         "coverage": float(auto.mean()),
         "auto_accepted": int(auto.sum()),
         "risk": float(loss[auto].mean()) if auto.any() else float("nan"),

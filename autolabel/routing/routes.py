@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from autolabel.core import Results
+from autolabel.routing.plots import plot_risk_coverage
 from autolabel.routing.policy import SCORE_LABEL, FittedPolicy
 
 __all__ = ["QUEUES", "Routing", "route", "task_data", "assign"]
