@@ -110,9 +110,23 @@ def cross_validate(
     naive_min_score: float = 0.5,
     agreement: Sequence[np.ndarray] | None = None,
 ) -> pd.DataFrame:
-    """Fit on a random calibration part and measure on the rest, ``n_splits`` times
-    (split ``i`` uses ``numpy.random.default_rng(seed + i)``). One row per split: the
-    threshold, calibration-side bound and the :func:`evaluate` measures on the test part."""
+    """Fit on a random calibration part and measure on the rest, ``n_splits`` times.
+
+    Args:
+        predictions, ground_truth: the labeled images (predictions at ``evidence_conf``).
+        config: the routing policy (object, dict, YAML path or preset name).
+        n_splits: splits; split ``i`` uses ``numpy.random.default_rng(seed + i)``.
+        calibration_fraction: share of the images that calibrate (the rest is the test).
+        seed: first split's seed. naive_min_score: the naive rule's score bar.
+        agreement: per image, per box signal (as for :func:`fit_policy`).
+
+    Returns:
+        DataFrame, one row per split: the threshold and the :func:`evaluate` measures on
+        the test part (coverage, realized risk, naive rule, ECE, AUC, seconds).
+
+    Raises:
+        ValueError: a split that leaves one side empty, or as :func:`fit_policy`.
+    """
     cfg = RoutingPolicy.load(config)
     boxes, truth = targets(predictions, ground_truth, cfg, agreement)
     profile = CostProfile.load(cfg.cost_profile)

@@ -9,6 +9,15 @@ threshold; 0 when nothing is certified). The mean coverage is fitted by least sq
 images; the interval comes from refitting on bootstrap resamples of the repeats (10th to
 90th percentile). An extrapolation, not a guarantee: the planner says how much to label,
 the bound of the policy fitted afterwards says what is certified.
+
+Where nothing is certified yet (a flat curve cannot be extrapolated), the planner also reads the
+risk curve: every image is scored out of sample (two halves, each scored by the policy fitted
+on the other); for each coverage level ``q >= target_coverage`` of ``coverage_grid`` whose
+empirical risk ``r_q`` is below alpha, the Clopper–Pearson bound at ``r_q`` certifies alpha
+from some number of accepted bound images on; divided by ``q`` and by the holdout share, that
+is the labeled images needed (``images_needed_by_risk_curve``, the fewest over the levels,
+with a 10–90% interval from 200 bootstrap resamples of the images). It assumes the risk
+curve stays as measured with more images (a learned scorer usually improves).
 """
 
 from __future__ import annotations
@@ -120,5 +129,69 @@ def plan(
         est, draws = float(need(np.array(a), np.array(b))), need(boot_a, boot_b)
         summary["target_coverage"] = target_coverage
         summary["images_for_target"] = None if not np.isfinite(est) else int(np.ceil(est))
-        summary["images_for_target_lo_hi"] = [float(np.quantile(draws, 0.1)), float(np.quantile(draws, 0.9))]
+        summary["images_for_target_lo_hi"] = _interval(draws)
+        summary.update(_by_risk_curve(boxes, images, cfg, predictions, target_coverage, seed))
     return CalibrationPlan(curve, summary)
+
+
+def _interval(draws: np.ndarray) -> list[float | None]:
+    """10th and 90th percentile of bootstrap draws; an unreachable draw (inf) counts as
+    larger than any number, so a bound is None when more than that share is unreachable."""
+    d = np.sort(np.asarray(draws, np.float64))
+    out: list[float | None] = []
+    for q in (0.1, 0.9):
+        v = d[min(len(d) - 1, int(np.floor(q * (len(d) - 1))))] if len(d) else np.inf
+        out.append(float(v) if np.isfinite(v) else None)
+    return out
+
+
+def _needed(loss_sorted: np.ndarray, cfg: RoutingPolicy, target: float) -> float:
+    """Labeled images for the best coverage level >= target, from losses sorted by score (best first)."""
+    from autolabel.routing.bounds import clopper_pearson_upper
+
+    n = len(loss_sorted)
+    best = np.inf
+    grid = np.unique(np.round(np.logspace(1, 5, 400)))
+    for q in sorted(cfg.coverage_grid):
+        if q < target:
+            continue
+        k = max(1, int(np.ceil(q * n)))
+        r = float(loss_sorted[:k].mean())
+        if r >= cfg.alpha:
+            continue
+        ok = clopper_pearson_upper(r * grid, grid, cfg.delta) <= cfg.alpha
+        if ok.any():
+            best = min(best, float(grid[np.argmax(ok)]) / q / (cfg.holdout if cfg.holdout > 0 else 1.0))
+    return best
+
+
+def _by_risk_curve(
+    boxes: pd.DataFrame, images: pd.DataFrame, cfg: RoutingPolicy, predictions: Results, target: float, seed: int
+) -> dict[str, Any]:
+    from autolabel.routing.fit import fit_tables
+    from autolabel.routing.features import IMAGE_FEATURES
+    from autolabel.routing.policy import image_loss
+
+    n = len(images)
+    perm = np.random.default_rng(seed).permutation(n)
+    halves = [np.sort(perm[: n // 2]), np.sort(perm[n // 2:])]
+    score = np.full(n, np.nan)
+    for a, b in (halves, halves[::-1]):
+        pol = fit_tables(boxes[boxes["image"].isin(a)], images[images["image"].isin(a)], cfg,
+                         predictions.model_id, predictions.class_names, False)
+        rows = images[images["image"].isin(b)]
+        _, s = pol.score_tables(boxes[boxes["image"].isin(b)], rows[["image", "file_name", *IMAGE_FEATURES]])
+        score[rows["image"].to_numpy()] = s[pol.accept_score].to_numpy()
+    loss = image_loss(images, cfg.risk)[np.argsort(-score, kind="stable")]
+    est = _needed(loss, cfg, target)
+    rng = np.random.default_rng(seed + 2)
+    boot = []
+    for _ in range(200):
+        idx = np.sort(rng.integers(0, n, n))  # a resample of the images, kept in score order
+        boot.append(_needed(loss[idx], cfg, target))
+    boot = np.array(boot)
+    return {
+        "images_needed_by_risk_curve": None if not np.isfinite(est) else int(np.ceil(est)),
+        "images_needed_by_risk_curve_lo_hi": _interval(boot),
+        "risk_curve_oof_at_target": float(loss[: max(1, int(np.ceil(target * n)))].mean()),
+    }

@@ -195,9 +195,23 @@ def route(
     agreement: Sequence[np.ndarray] | None = None,
     check_model: bool = True,
 ) -> Routing:
-    """Send every image of ``predictions`` to one queue with a fitted ``policy`` (or its
-    JSON path). Predictions from a model other than the policy's raise ``ValueError``
-    unless ``check_model=False``. ``budget_hours``: review budget (see module docs)."""
+    """Send every image of ``predictions`` to one queue with a fitted policy.
+
+    Args:
+        predictions: the policy model's predictions at the policy's ``evidence_conf``.
+        policy: a :class:`~autolabel.routing.policy.FittedPolicy` or its JSON path.
+        budget_hours: human hours for the review queue (priority order; the rest is
+            reported unreviewed), or None.
+        agreement: per image, per box signal, when the policy was fitted with one.
+        check_model: refuse predictions of another model (``model_id``).
+
+    Returns:
+        The :class:`Routing` (manifest, per-box scores with ``certified``, exports).
+
+    Raises:
+        ValueError: another model's predictions, or predictions thresholded above the
+            policy's evidence boxes (predict at ``evidence_conf``).
+    """
     pol = policy if isinstance(policy, FittedPolicy) else FittedPolicy.load(policy)
     if check_model:
         pol.check_model(predictions.model_id)
