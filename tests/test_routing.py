@@ -168,11 +168,11 @@ def test_grid_threshold_controls_risk_in_simulation(test):
     """P(edit | s) = (1 - s) ** 2 with s uniform: the true risk of threshold t is (1 - t)^2 / 3,
     alpha 0.1 is safe up to a coverage of 55%. Candidates at fixed coverage levels."""
     rng = np.random.default_rng(4)
-    cands = 1 - np.array([0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
+    cands = 1 - np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])  # a sequence starts where >= 22 images are likely
     true_risk, accepted = [], []
-    for _ in range(400):
-        s = rng.random(200)
-        r = grid_threshold(s, rng.random(200) < (1 - s) ** 2, cands, ALPHA, DELTA, test=test)
+    for _ in range(300):
+        s = rng.random(500)
+        r = grid_threshold(s, rng.random(500) < (1 - s) ** 2, cands, ALPHA, DELTA, test=test)
         accepted.append(r.threshold is not None)
         true_risk.append(0.0 if r.threshold is None else (1 - r.threshold) ** 2 / 3)
     true_risk = np.array(true_risk)
@@ -226,13 +226,13 @@ def person(tmp_path_factory):
 
 
 def test_factory_pass_guarantee_on_coco_person(person):
-    """20 half/half splits, alpha 0.3 (yolov5n is weaker than yolo11n; benchmarks/reports/routing-coco-person.md):
+    """10 half/half splits at alpha 0.3 (20 at 0.1-0.3 in benchmarks/reports/routing-coco-person.md):
     something is auto-accepted in most splits, and the realized risk respects alpha in >= 90% of them."""
     preds, gt, _ = person
     alpha = 0.3
-    cv = cross_validate(preds, gt, {**RoutingPolicy.load("factory-pass-90").model_dump(), "alpha": alpha}, n_splits=20)
+    cv = cross_validate(preds, gt, {**RoutingPolicy.load("factory-pass-90").model_dump(), "alpha": alpha}, n_splits=10)
     took = cv[cv["auto_accepted"] > 0]
-    assert len(took) >= 15 and cv["coverage"].mean() > 0.05
+    assert len(took) >= 8 and cv["coverage"].mean() > 0.05
     assert (took["risk"] <= alpha).mean() >= 0.9
     assert cv["auc_no_edit"].mean() > 0.8
     assert cv["naive_risk"].mean() > alpha  # the naive rule does not hold the bar

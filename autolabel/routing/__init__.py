@@ -55,9 +55,10 @@ images, whatever the scorer. ``test: ltt_sequence`` (the default of the product 
 every distinct score strict to loose; with ``holdout = 0`` it bounds on the fit images
 themselves, an approximation that :func:`cross_validate` measures.
 
-Box-level certification: on the bound images, pre-labels with ``p_correct >= tau`` have box
-precision ``>= 1 - box_alpha`` certified by a WSR bound on a per-image loss (images the
-units; :func:`~autolabel.routing.fit.certify_boxes`). Certified boxes carry
+Box-level certification: on the bound images, pre-labels with ``p_correct >= tau`` have a
+per-image precision ``>= 1 - box_alpha`` (mean over images holding such a box of the share of
+them that is wrong, <= box_alpha) certified by a WSR bound, images the units
+(:func:`~autolabel.routing.fit.certify_boxes`). Certified boxes carry
 ``Detections.data["certified"]`` in the review queue and the auto-accepted labels, and the
 cost model credits the ``verify_s`` they save.
 

@@ -125,7 +125,8 @@ def wsr_upper(losses: Sequence[float] | np.ndarray, delta: float) -> float:
     nu = np.minimum(1.0, np.sqrt(2 * math.log(1 / delta) / (n * var)))
 
     def rejected(m: float) -> bool:
-        return bool(np.max(np.cumsum(np.log1p(-nu * (x - m)))) >= math.log(1 / delta))
+        with np.errstate(divide="ignore"):  # capital 0 (log -inf): never rejected from there
+            return bool(np.max(np.cumsum(np.log1p(-nu * (x - m)))) >= math.log(1 / delta))
 
     if not rejected(1.0 - 1e-12):
         return 1.0

@@ -23,7 +23,7 @@ from autolabel.routing.scorers import cross_fitted, fit_tree_ensemble
 __all__ = ["targets", "fit_policy", "fit_tables", "candidate_thresholds", "certify_boxes"]
 
 _TARGETS = ("located", "correct", "exact")
-_BOX_CAP = 50  # certified boxes counted per image (at most): the bounded unit of the box bound
+_BOX_LEVELS = (0.7, 0.8, 0.9, 0.95)  # candidate p_correct thresholds of box certification
 
 
 def targets(
@@ -68,40 +68,40 @@ def _fixed_sequence_order(
 
 
 def certify_boxes(boxes: pd.DataFrame, alpha: float, delta: float, levels: Sequence[float]) -> tuple[float | None, pd.DataFrame]:
-    """Certified ``p_correct`` threshold: pre-labels at or above it have box precision >= 1 - alpha
-    with probability 1 - delta, images as the independent units.
+    """Certified ``p_correct`` threshold for box-level certification, images as the units.
 
-    For a threshold, image ``i`` has ``C_i`` boxes at or above it (at most 50 counted) of which
-    ``W_i`` are wrong. Precision >= 1 - alpha means ``E[W - alpha C] <= 0``; the per-image loss
-    ``(W_i - alpha C_i + alpha 50) / 50`` lies in [0, 1] and its mean is <= alpha exactly then,
-    so a Waudby-Smith–Ramdas bound <= alpha certifies it. ``levels`` (fixed thresholds) are
-    tested by Bonferroni; the loosest passing one is kept.
+    For a threshold ``tau``, an image with at least one pre-label at ``p_correct >= tau`` has
+    loss ``W_i / C_i``: the share of its ``C_i`` such boxes that are wrong (not the right class
+    at IoU >= iou_min). Whether an image has one depends on its scores only, so these images
+    are i.i.d. draws of that subpopulation, and a Waudby-Smith–Ramdas bound <= alpha on their
+    mean loss certifies a per-image certified-box precision >= 1 - alpha at ``1 - delta``.
+    ``levels`` (fixed before the bound images are seen) are tested by Bonferroni; the loosest
+    passing one is kept.
 
     Args:
         boxes: scored pre-labels of images the calibrators were not fitted on: ``image``,
             ``p_correct`` and ``correct`` (NaN on crowd regions: not counted).
-        alpha, delta: precision target and failure probability. levels: candidate thresholds.
+        alpha, delta: error-share target and failure probability. levels: candidate thresholds.
 
     Returns:
-        ``(threshold or None, table)``: one row per level with certified boxes, precision, bound.
+        ``(threshold or None, table)``: one row per level with certified boxes, images,
+        pooled precision, mean per-image error share and its bound.
     """
     from autolabel.routing.bounds import wsr_upper
 
     b = boxes[boxes["correct"].notna()]
-    img = b["image"].to_numpy()
-    ids, inv = np.unique(img, return_inverse=True)
     rows, best = [], None
     for t in sorted(levels, reverse=True):
-        cert = b["p_correct"].to_numpy() >= t
-        c = np.minimum(np.bincount(inv[cert], minlength=len(ids)), _BOX_CAP)
-        w = np.minimum(np.bincount(inv[cert], weights=1 - b["correct"].to_numpy()[cert], minlength=len(ids)), c)
-        loss = (w - alpha * c + alpha * _BOX_CAP) / _BOX_CAP
+        cert = b[b["p_correct"].to_numpy() >= t]
+        per = cert.groupby("image")["correct"].agg(["size", "sum"])
+        loss = ((per["size"] - per["sum"]) / per["size"]).to_numpy(np.float64)
         ucb = wsr_upper(loss, delta / len(levels)) if len(loss) else 1.0
-        ok = bool(c.sum()) and ucb <= alpha
-        rows.append({"p_correct_threshold": t, "certified_boxes": int(c.sum()),
-                     "precision": 1 - w.sum() / c.sum() if c.sum() else float("nan"), "ucb_scaled": ucb, "passed": ok})
+        ok = bool(len(loss)) and ucb <= alpha
+        rows.append({"p_correct_threshold": float(t), "certified_boxes": int(per["size"].sum()), "images": len(per),
+                     "precision": float(per["sum"].sum() / per["size"].sum()) if len(per) else float("nan"),
+                     "mean_error_share": float(loss.mean()) if len(loss) else float("nan"), "ucb": ucb, "passed": ok})
         if ok:
-            best = t
+            best = float(t)
     return best, pd.DataFrame(rows)
 
 
@@ -177,10 +177,8 @@ def fit_tables(
     box_thr, box_table_ = None, pd.DataFrame()
     if cfg.holdout > 0:  # box certification needs calibrators not fitted on the bound images
         bp = bound_boxes[bound_boxes["prelabel"]]
-        levels = np.quantile(pre["score"], [0.5, 0.7, 0.8, 0.9]) if len(pre) else []
-        levels = sorted(set(np.round(cals["correct"](np.asarray(levels, np.float64), ["_"] * len(levels)), 6)))
-        if len(bp) and levels:
-            box_thr, box_table_ = certify_boxes(bp, cfg.box_alpha or cfg.alpha, cfg.delta, levels)
+        if len(bp):
+            box_thr, box_table_ = certify_boxes(bp, cfg.box_alpha or cfg.alpha, cfg.delta, _BOX_LEVELS)
     summary = {
         "images": int(len(images)), "fit_images": int(len(fit_ids)), "bound_images": int(len(bound_ids)),
         "images_needing_edit": int(images["needs_edit"].sum()), "prelabels": int(len(pre)),
