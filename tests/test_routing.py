@@ -295,7 +295,8 @@ def test_cli_person_calibrate_route_meets_the_bound_on_new_images(person, tmp_pa
     assert main(["calibrate", "--predictions", str(tmp_path / "P.json"), "--ground-truth", str(tmp_path / "G.json"),
                  "--config", "factory-pass-90", "--alpha", "0.3", "--plan", "--target-coverage", "0.3",
                  "--plan-repeats", "2"]) == 0
-    plan_out = json.loads(capsys.readouterr().out.split("\n       ")[0].rsplit("}", 1)[0] + "}")
+    text = capsys.readouterr().out
+    plan_out = json.loads(text[: text.index("\n}\n") + 2])  # the summary JSON, then the curve table
     assert plan_out["labeled_images"] == 400 and 0 <= plan_out["coverage_now"] <= 1
     lo, hi = plan_out["projected_4x"]["lo"], plan_out["projected_4x"]["hi"]
     assert lo <= plan_out["projected_4x"]["mean"] <= hi
@@ -482,3 +483,16 @@ def test_cli_calibrate_and_route(coco, coco150, tmp_path, capsys):
                  "box_error_rate", "--out", str(tmp_path / "box.json")]) == 0
     saved = json.loads((tmp_path / "box.json").read_text())
     assert saved["config"]["risk"] == "box_error_rate" and saved["config"]["alpha"] == 0.1
+
+
+def test_presets_and_their_validation():
+    f = RoutingPolicy.load("factory-pass-90")
+    assert (f.iou_accept, f.iou_min, f.scorer, f.risk, f.alpha) == (0.5, 0.5, "learned", "image_any_edit", 0.1)
+    assert RoutingPolicy.load("strict-exact").model_dump(exclude={"description"}) == \
+        RoutingPolicy.load("default").model_dump(exclude={"description"})
+    b = RoutingPolicy.load("box-accuracy-95")
+    assert (b.risk, b.alpha, b.bound) == ("box_error_rate", 0.05, "wsr")
+    with pytest.raises(ConfigError, match="needs holdout > 0"):
+        RoutingPolicy.load({"scorer": "learned"})
+    with pytest.raises(ConfigError, match="Clopper-Pearson bound needs the 0/1 loss"):
+        RoutingPolicy.load({"risk": "box_error_rate", "bound": "clopper_pearson"})

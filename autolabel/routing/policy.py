@@ -258,7 +258,9 @@ class FittedPolicy:
             out["p_no_edit"] = self.learned["no_edit"](xin)
             out["expected_box_error"] = np.clip(self.learned["box_error"](xin), 0, 1)
             out["box_score"] = 1 - out["expected_box_error"]
-            out["expected_edit_s"] = np.maximum(self.learned["edit_s"](xin), 0.0)
+            # predicted from realized seconds; the scratch decision keeps the product model's pair of
+            # expected seconds (fix vs scratch from the same box probabilities), so they stay comparable
+            out["predicted_edit_s"] = np.maximum(self.learned["edit_s"](xin), 0.0)
         # certified boxes are not verified one by one: the reviewer saves verify_s on each
         out["certified_credit_s"] = out["n_certified"].to_numpy() * profile.verify_s
         out["expected_edit_s"] = np.maximum(out["expected_edit_s"] - out["certified_credit_s"], 0.0)
