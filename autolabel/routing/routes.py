@@ -148,7 +148,8 @@ class Routing:
         ``review_queue.json`` (Label Studio tasks in priority order, routing scores in each
         task's data; ``label_config.xml`` beside it), ``review_queue.txt`` and
         ``scratch_queue.txt`` (file names, one a line), ``seconds.csv``,
-        ``summary.json`` and ``risk_coverage.png``. Returns the written paths."""
+        ``summary.json``, ``boxes.csv`` (per pre-label: ``box`` index in its image's predictions,
+        ``p_correct`` and ``certified``) and ``risk_coverage.png``. Returns the written paths."""
         from autolabel.formats import write_coco, write_labelstudio
         from autolabel.formats._common import atomic_write
 
@@ -168,6 +169,9 @@ class Routing:
         written.append(atomic_write(path("review_queue.txt"), "".join(f"{f}\n" for f in review)))
         written.append(atomic_write(path("scratch_queue.txt"), "".join(f"{f}\n" for f in self.queue("scratch"))))
         written.append(atomic_write(path("seconds.csv"), self.seconds().to_csv(index=False)))
+        pre = self.boxes[self.boxes["prelabel"]]
+        cols = ["file_name", "box", "label", "score", "p_correct", "certified"]
+        written.append(atomic_write(path("boxes.csv"), pre[cols].to_csv(index=False)))  # per pre-label: certified or not
         written.append(atomic_write(path("summary.json"), json.dumps(self.summary(), indent=1)))
         written.append(plot_risk_coverage(self.policy, path("risk_coverage.png")))
         return written
