@@ -13,7 +13,7 @@ import pandas as pd
 from autolabel.config import RoutingPolicy
 from autolabel.core import Results
 from autolabel.routing.bounds import (
-    BOUNDS, START_RISK, VECTOR_BOUNDS, clopper_pearson_upper, grid_threshold, hoeffding_bentkus_upper, ltt_threshold,
+    START_RISK, clopper_pearson_upper, grid_threshold, hoeffding_bentkus_upper, ltt_threshold,
 )
 from autolabel.routing.calibrators import ClassCalibrator, PlattCalibrator, detection_ece
 from autolabel.routing.features import image_features, match_targets

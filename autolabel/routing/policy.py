@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Mapping, Sequence
 
@@ -14,15 +14,12 @@ import pandas as pd
 
 from autolabel.config import CostProfile, RoutingPolicy
 from autolabel.core import Results
-from autolabel.routing.bounds import (
-    BOUNDS, START_RISK, clopper_pearson_upper, grid_threshold, hoeffding_bentkus_upper, ltt_threshold,
-    min_certifiable,
-)
-from autolabel.routing.calibrators import ClassCalibrator, PlattCalibrator, detection_ece
-from autolabel.routing.features import IMAGE_FEATURES, box_table, image_features, match_targets
-from autolabel.routing.scorers import TreeEnsemble, cross_fitted, fit_tree_ensemble
+from autolabel.routing.bounds import BOUNDS, START_RISK, min_certifiable
+from autolabel.routing.calibrators import ClassCalibrator, PlattCalibrator
+from autolabel.routing.features import IMAGE_FEATURES, box_table, image_features
+from autolabel.routing.scorers import TreeEnsemble
 
-__all__ = ["FittedPolicy", "fit_policy", "image_loss", "sequence_start", "targets", "LEARNED_INPUTS"]
+__all__ = ["FittedPolicy", "image_loss", "sequence_start", "LEARNED_INPUTS", "SCORE_LABEL"]
 
 POLICY_FORMAT = "autolabel-routing-policy/1"
 _TARGETS = ("located", "correct", "exact")
