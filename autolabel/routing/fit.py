@@ -18,7 +18,7 @@ from autolabel.routing.bounds import (
 from autolabel.routing.calibrators import ClassCalibrator, PlattCalibrator, detection_ece
 from autolabel.routing.features import image_features, match_targets
 from autolabel.routing.policy import LEARNED_INPUTS, SCORE_LABEL, FittedPolicy, _bound_name, _feature, image_loss, sequence_start
-from autolabel.routing.scorers import cross_fitted, fit_tree_ensemble
+from autolabel.routing.scorers import constant_ensemble, cross_fitted, fit_tree_ensemble
 
 __all__ = ["targets", "fit_policy", "fit_tables", "candidate_thresholds", "certify_boxes"]
 
@@ -155,7 +155,10 @@ def fit_tables(
         ys = {"no_edit": ("classifier", (~fi["needs_edit"]).to_numpy(np.float64)),
               "box_error": ("regressor", image_loss(fi, "box_error_rate")),
               "edit_s": ("regressor", edit_seconds(fi[list(EDIT_KINDS)].to_numpy(np.float64), policy.cost_profile))}
-        learned = {k: fit_tree_ensemble(xin, y, kind, LEARNED_INPUTS, cfg.seed) for k, (kind, y) in ys.items()}
+        learned = {  # one outcome on every fit image (e.g. all need an edit): a constant, nothing is learned
+            k: constant_ensemble(kind, LEARNED_INPUTS, float(y[0])) if kind == "classifier" and len(np.unique(y)) < 2
+            else fit_tree_ensemble(xin, y, kind, LEARNED_INPUTS, cfg.seed) for k, (kind, y) in ys.items()
+        }
         policy = replace(policy, learned=learned)
         kind, y = ys["no_edit" if cfg.risk == "image_any_edit" else "box_error"]
         oof = cross_fitted(xin, y, kind, LEARNED_INPUTS, seed=cfg.seed)  # fit-image scores out of fold

@@ -15,7 +15,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["TreeEnsemble", "fit_tree_ensemble", "cross_fitted", "GBM_PARAMS"]
+__all__ = ["TreeEnsemble", "fit_tree_ensemble", "constant_ensemble", "cross_fitted", "GBM_PARAMS"]
 
 #: Gradient-boosting settings: small trees and shrinkage, for a few hundred images.
 GBM_PARAMS: dict[str, Any] = {
@@ -112,6 +112,15 @@ def fit_tree_ensemble(
     contrib = sum(t.predict(np.asarray(first, np.float32))[0] for t in est.estimators_[:, 0])
     init = float(np.ravel(raw)[0] - est.learning_rate * contrib)
     return TreeEnsemble(kind, tuple(features), init, float(est.learning_rate), trees)
+
+
+def constant_ensemble(kind: Literal["classifier", "regressor"], features: Sequence[str], value: float) -> TreeEnsemble:
+    """An ensemble without trees that predicts ``value`` for every image (a classifier's
+    probability is clipped to [1e-6, 1 - 1e-6]); for fit images that all share one outcome."""
+    if kind == "classifier":
+        p = min(max(float(value), 1e-6), 1 - 1e-6)
+        value = float(np.log(p / (1 - p)))
+    return TreeEnsemble(kind, tuple(features), float(value), 1.0, ())
 
 
 def cross_fitted(
