@@ -183,7 +183,7 @@ def test_grid_threshold_controls_risk_in_simulation(test):
 def test_tree_ensemble_equals_scikit_learn_and_round_trips():
     from sklearn.ensemble import GradientBoostingClassifier
 
-    from autolabel.routing.scorers import GBM_PARAMS, TreeEnsemble, fit_tree_ensemble
+    from autolabel.routing.scorers import GBM_PARAMS, TreeEnsemble, constant_ensemble, fit_tree_ensemble
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 3))
@@ -195,6 +195,7 @@ def test_tree_ensemble_equals_scikit_learn_and_round_trips():
     assert np.array_equal(again(x), ens(x))
     with pytest.raises(ValueError, match="same outcome"):
         fit_tree_ensemble(x, np.ones(300), "classifier", ("a", "b", "c"))
+    assert np.allclose(constant_ensemble("classifier", ("a", "b", "c"), 0.0)(x), 1e-6)  # every fit image needed an edit
 
 
 def test_min_gt_area_makes_small_objects_dont_care():
