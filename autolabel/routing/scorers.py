@@ -90,8 +90,15 @@ def fit_tree_ensemble(
 
     Raises:
         ValueError: fewer than 2 images, or a classifier target with one class only.
+        ImportError: scikit-learn is not installed (extra ``routing``).
     """
-    from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
+    try:
+        from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
+    except ImportError as e:
+        raise ImportError(
+            "the learned image scorer needs scikit-learn: pip install 'autolabel-vision[routing]' "
+            "(or use scorer: product)"
+        ) from e
 
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64)
