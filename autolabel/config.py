@@ -200,6 +200,24 @@ class RoutingPolicy(StrictModel):
     cost_profile: str = Field(DEFAULT_PROFILE, description="configs/cost name or YAML path")
     scratch_margin: float = Field(1.0, gt=0, description="scratch when expected fix s > margin x scratch s")
     holdout: float = Field(0.0, ge=0, lt=1, description="share of calibration images kept for the bound only")
+    scorer: Literal["product", "learned"] = Field(
+        "product", description="image score: product of calibrated box probabilities, or gradient boosting on image features"
+    )
+    test: Literal["ltt_sequence", "bonferroni", "fixed_sequence"] = Field(
+        "ltt_sequence", description="threshold test: every distinct score in sequence (holdout 0 allowed), or a grid of "
+        "coverage levels chosen on the fit images and tested on the holdout by Bonferroni or as a fixed sequence",
+    )
+    bound: Literal["auto", "clopper_pearson", "hoeffding_bentkus", "wsr"] = Field(
+        "auto", description="auto: Clopper-Pearson for image_any_edit; Hoeffding-Bentkus (ltt_sequence) or "
+        "Waudby-Smith-Ramdas betting (grid tests) for box_error_rate",
+    )
+    coverage_grid: tuple[float, ...] = Field(
+        (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5), description="coverage levels of the grid tests"
+    )
+    min_gt_area: float = Field(0.0, ge=0, description="ground-truth boxes below this area (px²) are don't-care regions")
+    box_alpha: float | None = Field(
+        None, gt=0, lt=1, description="certify pre-labels whose box precision is >= 1 - box_alpha (None: alpha)"
+    )
     seed: int = Field(0, description="seed of the holdout split")
     ece_bins: int = Field(10, ge=2)
     description: str = ""
@@ -215,6 +233,15 @@ class RoutingPolicy(StrictModel):
             raise ValueError("iou_min must not exceed iou_accept")
         if self.evidence_conf > self.prelabel_conf:
             raise ValueError("evidence_conf must not exceed prelabel_conf")
+        if (self.scorer == "learned" or self.test != "ltt_sequence") and self.holdout <= 0:
+            raise ValueError(
+                f"scorer={self.scorer!r} with test={self.test!r} needs holdout > 0: the bound must use images the "
+                "scorer was not fitted on (e.g. holdout: 0.5)"
+            )
+        if self.bound == "clopper_pearson" and self.risk != "image_any_edit":
+            raise ValueError("the Clopper-Pearson bound needs the 0/1 loss of risk image_any_edit")
+        if not self.coverage_grid or not all(0 < c <= 1 for c in self.coverage_grid):
+            raise ValueError(f"coverage_grid must hold levels in (0, 1], got {list(self.coverage_grid)}")
         return self
 
 

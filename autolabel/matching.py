@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from autolabel.boxes import paired_inter_union
+from autolabel.boxes import box_area, paired_inter_union
 from autolabel.config import IOU_ACCEPT, IOU_MIN
 from autolabel.core import Detections, Results
 
@@ -361,6 +361,7 @@ def match_sweep(
     iou_accept: float = IOU_ACCEPT,
     iou_min: float = IOU_MIN,
     relabel: bool = True,
+    min_gt_area: float = 0.0,
 ) -> list[Matching]:
     """:func:`match` at each pre-label threshold, aligning and checking the boxes once.
 
@@ -371,9 +372,13 @@ def match_sweep(
         iou_accept: IoU from which a right-class box needs no edit.
         iou_min: IoU from which a box counts as finding an object.
         relabel: pair wrong-class boxes (``False``: COCO evaluation's same-class pairs).
+        min_gt_area: ground-truth boxes with a smaller area (pixels²) become don't-care
+            regions, as labeling specs that skip tiny objects treat them: like crowd regions,
+            never drawn, and a prediction on one (intersection over its area >= iou_min)
+            counts neither way. 0 (default): every box counts.
 
     Returns:
-        One :class:`Matching` per threshold.
+        One :class:`Matching` per threshold (``gt_crowd`` includes the don't-care boxes).
 
     Raises:
         ValueError: images or classes that do not line up, a non-finite or inverted box,
@@ -383,6 +388,10 @@ def match_sweep(
     pred, gt = align_classes(pred, gt)
     p = _Boxes.of(pred.detections, "predictions", False)
     g = _Boxes.of(gt.detections, "ground truth", True)
+    if min_gt_area < 0:
+        raise ValueError(f"min_gt_area must be >= 0, got {min_gt_area}")
+    if min_gt_area > 0:
+        g.crowd = g.crowd | (box_area(g.xyxy) < min_gt_area)  # type: ignore[operator]
     box = np.concatenate([np.arange(len(d)) for d in pred]) if len(pred) else np.zeros(0, np.int64)
     out = []
     for t in thresholds:
@@ -403,6 +412,7 @@ def match(
     iou_accept: float = IOU_ACCEPT,
     iou_min: float = IOU_MIN,
     relabel: bool = True,
+    min_gt_area: float = 0.0,
 ) -> Matching:
     """Match the pre-labels (``score >= conf``) of every image to its ground truth.
 
@@ -411,4 +421,4 @@ def match(
     Returns:
         The :class:`Matching`.
     """
-    return match_sweep(pred, gt, [conf], iou_accept, iou_min, relabel)[0]
+    return match_sweep(pred, gt, [conf], iou_accept, iou_min, relabel, min_gt_area)[0]

@@ -9,7 +9,6 @@ from autolabel.config import EXIT_OK
 from autolabel.cli._common import given
 
 
-
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from autolabel.config import RoutingPolicy
     from autolabel.formats import read_coco
@@ -19,7 +18,18 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     overrides = given(risk=args.risk, alpha=args.alpha, delta=args.delta, method=args.method,
                        prelabel_conf=args.prelabel_conf, cost_profile=args.profile)
     cfg = RoutingPolicy.load({**cfg.model_dump(), **overrides})
-    policy = fit_policy(read_coco(args.predictions), read_coco(args.ground_truth), cfg)
+    preds, gt = read_coco(args.predictions), read_coco(args.ground_truth)
+    if args.plan:
+        from autolabel.routing.planner import plan
+
+        p = plan(preds, gt, cfg, target_coverage=args.target_coverage, n_repeats=args.plan_repeats)
+        print(json.dumps(p.summary, indent=1))
+        print(p.curve.groupby("images")["coverage"].agg(["mean", "std", "count"]).to_string())
+        if not args.out:
+            return EXIT_OK
+    if not args.out:
+        raise ValueError("calibrate needs --out (the policy JSON to write) unless --plan is given")
+    policy = fit_policy(preds, gt, cfg)
     policy.save(args.out)
     shown = {k: len(v) if isinstance(v, list) else v for k, v in policy.summary.items()}  # class lists: counts
     print(json.dumps({"threshold": policy.threshold, "reason": policy.reason, **shown}, indent=1))
@@ -59,8 +69,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cal = sub.add_parser("calibrate", help="fit box calibration and the auto-accept threshold on labeled images")
     cal.add_argument("--predictions", required=True, help="pre-labels as a COCO JSON (prelabel at a low --conf, e.g. 0.05)")
     cal.add_argument("--ground-truth", required=True, help="ground truth of the same images as a COCO JSON")
-    cal.add_argument("--out", required=True, help="policy JSON to write")
-    cal.add_argument("--config", default="default", help="routing policy YAML or name (configs/routing)")
+    cal.add_argument("--out", default=None, help="policy JSON to write (optional with --plan)")
+    cal.add_argument("--plan", action="store_true",
+                     help="calibration planner: coverage certified now and projected with 2x and 4x the labeled images")
+    cal.add_argument("--target-coverage", type=float, default=None, help="with --plan: labeled images this coverage needs")
+    cal.add_argument("--plan-repeats", type=int, default=6, help="with --plan: subsamples per curve point")
+    cal.add_argument("--config", default="default",
+                     help="routing policy YAML or name (configs/routing: default, strict-exact, factory-pass-90, box-accuracy-95)")
     cal.add_argument("--risk", choices=("image_any_edit", "box_error_rate"), default=None,
                      help="what alpha bounds: share of auto-accepted images needing any edit (default), or their mean "
                           "per-image box error rate (wrong + missed boxes / (pre-labels + missed))")
