@@ -4,7 +4,8 @@ Written: ``info`` (``model_id``, ``date_created``, ``tool``, ``failures``), ``im
 (ids 1.., ``file_name``, ``width``, ``height``; video frames add ``video``,
 ``frame_index``, ``timestamp``), ``categories`` (ids 1..C in ``class_names`` order) and
 ``annotations`` with ``bbox`` ``[x, y, w, h]`` at full float precision, ``area``,
-``iscrowd`` and ``score``.
+``iscrowd`` and ``score``; boxes of segmentation models add ``segmentation`` (polygons in
+pixels, from ``Detections.data["polygons"]``; ``area`` stays the box area).
 """
 
 from __future__ import annotations
@@ -45,14 +46,16 @@ def write_coco(results: ResultsLike, path: str | os.PathLike) -> list[str]:
                 record.update(video=info.key.split("#", 1)[0], frame_index=info.frame_index,
                               timestamp=info.timestamp)
             f.write(("," if image_id > 1 else "") + _dumps(record))
-            for b, s, c, z in zip(d.xyxy.tolist(), d.scores, d.class_ids.tolist(), d.crowd):
+            polygons = d.data.get("polygons")
+            for k, (b, s, c, z) in enumerate(zip(d.xyxy.tolist(), d.scores, d.class_ids.tolist(), d.crowd)):
                 # float64 differences of float32 corners are exact: x + w gives x2 back bit for bit
                 w, h = b[2] - b[0], b[3] - b[1]
                 n_ann += 1
-                ann.write(("," if n_ann > 1 else "") + _dumps({
-                    "id": n_ann, "image_id": image_id, "category_id": c + 1,
-                    "bbox": [b[0], b[1], w, h], "area": w * h, "iscrowd": int(z), "score": float(num(s)),
-                }))
+                a = {"id": n_ann, "image_id": image_id, "category_id": c + 1,
+                     "bbox": [b[0], b[1], w, h], "area": w * h, "iscrowd": int(z), "score": float(num(s))}
+                if polygons is not None and polygons[k]:
+                    a["segmentation"] = list(polygons[k])
+                ann.write(("," if n_ann > 1 else "") + _dumps(a))
         f.write('],"annotations":[')
         ann.seek(0)
         shutil.copyfileobj(ann, f)

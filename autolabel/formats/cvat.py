@@ -3,7 +3,10 @@
 ``<meta>`` holds the task's labels (each with a text attribute ``score``) and
 ``<model_id>``; every image is ``<image id name width height>`` with
 ``<box label xtl ytl xbr ybr occluded source="auto" z_order>`` and
-``<attribute name="score">``. Coordinates have 2 decimals, as CVAT writes them.
+``<attribute name="score">``. Coordinates have 2 decimals, as CVAT writes them. Boxes of
+segmentation models (``Detections.data["polygons"]``) are followed by their mask as
+``<polygon label points="x,y;x,y;..." source="auto">`` shapes sharing the box's
+``group_id`` (CVAT's grouping of shapes of one object); labels are then of type ``any``.
 """
 
 from __future__ import annotations
@@ -21,9 +24,15 @@ from autolabel.formats._common import (
 __all__ = ["write_cvat", "read_cvat"]
 
 
-def write_cvat(results: ResultsLike, path: str | os.PathLike) -> list[str]:
-    """Write one CVAT for images 1.1 XML file, image by image; returns ``[path]``."""
+def write_cvat(results: ResultsLike, path: str | os.PathLike, polygons: bool | None = None) -> list[str]:
+    """Write one CVAT for images 1.1 XML file, image by image; returns ``[path]``.
+
+    ``polygons``: declare labels of type ``any`` (rectangles and polygons); default: when
+    the first image's detections carry ``data["polygons"]``."""
     check_names(results.class_names)
+    if polygons is None:
+        first = next(iter(results), None)
+        polygons = first is not None and "polygons" in getattr(first, "data", {})
     root = ET.Element("annotations")
     sub(root, "version", "1.1")
     meta = sub(root, "meta")
@@ -34,7 +43,7 @@ def write_cvat(results: ResultsLike, path: str | os.PathLike) -> list[str]:
     for n in results.class_names:
         label = sub(labels, "label")
         sub(label, "name", n)
-        sub(label, "type", "rectangle")
+        sub(label, "type", "any" if polygons else "rectangle")
         attribute = sub(sub(label, "attributes"), "attribute")
         fields = ("name", "score"), ("mutable", "False"), ("input_type", "text"), ("default_value", ""), ("values", "")
         for tag, v in fields:
@@ -47,10 +56,17 @@ def write_cvat(results: ResultsLike, path: str | os.PathLike) -> list[str]:
         for i, (d, info) in enumerate(labeled(results)):
             image = ET.Element("image", id=str(i), name=info.file_name, width=str(info.width),
                                height=str(info.height))
-            for b, s, name in zip(d.xyxy.tolist(), d.scores, d.labels):
+            masks = d.data.get("polygons")
+            for j, (b, s, name) in enumerate(zip(d.xyxy.tolist(), d.scores, d.labels)):
                 corners = {t: f"{v:.2f}" for t, v in zip(("xtl", "ytl", "xbr", "ybr"), b)}
-                box = sub(image, "box", label=name, source="auto", occluded=0, **corners, z_order=0)
+                group = {"group_id": str(j + 1)} if masks is not None and masks[j] else {}
+                box = sub(image, "box", label=name, source="auto", occluded=0, **corners, z_order=0, **group)
                 sub(box, "attribute", num(s), name="score")
+                for flat in masks[j] if group else ():
+                    points = ";".join(f"{x:.2f},{y:.2f}" for x, y in zip(flat[::2], flat[1::2]))
+                    poly = sub(image, "polygon", label=name, source="auto", occluded=0, points=points,
+                               z_order=0, **group)
+                    sub(poly, "attribute", num(s), name="score")
             f.write(xml_text(image, declaration=False, level=1))
         f.write("</annotations>" + end)
     return [str(path)]
