@@ -36,14 +36,18 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from autolabel.detectors import list_models, model_search_dirs
+    from autolabel.detectors import model_search_dirs
+    from autolabel.detectors.inventory import model_table
 
-    rows = list_models()
+    df = model_table(bench=args.bench)
     print("searched, in order: " + "; ".join(f"{o}: {d}" for o, d in model_search_dirs()))
-    width = max([len(r["name"]) for r in rows] + [4])
-    for r in rows:
-        note = "  (shadowed by an earlier one)" if r["shadowed"] == "True" else ""
-        print(f"{r['name']:<{width}}  {r['origin']:<20}  {r['path']}{note}")
+    if len(df):
+        df["speed"] = (df["images_per_second"].map(lambda v: "" if v != v else f"{v:.1f} img/s") if args.bench else "")
+        df["where"] = df["origin"] + df["shadowed"].map(lambda s: " (shadowed)" if s == "True" else "")
+        cols = ["name", "layout", "input", "precision"] + (["speed"] if args.bench else []) + ["status", "where", "path"]
+        print(df[cols].fillna("").to_string(index=False))
+    if args.bench:
+        print("speed: predict() on the synthetic check image, this machine, now (noisy when the CPU is shared)")
     print("also: torchvision:<architecture> with --weights, and Ultralytics asset names (downloaded when online)")
     return EXIT_OK
 
@@ -77,5 +81,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     pre.add_argument("--ray-gpus", type=float, default=None, help="Ray: GPUs per actor (default 0)")
     pre.set_defaults(func=_cmd_prelabel)
 
-    mod = sub.add_parser("models", help="list the models the resolver can find, and where from")
+    mod = sub.add_parser("models", help="list the models the resolver can find: layout, input, precision, health")
+    mod.add_argument("--bench", action="store_true", help="also measure each ONNX model's speed on this machine")
     mod.set_defaults(func=_cmd_models)
