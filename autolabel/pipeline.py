@@ -12,7 +12,7 @@ import sys
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from autolabel.core import Detections, Failure, ImageInfo, Results
 from autolabel.detectors import Detector, load_detector
@@ -66,6 +66,8 @@ def iter_prelabel(
     if streams > 1 and not detector.thread_safe:
         raise ValueError(f"{type(detector).__name__} cannot run concurrent batches; use streams=1")
     conf, iou, max_det = detector.settings(conf, iou, max_det)
+    per_class = None if isinstance(conf, (int, float)) else conf  # per-class: run at the lowest, then filter
+    run_conf = per_class.floor if per_class else conf
     bs = detector.batch_size
     workers = workers or min(8, os.cpu_count() or 1)
     window: deque[Future] = deque()
@@ -73,7 +75,8 @@ def iter_prelabel(
 
     def label(loaded: list[tuple[Any, ImageInfo] | Failure]) -> list[Detections | Failure]:
         good = [x for x in loaded if not isinstance(x, Failure)]
-        dets = iter(detector.predict_prepared([g[0] for g in good], conf, iou, max_det)) if good else iter(())
+        found = detector.predict_prepared([g[0] for g in good], run_conf, iou, max_det) if good else []
+        dets = iter([per_class.apply(d) for d in found] if per_class else found)
         return [x if isinstance(x, Failure) else next(dets).with_image(x[1]) for x in loaded]
 
     with ThreadPoolExecutor(workers, "autolabel-decode", initializer=_lower_priority) as pool:
@@ -106,7 +109,7 @@ def iter_prelabel(
 def prelabel(
     source: Source | str | os.PathLike | Sequence[str | os.PathLike],
     detector: Detector | str | os.PathLike | None = None,
-    conf: float | None = None,
+    conf: float | Mapping[str, Any] | None = None,
     iou: float | None = None,
     max_det: int | None = None,
     progress: bool = True,
@@ -116,6 +119,8 @@ def prelabel(
     """Pre-label every image of ``source`` with ``detector`` (default: the bundled
     ``yolov5n.onnx``).
 
+    ``conf`` is one threshold, or per class: ``{class name: threshold}`` (optionally
+    ``"default"``), a YAML of :mod:`autolabel.thresholds`, or a ``ClassThresholds``.
     ``source`` is anything :func:`autolabel.sources.open_source` accepts; ``detector``
     anything :func:`autolabel.load_detector` accepts. ``class_map`` (a
     :class:`~autolabel.classmap.ClassMap` or a YAML path) renames, merges and drops

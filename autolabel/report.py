@@ -20,22 +20,15 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from autolabel.config import CostProfile
+from autolabel.config import DEFAULT_PROFILE, IOU_ACCEPT, IOU_MIN, CostProfile
 from autolabel.core import Results
-from autolabel.config import DEFAULT_PROFILE
-from autolabel.matching import EDIT_KINDS, align_classes
-from autolabel.savings import (
-    EditCounts,
-    count_edits,
-    kind_seconds,
-    sensitivity,
-    summarize,
-    sweep_edits,
-)
+from autolabel.matching import EDIT_KINDS, Matching, match_sweep
+from autolabel.savings import EditCounts, kind_seconds, sensitivity, summarize
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "threshold_sweep",
+    "sweep_table",
     "SavingsReport",
     "savings_report",
     "Comparison",
@@ -62,39 +55,31 @@ def threshold_sweep(
     gt: Results,
     profile: str | CostProfile = DEFAULT_PROFILE,
     thresholds: Sequence[float] | None = None,
-    iou_accept: float = 0.7,
-    iou_min: float = 0.5,
+    iou_accept: float = IOU_ACCEPT,
+    iou_min: float = IOU_MIN,
     machine_seconds: float | None = None,
 ) -> Any:
     """DataFrame, one row per pre-label threshold: predictions kept, edits, seconds,
     fraction and hours saved per 1,000 images, net saving; ``best`` marks the threshold
     that saves the most. Of the grid points below the lowest prediction score (they all
     keep every box) only the highest is kept."""
-    return _sweep(pred, gt, profile, thresholds, iou_accept, iou_min, machine_seconds)[0]
+    grid = _thresholds(pred, thresholds)
+    return sweep_table(match_sweep(pred, gt, grid, iou_accept, iou_min), profile, machine_seconds)
 
 
-def _sweep(
-    pred: Results,
-    gt: Results,
-    profile: str | CostProfile,
-    thresholds: Sequence[float] | None,
-    iou_accept: float,
-    iou_min: float,
-    machine_seconds: float | None,
-) -> tuple[Any, dict[float, EditCounts]]:
-    """The sweep table and the edit counts at every threshold of it."""
+def sweep_table(matchings: Sequence[Matching], profile: str | CostProfile = DEFAULT_PROFILE,
+                machine_seconds: float | None = None) -> Any:
+    """The sweep DataFrame (see :func:`threshold_sweep`) of one :class:`Matching` per
+    threshold, in the order given."""
     import pandas as pd
 
-    pred, gt = align_classes(pred, gt)
     profile = CostProfile.load(profile)
-    grid = _thresholds(pred, thresholds)
-    edits = dict(zip(grid, sweep_edits(pred, gt, grid, iou_accept, iou_min)))
     rows = []
-    for t, e in edits.items():
-        s = summarize(e, profile, machine_seconds, n_boot=0)
+    for m in matchings:
+        s = summarize(EditCounts.of(m), profile, machine_seconds, n_boot=0)
         k = s["per_1000_images"]
         rows.append({
-            "threshold": t, "pred_boxes": s["pred_boxes"], **s["edits"],
+            "threshold": m.conf, "pred_boxes": s["pred_boxes"], **s["edits"],
             "scratch_seconds": s["scratch_seconds"], "assisted_seconds": s["assisted_seconds"],
             "saved_fraction": s["saved_fraction"], "saved_hours_per_1000": k["saved_hours"],
             "net_saving_per_1000": k["net_saving"],
@@ -103,20 +88,22 @@ def _sweep(
     df["best"] = False
     if len(df):
         df.loc[int(np.argmax(df["scratch_seconds"] - df["assisted_seconds"])), "best"] = True
-    return df, edits
+    return df
 
 
 @dataclass(eq=False)
 class SavingsReport:
     """One model's savings: ``summary`` (JSON-ready dict, see
     :func:`autolabel.savings.summarize`, plus ``model`` and ``best_threshold``),
-    ``per_class``, ``sensitivity`` (every cost profile) and ``sweep`` DataFrames."""
+    ``per_class``, ``sensitivity`` (every cost profile) and ``sweep`` DataFrames, and
+    the :class:`~autolabel.matching.Matching` at the threshold reported."""
 
     model: str
     summary: dict[str, Any]
     per_class: Any
     sensitivity: Any
     sweep: Any
+    matching: Matching | None = field(default=None, repr=False)
 
     @property
     def best_threshold(self) -> float | None:
@@ -135,26 +122,53 @@ def savings_report(
     conf: float | str | None = "best",
     machine_seconds: float | None = None,
     thresholds: Sequence[float] | None = None,
-    iou_accept: float = 0.7,
-    iou_min: float = 0.5,
+    iou_accept: float = IOU_ACCEPT,
+    iou_min: float = IOU_MIN,
     n_boot: int = 1000,
     model: str | None = None,
 ) -> SavingsReport:
-    """Score ``pred`` against ``gt`` at ``conf``: ``"best"`` (the sweep's best
-    threshold), a number, or ``None`` (every prediction as given)."""
+    """Score ``pred`` against ``gt`` at one pre-label threshold.
+
+    Matching is done once per threshold of the sweep (plus ``conf`` when it is off the
+    grid), by one :func:`~autolabel.matching.match_sweep`; every table reads those.
+
+    Args:
+        pred: predictions (any scores; a file written at a low ``--conf`` is the usual).
+        gt: ground truth.
+        profile: cost profile name, YAML or object.
+        conf: ``"best"`` (the sweep's best threshold), a number, or ``None`` (every
+            prediction as given).
+        machine_seconds: measured inference seconds on these images.
+        thresholds: the sweep grid (default :data:`DEFAULT_THRESHOLDS`).
+        iou_accept: IoU from which a box is accepted as is.
+        iou_min: IoU from which a box counts as finding its object.
+        n_boot: bootstrap resamples of the 95% interval.
+        model: name in the report (default: the predictions' ``model_id``).
+
+    Returns:
+        The :class:`SavingsReport`; ``summary["below_threshold"]`` counts predictions
+        scoring below the threshold reported (not pre-labels there).
+
+    Raises:
+        ValueError: a bad ``conf``, or predictions and ground truth that do not line up.
+    """
     if isinstance(conf, str) and conf != "best":
         raise ValueError(f"conf must be a number, None or 'best', got {conf!r}")
-    pred, gt = align_classes(pred, gt)
-    sweep, swept = _sweep(pred, gt, profile, thresholds, iou_accept, iou_min, machine_seconds)
+    grid = _thresholds(pred, thresholds)
+    extra = [] if conf == "best" or conf in grid else [conf]
+    matchings = match_sweep(pred, gt, [*grid, *extra], iou_accept, iou_min)  # type: ignore[list-item]
+    sweep = sweep_table(matchings[: len(grid)], profile, machine_seconds)
     best = float(sweep.loc[sweep["best"], "threshold"].iloc[0]) if len(sweep) else None
-    if conf == "best" and best in swept:
-        edits = swept[best]
-    else:
-        edits = count_edits(pred, gt, best if conf == "best" else conf, iou_accept, iou_min)  # type: ignore[arg-type]
+    at = best if conf == "best" else conf
+    chosen = next((m for m in matchings if m.conf == at), matchings[-1])
+    edits = EditCounts.of(chosen)
     summary = summarize(edits, profile, machine_seconds, n_boot)
     name = model or pred.model_id or "predictions"
-    summary = {"model": name, **summary, "best_threshold": best, "iou_accept": iou_accept, "iou_min": iou_min}
-    return SavingsReport(name, summary, edits.per_class(profile), sensitivity(edits, machine_seconds=machine_seconds), sweep)
+    below = 0 if at is None else int(sum((d.scores < at).sum() for d in pred))
+    summary = {"model": name, **summary, "best_threshold": best, "iou_accept": iou_accept, "iou_min": iou_min,
+               "below_threshold": below}
+    return SavingsReport(name, summary, edits.per_class(profile), sensitivity(edits, machine_seconds=machine_seconds),
+                         sweep, chosen)
 
 
 @dataclass(eq=False)
@@ -420,8 +434,8 @@ def compare_predictions(
     machine_seconds: Mapping[str, float] | None = None,
     profile: str = DEFAULT_PROFILE,
     thresholds: Sequence[float] | None = None,
-    iou_accept: float = 0.7,
-    iou_min: float = 0.5,
+    iou_accept: float = IOU_ACCEPT,
+    iou_min: float = IOU_MIN,
     n_boot: int = 1000,
     dataset: str = "dataset",
 ) -> Comparison:

@@ -11,6 +11,16 @@ from autolabel.cli._common import given
 
 
 
+def _conf(args: argparse.Namespace) -> object:
+    """``--conf``, or the per-class thresholds of ``--conf-per-class`` (``--conf``: the
+    threshold of classes it does not list, when it has no ``default``)."""
+    if args.conf_per_class is None:
+        return args.conf
+    from autolabel.thresholds import ClassThresholds
+
+    return ClassThresholds.load(args.conf_per_class, default=args.conf)
+
+
 def _cmd_prelabel(args: argparse.Namespace) -> int:
     from autolabel.engine import run_job
 
@@ -19,7 +29,7 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
     ray_opts = given(actors=args.ray_actors, num_cpus=args.ray_cpus, num_gpus=args.ray_gpus)
     try:
         summary = run_job(
-            args.source, args.out, args.model, args.format, conf=args.conf, iou=args.iou, max_det=args.max_det,
+            args.source, args.out, args.model, args.format, conf=_conf(args), iou=args.iou, max_det=args.max_det,
             class_map=args.class_map, engine=args.engine, resume=args.resume, retry_failed=args.retry_failed,
             workers=args.workers, streams=args.streams, progress=not args.quiet, detector_options=det_opts, ray_options=ray_opts,
             **src_opts,
@@ -60,6 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     pre.add_argument("--out", required=True, help="output directory")
     pre.add_argument("--format", default="coco", help="coco, yolo, voc, labelstudio or cvat")
     pre.add_argument("--conf", type=float, default=None, help="confidence threshold (model default 0.25)")
+    pre.add_argument("--conf-per-class", default=None, metavar="YAML",
+                     help="per-class thresholds (autolabel savings --class-thresholds writes them)")
     pre.add_argument("--iou", type=float, default=None, help="NMS IoU threshold (model default 0.6)")
     pre.add_argument("--max-det", type=int, default=None)
     pre.add_argument("--batch-size", type=int, default=None)

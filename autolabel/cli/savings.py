@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from autolabel.config import EXIT_OK
 from autolabel.cli._common import match_options
@@ -15,16 +16,36 @@ def _cmd_savings(args: argparse.Namespace) -> int:
     from autolabel.report import savings_report
 
     pred, gt = read_coco(args.predictions), read_coco(args.ground_truth)
+    conf = None if args.every_prediction else ("best" if args.conf is None else args.conf)
     rep = savings_report(
-        pred, gt, args.profile, args.conf, args.machine_seconds, iou_accept=args.iou_accept, iou_min=args.iou_min
+        pred, gt, args.profile, conf, args.machine_seconds, iou_accept=args.iou_accept, iou_min=args.iou_min
     )
     s = rep.summary
     lo, hi = s["saved_fraction_ci95"]
-    at = "all predictions" if s["conf"] is None else f"threshold {s['conf']:.2f}"
+    if s["conf"] is None:
+        at = "every prediction as a pre-label"
+    elif conf == "best":
+        at = f"pre-label threshold {s['conf']:.2f}, the best of the sweep"
+    else:
+        at = f"pre-label threshold {s['conf']:.2f}"
     print(f"{s['images']} images, {s['gt_boxes']} ground-truth boxes, {s['pred_boxes']} pre-labels ({at}); "
           f"edits: " + ", ".join(f"{k} {v}" for k, v in s["edits"].items()))
     print(f"human seconds: {s['scratch_seconds']:.0f} from scratch, {s['assisted_seconds']:.0f} assisted; saved "
-          f"{s['saved_fraction']:.1%} (95% CI {lo:.1%} to {hi:.1%}); best threshold {rep.best_threshold}")
+          f"{s['saved_fraction']:.1%} (95% CI {lo:.1%} to {hi:.1%}) at threshold "
+          f"{'none' if s['conf'] is None else format(s['conf'], '.2f')}; best threshold of the sweep {rep.best_threshold}")
+    if s["below_threshold"]:
+        print(f"note: {args.predictions} holds {s['below_threshold']} predictions scoring below {s['conf']:.2f}; "
+              "they are not counted as pre-labels (filter them out when importing: --conf at prelabel time)",
+              file=sys.stderr)
+    if args.class_thresholds:
+        from autolabel.thresholds import per_class_gain
+
+        gain = per_class_gain(pred, gt, args.profile, iou_accept=args.iou_accept, iou_min=args.iou_min)
+        print(f"per-class thresholds, out of sample (fitted on one half of the images, measured on the other): "
+              f"saved {gain['per_class_saved_fraction']:.1%} against {gain['global_saved_fraction']:.1%} with one "
+              f"global threshold ({gain['gain_fraction']:+.1%} points)")
+        print(f"wrote {gain['thresholds'].save(args.class_thresholds)} (fitted on all images; "
+              f"use it with autolabel prelabel --conf-per-class)")
     if args.json:
         from autolabel.formats._common import atomic_write
 
@@ -52,7 +73,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sav.add_argument("--ground-truth", required=True, help="ground truth as a COCO JSON")
     sav.add_argument("--json", default=None, help="write the full summary (per class, sensitivity, sweep) here")
     sav.add_argument("--profile", default="extreme-clicking", help="cost profile name or YAML (configs/cost)")
-    sav.add_argument("--conf", type=float, default=None, help="pre-label threshold (default: every prediction)")
+    sav.add_argument("--conf", type=float, default=None,
+                     help="pre-label threshold (default: the sweep's best, printed)")
+    sav.add_argument("--every-prediction", action="store_true", help="count every prediction in the file as a pre-label")
+    sav.add_argument("--class-thresholds", default=None, metavar="YAML",
+                     help="fit per-class thresholds, write them here, and report their out-of-sample gain")
     sav.add_argument("--machine-seconds", type=float, default=None, help="inference seconds spent on these images")
     sav.set_defaults(func=_cmd_savings)
 

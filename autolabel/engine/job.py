@@ -172,7 +172,7 @@ def run_job(
     detector: Detector | str | os.PathLike | None = None,
     format: str = "coco",
     *,
-    conf: float | None = None,
+    conf: Any = None,
     iou: float | None = None,
     max_det: int | None = None,
     class_map: Any = None,
@@ -221,8 +221,11 @@ def run_job(
     if class_map is not None:
         ClassMap.load(class_map, det.class_names)  # a bad class map fails before any work
     conf, iou, max_det = det.settings(conf, iou, max_det)
+    if not isinstance(conf, (int, float)) and engine == "ray":
+        raise ValueError("per-class thresholds need engine='local'")
     src = open_source(source, **source_options)
-    manifest = {"model_id": det.model_id, "class_names": det.class_names, "conf": conf, "iou": iou,
+    logged_conf = conf if isinstance(conf, (int, float)) else {"default": conf.default, "classes": conf.classes}
+    manifest = {"model_id": det.model_id, "class_names": det.class_names, "conf": logged_conf, "iou": iou,
                 "max_det": max_det}
     processed = 0
     with ShardLog(out).open(manifest, resume=resume) as log:
