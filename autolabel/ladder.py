@@ -32,7 +32,7 @@ import numpy as np
 from autolabel.config import DEFAULT_PROFILE
 from autolabel.core import Results
 
-__all__ = ["MachinePrices", "coco_map", "ladder_row", "Ladder", "pareto_front", "PROFILES"]
+__all__ = ["MachinePrices", "coco_map", "ladder_row", "Ladder", "pareto_front", "run_ladder", "PROFILES"]
 
 PROFILES = ("extreme-clicking", "annotation-factory")
 
@@ -231,7 +231,7 @@ class Ladder:
         return b
 
     def to_markdown(self, figure_file: str | None = None) -> str:
-        from autolabel.report import _formatted, _md_table
+        from autolabel.render import formatted, md_table
 
         out = []
         for kind, x in self._blocks():
@@ -240,13 +240,13 @@ class Ladder:
             elif kind == "p":
                 out.append(x)
             elif kind == "table":
-                out.append(_md_table(_formatted(x)))
+                out.append(md_table(formatted(x)))
             elif figure_file:
                 out.append(f"![Pareto front]({figure_file})")
         return "\n\n".join(out) + "\n"
 
     def to_html(self) -> str:
-        from autolabel.report import _CSS, _formatted, _png
+        from autolabel.render import CSS, formatted, png
 
         out = []
         for kind, x in self._blocks():
@@ -255,24 +255,24 @@ class Ladder:
             elif kind == "p":
                 out.append(f"<p>{html.escape(x)}</p>")
             elif kind == "table":
-                out.append(_formatted(x).to_html(index=False, border=0))
+                out.append(formatted(x).to_html(index=False, border=0))
             else:
-                out.append(f'<img alt="pareto" src="data:image/png;base64,{base64.b64encode(_png(self.figure())).decode()}">')
-        return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Model ladder</title><style>{_CSS}</style>"
+                out.append(f'<img alt="pareto" src="data:image/png;base64,{base64.b64encode(png(self.figure())).decode()}">')
+        return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Model ladder</title><style>{CSS}</style>"
                 "</head><body>\n" + "\n".join(out) + "\n</body></html>\n")
 
     def save(self, out_dir: str | os.PathLike, name: str = "model-ladder") -> list[str]:
         """Write ``<name>.md`` (+ ``<name>-pareto.png``), ``<name>.html`` and
         ``<name>-thresholds-<dataset>-<model>.yaml`` into ``out_dir``; returns the paths."""
         from autolabel.formats._common import atomic_write, safe_join
-        from autolabel.report import _png
+        from autolabel.render import png
 
         os.makedirs(out_dir, exist_ok=True)
-        png = f"{name}-pareto.png"
-        with open(safe_join(out_dir, png), "wb") as f:
-            f.write(_png(self.figure()))
-        written = [safe_join(out_dir, png)]
-        written.append(atomic_write(safe_join(out_dir, f"{name}.md"), self.to_markdown(png)))
+        fig_file = f"{name}-pareto.png"
+        with open(safe_join(out_dir, fig_file), "wb") as f:
+            f.write(png(self.figure()))
+        written = [safe_join(out_dir, fig_file)]
+        written.append(atomic_write(safe_join(out_dir, f"{name}.md"), self.to_markdown(fig_file)))
         written.append(atomic_write(safe_join(out_dir, f"{name}.html"), self.to_html()))
         for r in self.rows:
             written.append(r["class_thresholds"].save(safe_join(out_dir, f"{name}-thresholds-{r['dataset']}-{r['model']}.yaml")))
@@ -289,3 +289,69 @@ _METHOD = (
     "{p.cpu_hour}/core-hour; GPU cost at USD {p.gpu_hour}/GPU-hour assuming {p.gpu_images_per_second_640:.0f} "
     "images/s at 640x640 (scaled by input area; not measured here). Net: human pay saved minus CPU cost."
 )
+
+
+def run_ladder(
+    models: Sequence[Any],
+    images: str | os.PathLike,
+    ground_truth: str | os.PathLike,
+    dataset: str | None = None,
+    split: str | os.PathLike | Sequence[str] | None = None,
+    min_conf: float = 0.05,
+    prices: MachinePrices = MachinePrices(),
+    progress: bool = False,
+) -> tuple[Ladder, dict[str, Results], dict[str, float]]:
+    """Pre-label the ground truth's images with every model (timed: wall and process CPU
+    seconds) and put each on the ladder (what ``autolabel compare`` runs).
+
+    Args:
+        models: model specs (:func:`autolabel.load_detector`).
+        images: the image folder (ground-truth ``file_name`` relative to it).
+        ground_truth: a COCO JSON file.
+        dataset: name shown (default: the folder's name).
+        split: only these images (see :func:`autolabel.report.compare`).
+        min_conf: pre-label threshold of the runs (the lowest of the sweep).
+        prices: machine prices.
+        progress: progress bars.
+
+    Returns:
+        The :class:`Ladder`, the predictions and the wall seconds per model.
+    """
+    import resource
+    import time
+
+    from autolabel.detectors import load_detector
+    from autolabel.formats import read_coco
+    from autolabel.formats._common import load_json
+    from autolabel.pipeline import prelabel
+    from autolabel.report import _select
+    from autolabel.sources import Item, Source
+
+    gt = _select(read_coco(ground_truth), split)
+    raw, _ = load_json(ground_truth)
+    names = {d.image.file_name for d in gt}  # type: ignore[union-attr]
+    ids = {im["id"] for im in raw["images"] if im["file_name"] in names}
+    gt_coco = {**raw, "images": [im for im in raw["images"] if im["id"] in ids],
+               "annotations": [a for a in raw.get("annotations", []) if a["image_id"] in ids]}
+    items = [Item(d.image.file_name, os.path.join(str(images), d.image.file_name)) for d in gt]  # type: ignore[union-attr]
+    dataset = dataset or os.path.basename(os.path.abspath(str(images)))
+    ladder = Ladder(prices=prices)
+    preds: dict[str, Results] = {}
+    seconds: dict[str, float] = {}
+    for spec in models:
+        det = load_detector(spec)
+        name = det.name if det.name not in preds else f"{det.name}#{len(preds)}"
+        cpu0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        res = prelabel(Source(items, f"{len(items)} images under {images}", len(items)), det, conf=min_conf,
+                       progress=progress)
+        seconds[name] = time.perf_counter() - t0
+        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        if res.failures:
+            f = res.failures[0]
+            raise ValueError(f"{name}: {len(res.failures)} images could not be read, e.g. {f.key}: {f.reason}")
+        cpu = (cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime) / len(items)
+        preds[name] = res
+        ladder.add(dataset, ladder_row(name, res, gt, gt_coco, cpu, seconds[name] / len(items), det.input_size,
+                                       getattr(det, "precision", ""), prices))
+    ladder.notes.append(f"Predictions at conf {min_conf}; CPU seconds measured over the whole run on this machine.")
+    return ladder, preds, seconds

@@ -16,6 +16,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from autolabel.core import Detections, Failure, ImageInfo, Results
 from autolabel.detectors import Detector, load_detector
+from autolabel.engine.tuning import engine_settings
 from autolabel.sources import ImageReadError, Item, Source, open_source
 
 __all__ = ["prelabel", "iter_prelabel", "tracked"]
@@ -37,8 +38,7 @@ def _lower_priority() -> None:
 
 def _load(detector: Detector, item: Item) -> tuple[Any, ImageInfo] | Failure:
     try:
-        arr, info = item.load()
-        return detector.prepare(arr), info
+        return detector.prepare_item(item)
     except ImageReadError as e:
         return Failure(item.key, e.reason)
     except Exception as e:  # a decoder bug must not kill a 100,000-image run
@@ -53,7 +53,7 @@ def iter_prelabel(
     max_det: int | None = None,
     workers: int | None = None,
     prefetch_batches: int = 4,
-    streams: int = 1,
+    streams: int | None = None,
 ) -> Iterator[list[Detections | Failure]]:
     """Yield one list per batch, in input order: a :class:`Detections` per good image
     (with its :class:`ImageInfo`) and a :class:`Failure` per bad one.
@@ -63,13 +63,13 @@ def iter_prelabel(
     at a lower OS priority than inference. ``streams`` > 1 keeps that many batches in
     inference at once, for :attr:`~Detector.thread_safe` detectors (on a CPU, two
     1-thread ONNX streams beat one 2-thread stream: no barrier waits between cores)."""
+    streams, workers = engine_settings(detector, streams, workers)  # defaults: autolabel.engine.tuning
     if streams > 1 and not detector.thread_safe:
         raise ValueError(f"{type(detector).__name__} cannot run concurrent batches; use streams=1")
     conf, iou, max_det = detector.settings(conf, iou, max_det)
     per_class = None if isinstance(conf, (int, float)) else conf  # per-class: run at the lowest, then filter
     run_conf = per_class.floor if per_class else conf
     bs = detector.batch_size
-    workers = workers or min(8, os.cpu_count() or 1)
     window: deque[Future] = deque()
     items = iter(source)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import os
 import time
@@ -23,6 +22,7 @@ import numpy as np
 from autolabel.config import DEFAULT_PROFILE, IOU_ACCEPT, IOU_MIN, CostProfile
 from autolabel.core import Results
 from autolabel.matching import EDIT_KINDS, Matching, match_sweep
+from autolabel.render import CSS, formatted, md_table, png
 from autolabel.savings import EditCounts, kind_seconds, sensitivity, summarize
 
 __all__ = [
@@ -306,7 +306,7 @@ class Comparison:
             elif kind == "p":
                 out.append(x)
             elif kind == "table":
-                out.append(_md_table(_formatted(x)))
+                out.append(md_table(formatted(x)))
             elif figure_files and x in figure_files:
                 out.append(f"![{x}]({figure_files[x]})")
         return "\n\n".join(out) + "\n"
@@ -321,11 +321,11 @@ class Comparison:
             elif kind == "p":
                 out.append(f"<p>{html.escape(x)}</p>")
             elif kind == "table":
-                out.append(_formatted(x).to_html(index=False, border=0))
+                out.append(formatted(x).to_html(index=False, border=0))
             elif x in figs:
-                out.append(f'<img alt="{x}" src="data:image/png;base64,{base64.b64encode(_png(figs[x])).decode()}">')
+                out.append(f'<img alt="{x}" src="data:image/png;base64,{base64.b64encode(png(figs[x])).decode()}">')
         title = html.escape(f"Pre-labeling savings: {self.dataset}")
-        return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title><style>{_CSS}</style>"
+        return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title><style>{CSS}</style>"
                 f"</head><body>\n" + "\n".join(out) + "\n</body></html>\n")
 
     def to_dict(self) -> dict[str, Any]:
@@ -342,7 +342,7 @@ class Comparison:
             rel = f"{name}-{fig_name.replace('_', '-')}.png"
             path = safe_join(out_dir, rel)
             with open(path, "wb") as f:
-                f.write(_png(fig))
+                f.write(png(fig))
             files[fig_name] = rel
             written.append(path)
         written.append(atomic_write(safe_join(out_dir, f"{name}.md"), self.to_markdown(files)))
@@ -363,10 +363,6 @@ _METHOD = (
     "made this report. Seconds per action of this profile:"
 )
 
-_CSS = ("body{font-family:system-ui,sans-serif;max-width:70em;margin:2em auto;padding:0 1em;color:#222}"
-        "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
-        "th,td{padding:0.25em 0.6em;border-bottom:1px solid #ddd;text-align:right}"
-        "th{background:#f4f4f4}img{max-width:100%;display:block;margin:1em 0}")
 
 
 def _headline(s: Mapping[str, Any]) -> str:
@@ -391,41 +387,6 @@ def _profile_table(profile: str) -> Any:
               f"{p.currency} {p.price_per_image or 0}/image + {p.price_per_box or 0}/box"},
              {"item": "machine price", "value": f"{p.currency} {p.machine_price_per_hour}/h"}]
     return pd.DataFrame(rows)
-
-
-def _cell(column: str, v: Any) -> str:
-    if isinstance(v, (bool, np.bool_)):
-        return column if v else ""
-    if v is None or (isinstance(v, float) and np.isnan(v)):
-        return ""
-    if isinstance(v, (float, np.floating)):
-        if "fraction" in column or column.startswith("ci95"):
-            return f"{v:.1%}"
-        if column == "threshold":
-            return f"{v:.2f}"
-        return f"{v:,.2f}" if abs(v) >= 1 or v == 0 else f"{v:.3g}"
-    return str(v)
-
-
-def _formatted(df: Any) -> Any:
-    """Every cell as text: fractions as percentages, other floats with 2 decimals
-    (3 significant digits below 1), a true ``best`` as the word best."""
-    import pandas as pd
-
-    return pd.DataFrame({c: [_cell(str(c), v) for v in df[c].tolist()] for c in df.columns})
-
-
-def _md_table(df: Any) -> str:
-    cells = [[str(c) for c in df.columns]] + [[str(v) for v in row] for row in df.itertuples(index=False)]
-    cells = [[c.replace("|", "\\|") for c in row] for row in cells]
-    lines = ["| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(cells[0])]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in cells[1:]])
-
-
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return buf.getvalue()
 
 
 def compare_predictions(

@@ -260,3 +260,89 @@ def test_models_command_shows_layout_size_and_precision(capsys):
     assert "fp32" in rows["yolov5n-320.onnx"] and "320x320" in rows["yolov5n-320.onnx"]
     assert "yolov8-seg" in rows["yolov8n-seg-320-int8.onnx"]
     assert "BROKEN" in rows["broken-yolo11n-statquant.onnx"]
+
+
+# -- formats: mask polygons ---------------------------------------------------------------------------
+def test_seg_polygons_reach_label_studio_and_cvat(coco150, tmp_path):
+    """The seg model's polygons in Label Studio (percent points of a polygonlabels region, a
+    PolygonLabels control in the config) and CVAT (a <polygon> sharing its box's group_id)."""
+    import xml.etree.ElementTree as ET
+
+    import autolabel as al
+    from autolabel.formats import write
+
+    images = sorted((coco150 / "images").glob("*.jpg"))[:3]
+    res = al.prelabel(images, "yolov8n-seg-320-int8.onnx", conf=0.4, progress=False)
+    n_poly = sum(len(p) for d in res for p in d.data["polygons"])
+    assert n_poly >= 3
+    ls_path = write(res, tmp_path / "ls", "labelstudio")[0]
+    tasks = json.loads(Path(ls_path).read_text())
+    config = (tmp_path / "ls" / "label_config.xml").read_text()
+    assert "<PolygonLabels" in config and 'name="polygon"' in config
+    regions = [r for t in tasks for r in t["predictions"][0]["result"] if r["type"] == "polygonlabels"]
+    assert len(regions) == n_poly
+    d0 = res[0]
+    first = next(r for r in regions if r["id"].startswith("0-"))
+    j = int(first["id"].split("-")[1])
+    flat = d0.data["polygons"][j][0]
+    w, h = d0.image.width, d0.image.height
+    assert first["value"]["points"][0] == pytest.approx([100 * flat[0] / w, 100 * flat[1] / h])
+    assert first["value"]["polygonlabels"] == [d0.labels[j]]
+    cvat = write(res, tmp_path / "cvat", "cvat")[0]
+    root = ET.parse(cvat).getroot()
+    assert {el.text for el in root.iter("type")} == {"any"}
+    polys = list(root.iter("polygon"))
+    assert len(polys) == n_poly
+    image0 = root.find("image")
+    boxes = {b.get("group_id"): b for b in image0.iter("box")}
+    for p in image0.iter("polygon"):
+        box = boxes[p.get("group_id")]
+        assert box.get("label") == p.get("label")
+        xy = np.array([[float(v) for v in pt.split(",")] for pt in p.get("points").split(";")])
+        x1, y1, x2, y2 = (float(box.get(k)) for k in ("xtl", "ytl", "xbr", "ybr"))
+        assert (xy[:, 0] >= x1 - 1).all() and (xy[:, 0] <= x2 + 1).all()  # the mask lies in its box
+        assert (xy[:, 1] >= y1 - 1).all() and (xy[:, 1] <= y2 + 1).all()
+
+
+# -- large frames: JPEG draft decode ------------------------------------------------------------------
+def test_draft_decode_maps_boxes_back_to_full_size(coco150, tmp_path):
+    """A 3x upscaled JPEG decodes at 1/2 scale (still larger than the letterbox needs) and its
+    boxes, in full-size pixels, agree with a full decode's."""
+    from PIL import Image
+
+    import autolabel as al
+    from autolabel.boxes import box_iou
+    from autolabel.sources import load_image_draft
+
+    src = sorted((coco150 / "images").glob("*.jpg"))[:4]
+    paths = []
+    for p in src:
+        with Image.open(p) as im:
+            im.convert("RGB").resize((im.width * 3, im.height * 3), Image.LANCZOS).save(tmp_path / p.name, quality=92)
+        paths.append(tmp_path / p.name)
+    arr, full = load_image_draft(paths[0], (640, 640))
+    with Image.open(paths[0]) as im:
+        assert full == im.size and arr.shape[1] == (im.width + 1) // 2  # 1/2: the letterbox keeps 1/3
+    det = al.load_detector("yolov5n.onnx")
+    drafted = al.prelabel(paths, det, progress=False)
+    det.draft = False
+    plain = al.prelabel(paths, det, progress=False)
+    for a, b in zip(drafted, plain):
+        assert (a.image.width, a.image.height) == (b.image.width, b.image.height)
+        assert abs(len(a) - len(b)) <= 1
+        iou = box_iou(a.xyxy, b.xyxy)
+        assert (iou.max(1) > 0.9).mean() >= 0.9
+
+
+def test_engine_defaults_from_cores():
+    from autolabel.engine.tuning import cpu_streams, cpu_threads
+
+    assert [(cpu_streams(n), cpu_threads(n)) for n in (1, 2, 4, 16)] == [(1, 1), (2, 1), (2, 2), (4, 4)]
+    det = load_detector_cpu("yolov5n-320.onnx")
+    assert det.auto_streams == cpu_streams() and det.session.get_session_options().intra_op_num_threads == cpu_threads()
+
+
+def load_detector_cpu(name: str):  # type: ignore[no-untyped-def]
+    from autolabel.detectors import load_detector
+
+    return load_detector(name, device="cpu")

@@ -127,3 +127,22 @@ def test_class_thresholds_file_errors_name_the_file(tmp_path):
     bad.write_text("classes: {person: 0.5}\n")
     with pytest.raises(ValueError, match=r"bad\.yaml.*no default"):
         ClassThresholds.load(bad)
+
+
+def test_cli_compare_gives_the_model_ladder(coco150, tmp_path, capsys):
+    split = tmp_path / "split.txt"
+    split.write_text("\n".join(sorted(p.stem for p in (coco150 / "images").glob("*.jpg"))[:8]) + "\n")
+    rc = main(["compare", "--models", "yolov5n.onnx", "yolov5n-320.onnx", "--images", str(coco150 / "images"),
+               "--ground-truth", str(coco150 / "instances.json"), "--out", str(tmp_path / "rep"),
+               "--split-file", str(split), "--quiet", "--cpu-hour", "3600"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert re.search(r"images: run yolov5n(-320)? at threshold 0\.\d\d: saves [\d.]+ h per 1,000 images", out)
+    md = (tmp_path / "rep" / "report-ladder.md").read_text()
+    assert "Pareto" in md and "mAP50_95" in md and "net_annotation-factory_per_1000" in md
+    # at USD 3600 a core-hour a CPU second costs USD 1: the CPU column is the measured CPU seconds x 1000
+    rows = [ln.split() for ln in out.splitlines() if ln.split()[:1] in (["yolov5n"], ["yolov5n-320"]) and "fp32" in ln]
+    assert len(rows) == 2
+    for r in rows:
+        cpu_s, cost = float(r[8]), float(r[9])
+        assert cost == pytest.approx(cpu_s * 1000, rel=1e-3)

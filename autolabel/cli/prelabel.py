@@ -85,9 +85,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                      help="skip inputs already in OUT's log (--no-resume deletes the log and starts over)")
     pre.add_argument("--retry-failed", action="store_true", help="process inputs that failed before again")
     pre.add_argument("--workers", type=int, default=None, help="decode threads (default: CPUs, at most 8)")
-    pre.add_argument("--streams", type=int, default=1, help="batches in inference at once (ONNX; see --threads)")
+    pre.add_argument("--streams", type=int, default=None,
+                     help="batches in inference at once (default: from cores and model, 2 on a 2-core CPU)")
     pre.add_argument("--threads", type=int, default=None,
-                     help="ONNX Runtime threads per stream (default: all cores; on a CPU, cores / streams)")
+                     help="ONNX Runtime threads per stream (default on a CPU: cores / default streams)")
     pre.add_argument("--ray-actors", type=int, default=None, help="Ray: detector actors (default: fill the cluster)")
     pre.add_argument("--ray-cpus", type=float, default=None, help="Ray: CPUs per actor (default 1)")
     pre.add_argument("--ray-gpus", type=float, default=None, help="Ray: GPUs per actor (default 0)")

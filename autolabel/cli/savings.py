@@ -55,12 +55,25 @@ def _cmd_savings(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from autolabel.report import compare
+    import os
 
-    cmp = compare(args.models, args.images, args.ground_truth, args.profile, split=args.split_file,
-                  min_conf=args.min_conf, progress=not args.quiet)
+    from autolabel.formats import read_coco
+    from autolabel.ladder import MachinePrices, run_ladder
+    from autolabel.report import _select, compare_predictions
+
+    prices = MachinePrices(args.cpu_hour, args.gpu_hour, args.gpu_images_per_second)
+    ladder, preds, seconds = run_ladder(args.models, args.images, args.ground_truth, split=args.split_file,
+                                        min_conf=args.min_conf, prices=prices, progress=not args.quiet)
+    gt = _select(read_coco(args.ground_truth), args.split_file)
+    cmp = compare_predictions(preds, gt, seconds, args.profile, dataset=os.path.basename(os.path.abspath(args.images)))
     print(cmp.summary.to_string(index=False))
-    for path in cmp.save(args.out, args.name):
+    cols = ["model", "precision", "mAP50_95", "threshold", "saved_hours_per_1000", "saved_hours_ci95_low",
+            "saved_hours_ci95_high", "per_class_gain_fraction", "cpu_s_per_image", "cpu_cost_per_1000",
+            "gpu_cost_per_1000", "net_extreme-clicking_per_1000", "net_annotation-factory_per_1000", "pareto"]
+    print(ladder.table[cols].to_string(index=False))
+    for d in dict.fromkeys(ladder.table["dataset"]):
+        print(ladder.recommendation(d))
+    for path in [*cmp.save(args.out, args.name), *ladder.save(args.out, f"{args.name}-ladder")]:
         print(f"wrote {path}")
     return EXIT_OK
 
@@ -90,5 +103,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cmp.add_argument("--profile", default="extreme-clicking", help="cost profile name or YAML (configs/cost)")
     cmp.add_argument("--split-file", default=None, help="only these images: a text file, one file name or stem a line")
     cmp.add_argument("--min-conf", type=float, default=0.05, help="lowest pre-label threshold swept (default 0.05)")
+    cmp.add_argument("--cpu-hour", type=float, default=0.05, help="price of one core-hour (USD)")
+    cmp.add_argument("--gpu-hour", type=float, default=0.60, help="price of one GPU-hour (USD)")
+    cmp.add_argument("--gpu-images-per-second", type=float, default=400.0,
+                     help="assumed GPU images/s of a nano detector at 640x640 (see autolabel.ladder)")
     cmp.add_argument("--quiet", action="store_true", help="no progress bar")
     cmp.set_defaults(func=_cmd_compare)

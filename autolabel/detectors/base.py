@@ -104,6 +104,13 @@ class Detector(ABC):
         """Per-image preprocessing, safe to run in worker threads. Default: none."""
         return image
 
+    def prepare_item(self, item: Any) -> tuple[Any, Any]:
+        """Load an :class:`~autolabel.sources.Item` and :meth:`prepare` it (worker
+        threads); returns the prepared input and the item's ``ImageInfo``. Backends that
+        can take a smaller decode of a large image override this."""
+        arr, info = item.load()
+        return self.prepare(arr), info
+
     @abstractmethod
     def predict_prepared(self, batch: Sequence[Any], conf: float, iou: float, max_det: int) -> list[Detections]:
         """Run on a batch of :meth:`prepare` outputs; boxes in original-image pixels."""
@@ -119,12 +126,21 @@ class Detector(ABC):
         (``conf`` a threshold or per class, see :meth:`settings`)."""
         conf, iou, max_det = self.settings(conf, iou, max_det)
         per_class = None if isinstance(conf, (int, float)) else conf
-        out: list[Detections] = []
-        for i in range(0, len(images), self.batch_size):
-            chunk = [self.prepare(im) for im in images[i : i + self.batch_size]]
-            found = self.predict_prepared(chunk, per_class.floor if per_class else conf, iou, max_det)
-            out += [per_class.apply(d) for d in found] if per_class else found
-        return out
+        run_conf = per_class.floor if per_class else conf
+
+        def run(i: int) -> list[Detections]:
+            found = self.predict_prepared([self.prepare(im) for im in images[i: i + self.batch_size]],
+                                          run_conf, iou, max_det)
+            return [per_class.apply(d) for d in found] if per_class else found
+
+        starts = range(0, len(images), self.batch_size)
+        streams = getattr(self, "auto_streams", 1) if self.thread_safe else 1
+        if streams > 1 and len(starts) > 1:  # sessions sized for concurrent batches (engine/tuning.py)
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(streams) as pool:
+                return [d for part in pool.map(run, starts) for d in part]
+        return [d for i in starts for d in run(i)]
 
     def __call__(self, image: np.ndarray | str | os.PathLike, **kw: Any) -> Detections:
         """Detect in one image (array or path); the result carries the image identity."""

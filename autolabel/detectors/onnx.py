@@ -56,8 +56,11 @@ class OnnxDetector(Detector):
         class_names: class names (default: the metadata's ``names``).
         device: ``"cpu"`` or a CUDA device (default: CUDA when available).
         batch_size: images per ``session.run`` (a fixed batch dimension overrides it).
-        threads: ONNX Runtime intra-op threads (default: its own choice).
+        threads: ONNX Runtime intra-op threads (default on a CPU: cores / the engine's
+            default streams, see :mod:`autolabel.engine.tuning`; on a GPU: ONNX Runtime's).
         check: run the load-time health check (see module docs).
+        draft: decode JPEGs of at least twice the input size at 1/2, 1/4 or 1/8 scale
+            (Pillow's DCT-domain ``draft``); boxes are in full-size pixels either way.
         **defaults: ``conf``, ``iou``, ``max_det``.
 
     Attributes: ``layout`` (:class:`~autolabel.detectors.layouts.Layout`),
@@ -81,6 +84,7 @@ class OnnxDetector(Detector):
         batch_size: int = 8,
         threads: int | None = None,
         check: bool = True,
+        draft: bool = True,
         **defaults: Any,
     ):
         import onnxruntime as ort
@@ -92,11 +96,17 @@ class OnnxDetector(Detector):
         # batch throughput: idle intra-op threads sleep instead of spinning, so they do not
         # take the CPU from the decode threads (or other processes) between operators
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads:
-            opts.intra_op_num_threads = threads
         providers = ["CPUExecutionProvider"]
         if device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
+        #: concurrent batches the engine runs by default: sized with the threads (engine/tuning.py)
+        self.auto_streams = 1
+        if not threads and len(providers) == 1:
+            from autolabel.engine.tuning import cpu_streams, cpu_threads
+
+            threads, self.auto_streams = cpu_threads(), cpu_streams()
+        if threads:
+            opts.intra_op_num_threads = threads
         try:
             self.session = ort.InferenceSession(path, opts, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types
@@ -133,17 +143,31 @@ class OnnxDetector(Detector):
         if check and probe is not None:
             self.check_score = check_scores(raw_scores(self.layout, probe[0][0]), path)
         self.path = path
+        #: decode large JPEGs in the DCT domain at the scale the letterbox needs (prepare_item)
+        self.draft = draft
         self.precision = onnx_precision(path)
         self.providers = self.session.get_providers()
         self._buffers = threading.local()  # reused input tensors: no page faults per batch
         name = os.path.splitext(os.path.basename(path))[0]
         super().__init__(name, names, file_sha256(path), size, batch_size, **defaults)
 
-    def prepare(self, image: np.ndarray) -> tuple[np.ndarray, float, tuple[float, float], int, int]:
+    def prepare(
+        self, image: np.ndarray, original_size: tuple[int, int] | None = None
+    ) -> tuple[np.ndarray, float, tuple[float, float], int, int]:
         """The letterbox's image part (resized, not padded: :meth:`to_input` pads), its
-        ratio and (left, top) offset, and the original width and height."""
+        ratio (input pixels per original pixel) and (left, top) offset, and the original
+        width and height. ``original_size`` (width, height): the full size of an image
+        that was decoded smaller (boxes are then mapped to the full size)."""
         region, ratio, (left, top) = letterbox_resize(image, self.input_size)  # type: ignore[arg-type]
-        return region, ratio, (float(left), float(top)), image.shape[1], image.shape[0]
+        w, h = original_size or (image.shape[1], image.shape[0])
+        return region, ratio * image.shape[1] / w, (float(left), float(top)), w, h
+
+    def prepare_item(self, item: Any) -> tuple[Any, Any]:
+        """Load and prepare an item; with :attr:`draft` a large JPEG is decoded at 1/2,
+        1/4 or 1/8 scale in the DCT domain (:func:`~autolabel.sources.load_image_draft`)
+        and its boxes come back in full-size pixels."""
+        arr, info = item.load(draft=self.input_size if self.draft else None)
+        return self.prepare(arr, (info.width, info.height)), info
 
     def to_input(self, batch: Sequence[Any], out: np.ndarray | None = None) -> np.ndarray:
         """The NCHW float32 input (0..1, padding 114/255) of a batch of :meth:`prepare`
