@@ -327,11 +327,13 @@ def test_draft_decode_maps_boxes_back_to_full_size(coco150, tmp_path):
     drafted = al.prelabel(paths, det, progress=False)
     det.draft = False
     plain = al.prelabel(paths, det, progress=False)
+    found = []
     for a, b in zip(drafted, plain):
         assert (a.image.width, a.image.height) == (b.image.width, b.image.height)
-        assert abs(len(a) - len(b)) <= 1
-        iou = box_iou(a.xyxy, b.xyxy)
-        assert (iou.max(1) > 0.9).mean() >= 0.9
+        sure = b[np.flatnonzero(b.scores >= 0.4)]  # boxes far from the threshold must all be found again
+        iou = box_iou(sure.xyxy, a.xyxy) * (sure.class_ids[:, None] == a.class_ids[None, :])
+        found += list(iou.max(1) if len(a) else np.zeros(len(sure)))
+    assert len(found) >= 10 and np.mean(np.array(found) > 0.85) >= 0.9
 
 
 def test_engine_defaults_from_cores():
