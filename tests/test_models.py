@@ -348,3 +348,25 @@ def load_detector_cpu(name: str):  # type: ignore[no-untyped-def]
     from autolabel.detectors import load_detector
 
     return load_detector(name, device="cpu")
+
+
+def test_fp16_export_loads_and_agrees_with_fp32(coco150, tmp_path):
+    """yolov5n-320 converted to fp16 inputs, weights and outputs (onnxruntime's own converter):
+    reported as fp16, and its confident boxes are the fp32 model's."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    import autolabel as al
+    from autolabel.boxes import box_iou
+
+    half = tmp_path / "yolov5n-320-fp16.onnx"
+    onnx.save(convert_float_to_float16(onnx.load(str(MODELS / "yolov5n-320.onnx")), keep_io_types=False), str(half))
+    det16, det32 = al.load_detector(half), al.load_detector("yolov5n-320.onnx")
+    assert det16.precision == "fp16" and det32.precision == "fp32"
+    images = sorted((coco150 / "images").glob("*.jpg"))[:6]
+    found = []
+    for a, b in zip(al.prelabel(images, det16, progress=False), al.prelabel(images, det32, progress=False)):
+        sure = b[np.flatnonzero(b.scores >= 0.4)]
+        iou = box_iou(sure.xyxy, a.xyxy) * (sure.class_ids[:, None] == a.class_ids[None, :])
+        found += list(iou.max(1) if len(a) else np.zeros(len(sure)))
+    assert len(found) >= 8 and np.mean(np.array(found) > 0.9) >= 0.9

@@ -114,6 +114,7 @@ class OnnxDetector(Detector):
         meta = self.session.get_modelmeta().custom_metadata_map
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
+        self._input_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32  # fp16 exports
         self.output_names = [o.name for o in self.session.get_outputs()]
         names = list(class_names) if class_names is not None else _names_from_metadata(meta)
         shape = inp.shape
@@ -187,6 +188,9 @@ class OnnxDetector(Detector):
         return x
 
     def _run(self, x: np.ndarray) -> list[np.ndarray]:
+        if self._input_dtype is not np.float32:  # fp16 I/O: feed half, decode in float32
+            outs = self.session.run(self.output_names, {self.input_name: x.astype(self._input_dtype)})
+            return [o.astype(np.float32) for o in outs]
         return self.session.run(self.output_names, {self.input_name: x})
 
     def predict_prepared(self, batch: Sequence[Any], conf: float, iou: float, max_det: int) -> list[Detections]:
