@@ -4,7 +4,7 @@ NMS-free end-to-end and segmentation exports, and a broken export that must be r
 Reference decodes here are written from the models' documented output layouts
 (``../shared/models/SOURCES.md``) with cv2 / torch / pycocotools, not with autolabel's code.
 The int8 NMS-free models run at ~3 images/s on 2 cores, so they are measured on the first
-24 images of coco-val-150; their reference detections may be cached in
+16 images of coco-val-150; their reference detections may be cached in
 ``$AUTOLABEL_TEST_CACHE`` (they are not the code under test).
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from conftest import MODELS
 
 from autolabel.cli import main
 
-SUBSET = 24
+SUBSET = 16
 
 
 def _letterbox(img: np.ndarray, size: int) -> tuple[np.ndarray, float, float, float]:
