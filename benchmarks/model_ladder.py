@@ -162,7 +162,7 @@ def main() -> int:
         try:
             det = al.load_detector(spec)
         except BrokenModelError as e:
-            ladder.notes.append(f"Refused at load: {e}")
+            ladder.notes.append(f"Refused at load: {os.path.basename(spec)}: {str(e).split(': ', 1)[-1]}")
             print(f"refused: {e}", file=sys.stderr)
             continue
         name = det.name
