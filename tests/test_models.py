@@ -370,3 +370,28 @@ def test_fp16_export_loads_and_agrees_with_fp32(coco150, tmp_path):
         iou = box_iou(sure.xyxy, a.xyxy) * (sure.class_ids[:, None] == a.class_ids[None, :])
         found += list(iou.max(1) if len(a) else np.zeros(len(sure)))
     assert len(found) >= 8 and np.mean(np.array(found) > 0.9) >= 0.9
+
+
+# -- layouts without a shared model: RT-DETR, ambiguous shapes -------------------------------------------
+def test_layouts_are_told_apart_by_shape_and_metadata():
+    from autolabel.detectors.layouts import decode_outputs, detect_layout
+
+    coco = [f"c{i}" for i in range(80)]
+    cases = {
+        ((1, 25200, 85),): "yolov5", ((1, 84, 8400),): "yolov8", ((1, 300, 6),): "end2end",
+        ((1, 300, 84),): "rtdetr", ((1, 116, 2100), (1, 32, 80, 80)): "yolov8-seg",
+    }
+    for shapes, name in cases.items():
+        assert detect_layout(shapes, coco, {}, "m.onnx").name == name
+    assert detect_layout([(1, 25200, 6)], ["person"], {}, "m.onnx").name == "yolov5"  # 1-class YOLOv5 head
+    assert detect_layout([(1, 300, 6)], ["person"], {"end2end": "True"}, "m.onnx").name == "end2end"
+    with pytest.raises(ValueError, match=r"m\.onnx: output shape \[1, 300, 90\] fits none .* 80 classes"):
+        detect_layout([(1, 300, 90)], coco, {}, "m.onnx")
+
+    # RT-DETR: normalised cx, cy, w, h and per-class scores; no NMS, best scores first
+    out = np.zeros((300, 84), np.float32)
+    out[0, :4], out[0, 4 + 7] = [0.5, 0.25, 0.2, 0.1], 0.9  # class 7 at (0.4..0.6, 0.2..0.3) of a 640 input
+    out[1, :4], out[1, 4 + 7] = [0.5, 0.25, 0.2, 0.1], 0.8  # a duplicate: kept, no NMS in this layout
+    d = decode_outputs(detect_layout([(1, 300, 84)], coco, {}, "m.onnx"), [out], (640, 640), 0.5, 0.6, 300)
+    assert d["xyxy"].tolist() == [[256.0, 128.0, 384.0, 192.0]] * 2 and d["class_ids"].tolist() == [7, 7]
+    assert d["scores"].tolist() == pytest.approx([0.9, 0.8])

@@ -16,7 +16,8 @@ layout         output(s), per image                 decoding
 =============  ===================================  ==========================================
 
 Detection rule: metadata ``end2end: True`` or a last dimension of 6 with more rows than
-6 -> ``end2end``; two outputs whose second is 4-D -> ``yolov8-seg`` (M = prototype
+6 (at most 1,000 rows when the model has one class, which a YOLOv5 head would also fit)
+-> ``end2end``; two outputs whose second is 4-D -> ``yolov8-seg`` (M = prototype
 channels); otherwise with C class names: ``N x (5 + C)`` -> ``yolov5``, ``(4 + C) x N`` ->
 ``yolov8``, ``K x (4 + C)`` -> ``rtdetr``. Anything else is refused with the shape named.
 """
@@ -33,6 +34,7 @@ from autolabel.ops import batched_nms
 __all__ = ["Layout", "detect_layout", "decode_outputs", "raw_scores", "MAX_NMS_CANDIDATES"]
 
 MAX_NMS_CANDIDATES = 30000
+_MAX_END2END = 1000  # end-to-end heads keep max_det (300) boxes; raw YOLO heads have thousands
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,8 @@ def detect_layout(
     _, d1, d2 = first
     c = len(names) if names is not None else None
     e2e = str(meta.get("end2end", "")).lower() == "true"
-    if d2 == 6 and (e2e or d1 > 6) and len(shapes) == 1:
+    # [K, 6]: end-to-end, unless it is a 1-class YOLOv5 head ([N, 5 + 1], N in the thousands)
+    if d2 == 6 and len(shapes) == 1 and (e2e or (d1 > 6 and (c != 1 or d1 <= _MAX_END2END))):
         return Layout("end2end", c or 0)
     if len(shapes) >= 2 and len(shapes[1]) == 4:
         m = shapes[1][1]
