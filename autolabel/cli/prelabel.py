@@ -25,7 +25,8 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
     from autolabel.engine import run_job
 
     src_opts = given(every=args.every, every_seconds=args.every_seconds)
-    det_opts = given(device=args.device, batch_size=args.batch_size, threads=args.threads)
+    det_opts = given(device=args.device, batch_size=args.batch_size, threads=args.threads,
+                     draft=False if args.no_draft else None)
     ray_opts = given(actors=args.ray_actors, num_cpus=args.ray_cpus, num_gpus=args.ray_gpus)
     try:
         summary = run_job(
@@ -89,6 +90,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                      help="batches in inference at once (default: from cores and model, 2 on a 2-core CPU)")
     pre.add_argument("--threads", type=int, default=None,
                      help="ONNX Runtime threads per stream (default on a CPU: cores / default streams)")
+    pre.add_argument("--no-draft", action="store_true",
+                     help="ONNX: always decode JPEGs at full size (default: large ones at 1/2, 1/4 or 1/8 scale)")
     pre.add_argument("--ray-actors", type=int, default=None, help="Ray: detector actors (default: fill the cluster)")
     pre.add_argument("--ray-cpus", type=float, default=None, help="Ray: CPUs per actor (default 1)")
     pre.add_argument("--ray-gpus", type=float, default=None, help="Ray: GPUs per actor (default 0)")
