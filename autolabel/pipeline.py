@@ -14,10 +14,11 @@ import sys
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from autolabel.core import Detections, Failure, ImageInfo, Results
 from autolabel.detectors import Detector, load_detector
+from autolabel.engine.tuning import engine_settings
 from autolabel.sources import ImageReadError, Item, Source, open_source
 
 __all__ = ["prelabel", "iter_prelabel", "tracked"]
@@ -42,10 +43,9 @@ def _load(detector: Detector, item: Item) -> tuple[Any, ImageInfo] | Failure:
     :class:`ImageReadError`) is a per-image failure; any other error is a bug (ours or
     the backend's) and propagates with its traceback, stopping the run."""
     try:
-        arr, info = item.load()
+        return detector.prepare_item(item)
     except ImageReadError as e:
         return Failure(item.key, e.reason)
-    return detector.prepare(arr), info
 
 
 def iter_prelabel(
@@ -56,7 +56,7 @@ def iter_prelabel(
     max_det: int | None = None,
     workers: int | None = None,
     prefetch_batches: int = 4,
-    streams: int = 1,
+    streams: int | None = None,
 ) -> Iterator[list[Detections | Failure]]:
     """Pre-label ``source`` batch by batch, decoding ahead of inference.
 
@@ -71,9 +71,9 @@ def iter_prelabel(
         detector: the loaded detector.
         conf, iou, max_det: score threshold, NMS IoU, boxes per image (default: the
             detector's).
-        workers: decode threads (default: the CPU count, at most 8).
+        workers: decode threads (default: from the cores and the model, autolabel.engine.tuning).
         prefetch_batches: batches decoded ahead.
-        streams: batches in inference at once.
+        streams: batches in inference at once (default: as workers).
 
     Yields:
         One list per batch, in input order: a :class:`Detections` (boxes in input
@@ -85,17 +85,20 @@ def iter_prelabel(
         Exception: any error of the detector or of ``prepare`` (a bug, not a bad
             input), unchanged, with its traceback; batches yielded before it stand.
     """
+    streams, workers = engine_settings(detector, streams, workers)  # defaults: autolabel.engine.tuning
     if streams > 1 and not detector.thread_safe:
         raise ValueError(f"{type(detector).__name__} cannot run concurrent batches; use streams=1")
     conf, iou, max_det = detector.settings(conf, iou, max_det)
+    per_class = None if isinstance(conf, (int, float)) else conf  # per-class: run at the lowest, then filter
+    run_conf = per_class.floor if per_class else conf
     bs = detector.batch_size
-    workers = workers or min(8, os.cpu_count() or 1)
     window: deque[Future] = deque()
     items = iter(source)
 
     def label(loaded: list[tuple[Any, ImageInfo] | Failure]) -> list[Detections | Failure]:
         good = [x for x in loaded if not isinstance(x, Failure)]
-        dets = iter(detector.predict_prepared([g[0] for g in good], conf, iou, max_det)) if good else iter(())
+        found = detector.predict_prepared([g[0] for g in good], run_conf, iou, max_det) if good else []
+        dets = iter([per_class.apply(d) for d in found] if per_class else found)
         return [x if isinstance(x, Failure) else next(dets).with_image(x[1]) for x in loaded]
 
     with ThreadPoolExecutor(workers, "autolabel-decode", initializer=_lower_priority) as pool:
@@ -128,7 +131,7 @@ def iter_prelabel(
 def prelabel(
     source: Source | str | os.PathLike | Sequence[str | os.PathLike],
     detector: Detector | str | os.PathLike | None = None,
-    conf: float | None = None,
+    conf: float | Mapping[str, Any] | None = None,
     iou: float | None = None,
     max_det: int | None = None,
     progress: bool = True,
@@ -143,7 +146,9 @@ def prelabel(
     Args:
         source: anything :func:`autolabel.sources.open_source` accepts.
         detector: anything :func:`autolabel.load_detector` accepts.
-        conf, iou, max_det: score threshold, NMS IoU, boxes per image.
+        conf: one score threshold, or per class: ``{class name: threshold}`` (optionally
+            ``"default"``), a YAML of :mod:`autolabel.thresholds`, or a ``ClassThresholds``.
+        iou, max_det: NMS IoU, boxes per image.
         progress: show a progress bar.
         class_map: a :class:`~autolabel.classmap.ClassMap` or a YAML path: renames,
             merges and drops classes.

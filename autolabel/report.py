@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import os
 import time
@@ -20,22 +19,16 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from autolabel.config import CostProfile
+from autolabel.config import DEFAULT_PROFILE, IOU_ACCEPT, IOU_MIN, CostProfile
 from autolabel.core import Results
-from autolabel.config import DEFAULT_PROFILE
-from autolabel.matching import EDIT_KINDS, align_classes
-from autolabel.savings import (
-    EditCounts,
-    count_edits,
-    kind_seconds,
-    sensitivity,
-    summarize,
-    sweep_edits,
-)
+from autolabel.matching import EDIT_KINDS, Matching, match_sweep
+from autolabel.render import CSS, formatted, md_table, png
+from autolabel.savings import EditCounts, kind_seconds, sensitivity, summarize
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "threshold_sweep",
+    "sweep_table",
     "SavingsReport",
     "savings_report",
     "Comparison",
@@ -62,39 +55,31 @@ def threshold_sweep(
     gt: Results,
     profile: str | CostProfile = DEFAULT_PROFILE,
     thresholds: Sequence[float] | None = None,
-    iou_accept: float = 0.7,
-    iou_min: float = 0.5,
+    iou_accept: float = IOU_ACCEPT,
+    iou_min: float = IOU_MIN,
     machine_seconds: float | None = None,
 ) -> Any:
     """DataFrame, one row per pre-label threshold: predictions kept, edits, seconds,
     fraction and hours saved per 1,000 images, net saving; ``best`` marks the threshold
     that saves the most. Of the grid points below the lowest prediction score (they all
     keep every box) only the highest is kept."""
-    return _sweep(pred, gt, profile, thresholds, iou_accept, iou_min, machine_seconds)[0]
+    grid = _thresholds(pred, thresholds)
+    return sweep_table(match_sweep(pred, gt, grid, iou_accept, iou_min), profile, machine_seconds)
 
 
-def _sweep(
-    pred: Results,
-    gt: Results,
-    profile: str | CostProfile,
-    thresholds: Sequence[float] | None,
-    iou_accept: float,
-    iou_min: float,
-    machine_seconds: float | None,
-) -> tuple[Any, dict[float, EditCounts]]:
-    """The sweep table and the edit counts at every threshold of it."""
+def sweep_table(matchings: Sequence[Matching], profile: str | CostProfile = DEFAULT_PROFILE,
+                machine_seconds: float | None = None) -> Any:
+    """The sweep DataFrame (see :func:`threshold_sweep`) of one :class:`Matching` per
+    threshold, in the order given."""
     import pandas as pd
 
-    pred, gt = align_classes(pred, gt)
     profile = CostProfile.load(profile)
-    grid = _thresholds(pred, thresholds)
-    edits = dict(zip(grid, sweep_edits(pred, gt, grid, iou_accept, iou_min)))
     rows = []
-    for t, e in edits.items():
-        s = summarize(e, profile, machine_seconds, n_boot=0)
+    for m in matchings:
+        s = summarize(EditCounts.of(m), profile, machine_seconds, n_boot=0)
         k = s["per_1000_images"]
         rows.append({
-            "threshold": t, "pred_boxes": s["pred_boxes"], **s["edits"],
+            "threshold": m.conf, "pred_boxes": s["pred_boxes"], **s["edits"],
             "scratch_seconds": s["scratch_seconds"], "assisted_seconds": s["assisted_seconds"],
             "saved_fraction": s["saved_fraction"], "saved_hours_per_1000": k["saved_hours"],
             "net_saving_per_1000": k["net_saving"],
@@ -103,20 +88,22 @@ def _sweep(
     df["best"] = False
     if len(df):
         df.loc[int(np.argmax(df["scratch_seconds"] - df["assisted_seconds"])), "best"] = True
-    return df, edits
+    return df
 
 
 @dataclass(eq=False)
 class SavingsReport:
     """One model's savings: ``summary`` (JSON-ready dict, see
     :func:`autolabel.savings.summarize`, plus ``model`` and ``best_threshold``),
-    ``per_class``, ``sensitivity`` (every cost profile) and ``sweep`` DataFrames."""
+    ``per_class``, ``sensitivity`` (every cost profile) and ``sweep`` DataFrames, and
+    the :class:`~autolabel.matching.Matching` at the threshold reported."""
 
     model: str
     summary: dict[str, Any]
     per_class: Any
     sensitivity: Any
     sweep: Any
+    matching: Matching | None = field(default=None, repr=False)
 
     @property
     def best_threshold(self) -> float | None:
@@ -135,26 +122,53 @@ def savings_report(
     conf: float | str | None = "best",
     machine_seconds: float | None = None,
     thresholds: Sequence[float] | None = None,
-    iou_accept: float = 0.7,
-    iou_min: float = 0.5,
+    iou_accept: float = IOU_ACCEPT,
+    iou_min: float = IOU_MIN,
     n_boot: int = 1000,
     model: str | None = None,
 ) -> SavingsReport:
-    """Score ``pred`` against ``gt`` at ``conf``: ``"best"`` (the sweep's best
-    threshold), a number, or ``None`` (every prediction as given)."""
+    """Score ``pred`` against ``gt`` at one pre-label threshold.
+
+    Matching is done once per threshold of the sweep (plus ``conf`` when it is off the
+    grid), by one :func:`~autolabel.matching.match_sweep`; every table reads those.
+
+    Args:
+        pred: predictions (any scores; a file written at a low ``--conf`` is the usual).
+        gt: ground truth.
+        profile: cost profile name, YAML or object.
+        conf: ``"best"`` (the sweep's best threshold), a number, or ``None`` (every
+            prediction as given).
+        machine_seconds: measured inference seconds on these images.
+        thresholds: the sweep grid (default :data:`DEFAULT_THRESHOLDS`).
+        iou_accept: IoU from which a box is accepted as is.
+        iou_min: IoU from which a box counts as finding its object.
+        n_boot: bootstrap resamples of the 95% interval.
+        model: name in the report (default: the predictions' ``model_id``).
+
+    Returns:
+        The :class:`SavingsReport`; ``summary["below_threshold"]`` counts predictions
+        scoring below the threshold reported (not pre-labels there).
+
+    Raises:
+        ValueError: a bad ``conf``, or predictions and ground truth that do not line up.
+    """
     if isinstance(conf, str) and conf != "best":
         raise ValueError(f"conf must be a number, None or 'best', got {conf!r}")
-    pred, gt = align_classes(pred, gt)
-    sweep, swept = _sweep(pred, gt, profile, thresholds, iou_accept, iou_min, machine_seconds)
+    grid = _thresholds(pred, thresholds)
+    extra = [] if conf == "best" or conf in grid else [conf]
+    matchings = match_sweep(pred, gt, [*grid, *extra], iou_accept, iou_min)  # type: ignore[list-item]
+    sweep = sweep_table(matchings[: len(grid)], profile, machine_seconds)
     best = float(sweep.loc[sweep["best"], "threshold"].iloc[0]) if len(sweep) else None
-    if conf == "best" and best in swept:
-        edits = swept[best]
-    else:
-        edits = count_edits(pred, gt, best if conf == "best" else conf, iou_accept, iou_min)  # type: ignore[arg-type]
+    at = best if conf == "best" else conf
+    chosen = next((m for m in matchings if m.conf == at), matchings[-1])
+    edits = EditCounts.of(chosen)
     summary = summarize(edits, profile, machine_seconds, n_boot)
     name = model or pred.model_id or "predictions"
-    summary = {"model": name, **summary, "best_threshold": best, "iou_accept": iou_accept, "iou_min": iou_min}
-    return SavingsReport(name, summary, edits.per_class(profile), sensitivity(edits, machine_seconds=machine_seconds), sweep)
+    below = 0 if at is None else int(sum((d.scores < at).sum() for d in pred))
+    summary = {"model": name, **summary, "best_threshold": best, "iou_accept": iou_accept, "iou_min": iou_min,
+               "below_threshold": below}
+    return SavingsReport(name, summary, edits.per_class(profile), sensitivity(edits, machine_seconds=machine_seconds),
+                         sweep, chosen)
 
 
 @dataclass(eq=False)
@@ -292,7 +306,7 @@ class Comparison:
             elif kind == "p":
                 out.append(x)
             elif kind == "table":
-                out.append(_md_table(_formatted(x)))
+                out.append(md_table(formatted(x)))
             elif figure_files and x in figure_files:
                 out.append(f"![{x}]({figure_files[x]})")
         return "\n\n".join(out) + "\n"
@@ -307,11 +321,11 @@ class Comparison:
             elif kind == "p":
                 out.append(f"<p>{html.escape(x)}</p>")
             elif kind == "table":
-                out.append(_formatted(x).to_html(index=False, border=0))
+                out.append(formatted(x).to_html(index=False, border=0))
             elif x in figs:
-                out.append(f'<img alt="{x}" src="data:image/png;base64,{base64.b64encode(_png(figs[x])).decode()}">')
+                out.append(f'<img alt="{x}" src="data:image/png;base64,{base64.b64encode(png(figs[x])).decode()}">')
         title = html.escape(f"Pre-labeling savings: {self.dataset}")
-        return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title><style>{_CSS}</style>"
+        return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title><style>{CSS}</style>"
                 f"</head><body>\n" + "\n".join(out) + "\n</body></html>\n")
 
     def to_dict(self) -> dict[str, Any]:
@@ -328,7 +342,7 @@ class Comparison:
             rel = f"{name}-{fig_name.replace('_', '-')}.png"
             path = safe_join(out_dir, rel)
             with open(path, "wb") as f:
-                f.write(_png(fig))
+                f.write(png(fig))
             files[fig_name] = rel
             written.append(path)
         written.append(atomic_write(safe_join(out_dir, f"{name}.md"), self.to_markdown(files)))
@@ -349,10 +363,6 @@ _METHOD = (
     "made this report. Seconds per action of this profile:"
 )
 
-_CSS = ("body{font-family:system-ui,sans-serif;max-width:70em;margin:2em auto;padding:0 1em;color:#222}"
-        "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
-        "th,td{padding:0.25em 0.6em;border-bottom:1px solid #ddd;text-align:right}"
-        "th{background:#f4f4f4}img{max-width:100%;display:block;margin:1em 0}")
 
 
 def _headline(s: Mapping[str, Any]) -> str:
@@ -379,49 +389,14 @@ def _profile_table(profile: str) -> Any:
     return pd.DataFrame(rows)
 
 
-def _cell(column: str, v: Any) -> str:
-    if isinstance(v, (bool, np.bool_)):
-        return column if v else ""
-    if v is None or (isinstance(v, float) and np.isnan(v)):
-        return ""
-    if isinstance(v, (float, np.floating)):
-        if "fraction" in column or column.startswith("ci95"):
-            return f"{v:.1%}"
-        if column == "threshold":
-            return f"{v:.2f}"
-        return f"{v:,.2f}" if abs(v) >= 1 or v == 0 else f"{v:.3g}"
-    return str(v)
-
-
-def _formatted(df: Any) -> Any:
-    """Every cell as text: fractions as percentages, other floats with 2 decimals
-    (3 significant digits below 1), a true ``best`` as the word best."""
-    import pandas as pd
-
-    return pd.DataFrame({c: [_cell(str(c), v) for v in df[c].tolist()] for c in df.columns})
-
-
-def _md_table(df: Any) -> str:
-    cells = [[str(c) for c in df.columns]] + [[str(v) for v in row] for row in df.itertuples(index=False)]
-    cells = [[c.replace("|", "\\|") for c in row] for row in cells]
-    lines = ["| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(cells[0])]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in cells[1:]])
-
-
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return buf.getvalue()
-
-
 def compare_predictions(
     predictions: Mapping[str, Results],
     gt: Results,
     machine_seconds: Mapping[str, float] | None = None,
     profile: str = DEFAULT_PROFILE,
     thresholds: Sequence[float] | None = None,
-    iou_accept: float = 0.7,
-    iou_min: float = 0.5,
+    iou_accept: float = IOU_ACCEPT,
+    iou_min: float = IOU_MIN,
     n_boot: int = 1000,
     dataset: str = "dataset",
 ) -> Comparison:

@@ -30,6 +30,7 @@ __all__ = [
     "Item",
     "Source",
     "load_image",
+    "load_image_draft",
     "open_source",
     "from_folder",
     "from_glob",
@@ -70,6 +71,32 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     Raises :class:`ImageReadError` for missing, unreadable, empty, truncated or
     non-image files.
     """
+    return load_image_draft(path)[0]
+
+
+#: JPEG draft decoding starts when the image is at least this many times the wanted size
+DRAFT_FACTOR = 2.0
+
+
+def load_image_draft(path: str | os.PathLike, size: tuple[int, int] | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """Decode an image, JPEGs cheaply in the DCT domain when they are much larger than needed.
+
+    With ``size`` = (height, width) of a model input and a JPEG at least
+    :data:`DRAFT_FACTOR` times larger than the letterbox needs, the decoder scales by
+    1/2, 1/4 or 1/8 while decoding (Pillow's ``Image.draft``), never below what the
+    letterbox resize to ``size`` keeps, so that resize still only shrinks.
+
+    Args:
+        path: the image file.
+        size: model input (height, width); ``None``: full decode.
+
+    Returns:
+        RGB ``uint8`` (h, w, 3) pixels (EXIF orientation applied) and the image's full
+        (width, height) after orientation, which the pixels may be smaller than.
+
+    Raises:
+        ImageReadError: missing, unreadable, empty, truncated or non-image files.
+    """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     p = str(path)
@@ -77,6 +104,13 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         if os.path.getsize(p) == 0:
             raise ImageReadError(p, "empty file (0 bytes)")
         with open_pil(p) as im:
+            stored = im.size
+            swap = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations that swap the sides
+            full = (stored[1], stored[0]) if swap else stored
+            if size is not None and im.format == "JPEG":
+                r = min(size[1] / full[0], size[0] / full[1])  # the letterbox's scale
+                if r * DRAFT_FACTOR <= 1:  # it keeps at most 1/2 of each side
+                    im.draft("RGB", (int(np.ceil(stored[0] * r)), int(np.ceil(stored[1] * r))))
             im = ImageOps.exif_transpose(im)
             arr = np.asarray(im.convert("RGB"))
     except ImageReadError:
@@ -93,7 +127,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         raise ImageReadError(p, f"cannot decode: {e}") from None
     except Image.DecompressionBombError as e:
         raise ImageReadError(p, f"refused by decoder: {e}") from None
-    return arr
+    return arr, full
 
 
 @dataclass
@@ -106,10 +140,16 @@ class Item:
     timestamp: float | None = None
     array: np.ndarray | None = field(default=None, repr=False)
 
-    def load(self) -> tuple[np.ndarray, ImageInfo]:
-        """Pixels (RGB uint8) and identity. Raises :class:`ImageReadError`."""
-        arr = self.array if self.array is not None else load_image(self.path or self.key)
-        h, w = arr.shape[:2]
+    def load(self, draft: tuple[int, int] | None = None) -> tuple[np.ndarray, ImageInfo]:
+        """Pixels (RGB uint8) and identity (full image size). With ``draft`` (a model
+        input (height, width)) large JPEGs decode smaller (:func:`load_image_draft`):
+        the pixels may then be smaller than ``ImageInfo.width`` x ``height``.
+        Raises :class:`ImageReadError`."""
+        if self.array is not None:
+            h, w = self.array.shape[:2]
+            arr, (w, h) = self.array, (w, h)
+        else:
+            arr, (w, h) = load_image_draft(self.path or self.key, draft)
         return arr, ImageInfo(self.key, w, h, self.path, self.frame_index, self.timestamp)
 
 

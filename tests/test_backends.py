@@ -159,7 +159,7 @@ def test_ultralytics_loads_other_architectures(arch, bccd, bccd_val, tmp_path):
 def test_onnx_export_matches_ultralytics_backend(bccd, bccd_val, bccd_pt, bccd_onnx):
     """The ONNX twin (YOLOv8 layout ``[B, 4+C, N]``) finds the same boxes and classes."""
     det = load_detector(bccd_onnx)
-    assert isinstance(det, OnnxDetector) and det.layout == "v8"
+    assert isinstance(det, OnnxDetector) and det.layout.name == "yolov8"
     assert det.class_names == BCCD_CLASSES and det.input_size == (416, 416)
     images = [load_image(bccd / "JPEGImages" / f) for f in bccd_val[0][:6]]
     total = 0
@@ -177,7 +177,7 @@ def test_onnx_export_matches_ultralytics_backend(bccd, bccd_val, bccd_pt, bccd_o
 
 
 def test_onnx_layouts_and_bad_files(yolov5n, tmp_path):
-    assert yolov5n.layout == "v5" and len(yolov5n.class_names) == 80
+    assert yolov5n.layout.name == "yolov5" and len(yolov5n.class_names) == 80
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(os.urandom(4096))
     with pytest.raises(ValueError, match=r"garbage\.onnx.*not a loadable ONNX model"):

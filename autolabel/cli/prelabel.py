@@ -26,6 +26,16 @@ def _cmd_track(args: argparse.Namespace) -> int:
     return EXIT_OK if not res.failures else EXIT_SKIPPED
 
 
+def _conf(args: argparse.Namespace) -> object:
+    """``--conf``, or the per-class thresholds of ``--conf-per-class`` (``--conf``: the
+    threshold of classes it does not list, when it has no ``default``)."""
+    if args.conf_per_class is None:
+        return args.conf
+    from autolabel.thresholds import ClassThresholds
+
+    return ClassThresholds.load(args.conf_per_class, default=args.conf)
+
+
 def _cmd_prelabel(args: argparse.Namespace) -> int:
     from autolabel.engine import run_job
 
@@ -37,11 +47,12 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
         raise ValueError(f"--format {args.format} writes tracks: add --track")
 
     src_opts = given(every=args.every, every_seconds=args.every_seconds)
-    det_opts = given(device=args.device, batch_size=args.batch_size, threads=args.threads)
+    det_opts = given(device=args.device, batch_size=args.batch_size, threads=args.threads,
+                     draft=False if args.no_draft else None)
     ray_opts = given(actors=args.ray_actors, num_cpus=args.ray_cpus, num_gpus=args.ray_gpus)
     try:
         summary = run_job(
-            args.source, args.out, args.model, args.format, conf=args.conf, iou=args.iou, max_det=args.max_det,
+            args.source, args.out, args.model, args.format, conf=_conf(args), iou=args.iou, max_det=args.max_det,
             class_map=args.class_map, engine=args.engine, resume=args.resume, retry_failed=args.retry_failed,
             workers=args.workers, streams=args.streams, progress=not args.quiet, detector_options=det_opts, ray_options=ray_opts,
             **src_opts,
@@ -58,14 +69,18 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from autolabel.detectors import list_models, model_search_dirs
+    from autolabel.detectors import model_search_dirs
+    from autolabel.detectors.inventory import model_table
 
-    rows = list_models()
+    df = model_table(bench=args.bench)
     print("searched, in order: " + "; ".join(f"{o}: {d}" for o, d in model_search_dirs()))
-    width = max([len(r["name"]) for r in rows] + [4])
-    for r in rows:
-        note = "  (shadowed by an earlier one)" if r["shadowed"] == "True" else ""
-        print(f"{r['name']:<{width}}  {r['origin']:<20}  {r['path']}{note}")
+    if len(df):
+        df["speed"] = (df["images_per_second"].map(lambda v: "" if v != v else f"{v:.1f} img/s") if args.bench else "")
+        df["where"] = df["origin"] + df["shadowed"].map(lambda s: " (shadowed)" if s == "True" else "")
+        cols = ["name", "layout", "input", "precision"] + (["speed"] if args.bench else []) + ["status", "where", "path"]
+        print(df[cols].fillna("").to_string(index=False))
+    if args.bench:
+        print("speed: predict() on the synthetic check image, this machine, now (noisy when the CPU is shared)")
     print("also: torchvision:<architecture> with --weights, and Ultralytics asset names (downloaded when online)")
     return EXIT_OK
 
@@ -78,6 +93,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     pre.add_argument("--out", required=True, help="output directory")
     pre.add_argument("--format", default="coco", help="coco, yolo, voc, labelstudio or cvat; with --track also mot")
     pre.add_argument("--conf", type=float, default=None, help="confidence threshold (model default 0.25)")
+    pre.add_argument("--conf-per-class", default=None, metavar="YAML",
+                     help="per-class thresholds (autolabel savings --class-thresholds writes them)")
     pre.add_argument("--iou", type=float, default=None, help="NMS IoU threshold (model default 0.6)")
     pre.add_argument("--max-det", type=int, default=None)
     pre.add_argument("--batch-size", type=int, default=None)
@@ -91,9 +108,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                      help="skip inputs already in OUT's log (--no-resume deletes the log and starts over)")
     pre.add_argument("--retry-failed", action="store_true", help="process inputs that failed before again")
     pre.add_argument("--workers", type=int, default=None, help="decode threads (default: CPUs, at most 8)")
-    pre.add_argument("--streams", type=int, default=1, help="batches in inference at once (ONNX; see --threads)")
+    pre.add_argument("--streams", type=int, default=None,
+                     help="batches in inference at once (default: from cores and model, 2 on a 2-core CPU)")
     pre.add_argument("--threads", type=int, default=None,
-                     help="ONNX Runtime threads per stream (default: all cores; on a CPU, cores / streams)")
+                     help="ONNX Runtime threads per stream (default on a CPU: cores / default streams)")
+    pre.add_argument("--no-draft", action="store_true",
+                     help="ONNX: always decode JPEGs at full size (default: large ones at 1/2, 1/4 or 1/8 scale)")
     pre.add_argument("--ray-actors", type=int, default=None, help="Ray: detector actors (default: fill the cluster)")
     pre.add_argument("--ray-cpus", type=float, default=None, help="Ray: CPUs per actor (default 1)")
     pre.add_argument("--ray-gpus", type=float, default=None, help="Ray: GPUs per actor (default 0)")
@@ -101,5 +121,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     pre.add_argument("--tracker", default=None, help="tracker config name or YAML (configs/trackers; default bytetrack)")
     pre.set_defaults(func=_cmd_prelabel)
 
-    mod = sub.add_parser("models", help="list the models the resolver can find, and where from")
+    mod = sub.add_parser("models", help="list the models the resolver can find: layout, input, precision, health")
+    mod.add_argument("--bench", action="store_true", help="also measure each ONNX model's speed on this machine")
     mod.set_defaults(func=_cmd_models)

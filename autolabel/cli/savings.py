@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from autolabel.config import EXIT_OK
 from autolabel.cli._common import match_options
@@ -15,16 +16,36 @@ def _cmd_savings(args: argparse.Namespace) -> int:
     from autolabel.report import savings_report
 
     pred, gt = read_coco(args.predictions), read_coco(args.ground_truth)
+    conf = None if args.every_prediction else ("best" if args.conf is None else args.conf)
     rep = savings_report(
-        pred, gt, args.profile, args.conf, args.machine_seconds, iou_accept=args.iou_accept, iou_min=args.iou_min
+        pred, gt, args.profile, conf, args.machine_seconds, iou_accept=args.iou_accept, iou_min=args.iou_min
     )
     s = rep.summary
     lo, hi = s["saved_fraction_ci95"]
-    at = "all predictions" if s["conf"] is None else f"threshold {s['conf']:.2f}"
+    if s["conf"] is None:
+        at = "every prediction as a pre-label"
+    elif conf == "best":
+        at = f"pre-label threshold {s['conf']:.2f}, the best of the sweep"
+    else:
+        at = f"pre-label threshold {s['conf']:.2f}"
     print(f"{s['images']} images, {s['gt_boxes']} ground-truth boxes, {s['pred_boxes']} pre-labels ({at}); "
           f"edits: " + ", ".join(f"{k} {v}" for k, v in s["edits"].items()))
     print(f"human seconds: {s['scratch_seconds']:.0f} from scratch, {s['assisted_seconds']:.0f} assisted; saved "
-          f"{s['saved_fraction']:.1%} (95% CI {lo:.1%} to {hi:.1%}); best threshold {rep.best_threshold}")
+          f"{s['saved_fraction']:.1%} (95% CI {lo:.1%} to {hi:.1%}) at threshold "
+          f"{'none' if s['conf'] is None else format(s['conf'], '.2f')}; best threshold of the sweep {rep.best_threshold}")
+    if s["below_threshold"]:
+        print(f"note: {args.predictions} holds {s['below_threshold']} predictions scoring below {s['conf']:.2f}; "
+              "they are not counted as pre-labels (filter them out when importing: --conf at prelabel time)",
+              file=sys.stderr)
+    if args.class_thresholds:
+        from autolabel.thresholds import per_class_gain
+
+        gain = per_class_gain(pred, gt, args.profile, iou_accept=args.iou_accept, iou_min=args.iou_min)
+        print(f"per-class thresholds, out of sample (fitted on one half of the images, measured on the other): "
+              f"saved {gain['per_class_saved_fraction']:.1%} against {gain['global_saved_fraction']:.1%} with one "
+              f"global threshold ({gain['gain_fraction']:+.1%} points)")
+        print(f"wrote {gain['thresholds'].save(args.class_thresholds)} (fitted on all images; "
+              f"use it with autolabel prelabel --conf-per-class)")
     if args.json:
         from autolabel.formats._common import atomic_write
 
@@ -34,12 +55,25 @@ def _cmd_savings(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from autolabel.report import compare
+    import os
 
-    cmp = compare(args.models, args.images, args.ground_truth, args.profile, split=args.split_file,
-                  min_conf=args.min_conf, progress=not args.quiet)
+    from autolabel.formats import read_coco
+    from autolabel.ladder import MachinePrices, run_ladder
+    from autolabel.report import _select, compare_predictions
+
+    prices = MachinePrices(args.cpu_hour, args.gpu_hour, args.gpu_images_per_second)
+    ladder, preds, seconds = run_ladder(args.models, args.images, args.ground_truth, split=args.split_file,
+                                        min_conf=args.min_conf, prices=prices, progress=not args.quiet)
+    gt = _select(read_coco(args.ground_truth), args.split_file)
+    cmp = compare_predictions(preds, gt, seconds, args.profile, dataset=os.path.basename(os.path.abspath(args.images)))
     print(cmp.summary.to_string(index=False))
-    for path in cmp.save(args.out, args.name):
+    cols = ["model", "precision", "mAP50_95", "threshold", "saved_hours_per_1000", "saved_hours_ci95_low",
+            "saved_hours_ci95_high", "per_class_gain_fraction", "cpu_s_per_image", "cpu_cost_per_1000",
+            "gpu_cost_per_1000", "net_extreme-clicking_per_1000", "net_annotation-factory_per_1000", "pareto"]
+    print(ladder.table[cols].to_string(index=False))
+    for d in dict.fromkeys(ladder.table["dataset"]):
+        print(ladder.recommendation(d))
+    for path in [*cmp.save(args.out, args.name), *ladder.save(args.out, f"{args.name}-ladder")]:
         print(f"wrote {path}")
     return EXIT_OK
 
@@ -52,7 +86,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sav.add_argument("--ground-truth", required=True, help="ground truth as a COCO JSON")
     sav.add_argument("--json", default=None, help="write the full summary (per class, sensitivity, sweep) here")
     sav.add_argument("--profile", default="extreme-clicking", help="cost profile name or YAML (configs/cost)")
-    sav.add_argument("--conf", type=float, default=None, help="pre-label threshold (default: every prediction)")
+    sav.add_argument("--conf", type=float, default=None,
+                     help="pre-label threshold (default: the sweep's best, printed)")
+    sav.add_argument("--every-prediction", action="store_true", help="count every prediction in the file as a pre-label")
+    sav.add_argument("--class-thresholds", default=None, metavar="YAML",
+                     help="fit per-class thresholds, write them here, and report their out-of-sample gain")
     sav.add_argument("--machine-seconds", type=float, default=None, help="inference seconds spent on these images")
     sav.set_defaults(func=_cmd_savings)
 
@@ -65,5 +103,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cmp.add_argument("--profile", default="extreme-clicking", help="cost profile name or YAML (configs/cost)")
     cmp.add_argument("--split-file", default=None, help="only these images: a text file, one file name or stem a line")
     cmp.add_argument("--min-conf", type=float, default=0.05, help="lowest pre-label threshold swept (default 0.05)")
+    cmp.add_argument("--cpu-hour", type=float, default=0.05, help="price of one core-hour (USD)")
+    cmp.add_argument("--gpu-hour", type=float, default=0.60, help="price of one GPU-hour (USD)")
+    cmp.add_argument("--gpu-images-per-second", type=float, default=400.0,
+                     help="assumed GPU images/s of a nano detector at 640x640 (see autolabel.ladder)")
     cmp.add_argument("--quiet", action="store_true", help="no progress bar")
     cmp.set_defaults(func=_cmd_compare)

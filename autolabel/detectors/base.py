@@ -6,11 +6,14 @@ import hashlib
 import os
 from abc import ABC, abstractmethod
 from functools import lru_cache
-from typing import Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
 from autolabel.core import Detections
+
+if TYPE_CHECKING:
+    from autolabel.thresholds import ClassThresholds
 
 __all__ = ["Detector", "auto_device", "file_sha256"]
 
@@ -76,9 +79,21 @@ class Detector(ABC):
         return f"{self.name}@{self.weights_sha256[:12]}"
 
     def settings(
-        self, conf: float | None = None, iou: float | None = None, max_det: int | None = None
-    ) -> tuple[float, float, int]:
-        """``conf``, ``iou`` and ``max_det``, the detector's defaults where not given."""
+        self,
+        conf: float | Mapping[str, Any] | ClassThresholds | None = None,
+        iou: float | None = None,
+        max_det: int | None = None,
+    ) -> tuple[Any, float, int]:
+        """``conf``, ``iou`` and ``max_det``, the detector's defaults where not given.
+
+        ``conf`` may be per class (a ``{class name: threshold}`` mapping, optionally with
+        ``"default"``, or a :class:`~autolabel.thresholds.ClassThresholds`): it comes back
+        as a ``ClassThresholds`` whose ``default`` is the detector's ``conf`` unless given.
+        """
+        if conf is not None and not isinstance(conf, (int, float)):
+            from autolabel.thresholds import ClassThresholds
+
+            conf = ClassThresholds.load(conf, default=self.conf)  # type: ignore[arg-type]
         return (
             self.conf if conf is None else conf,
             self.iou if iou is None else iou,
@@ -89,6 +104,13 @@ class Detector(ABC):
         """Per-image preprocessing, safe to run in worker threads. Default: none."""
         return image
 
+    def prepare_item(self, item: Any) -> tuple[Any, Any]:
+        """Load an :class:`~autolabel.sources.Item` and :meth:`prepare` it (worker
+        threads); returns the prepared input and the item's ``ImageInfo``. Backends that
+        can take a smaller decode of a large image override this."""
+        arr, info = item.load()
+        return self.prepare(arr), info
+
     @abstractmethod
     def predict_prepared(self, batch: Sequence[Any], conf: float, iou: float, max_det: int) -> list[Detections]:
         """Run on a batch of :meth:`prepare` outputs; boxes in original-image pixels."""
@@ -96,17 +118,29 @@ class Detector(ABC):
     def predict(
         self,
         images: Sequence[np.ndarray],
-        conf: float | None = None,
+        conf: float | Mapping[str, Any] | None = None,
         iou: float | None = None,
         max_det: int | None = None,
     ) -> list[Detections]:
-        """Detect objects in RGB ``uint8`` (H, W, 3) images, ``batch_size`` at a time."""
+        """Detect objects in RGB ``uint8`` (H, W, 3) images, ``batch_size`` at a time
+        (``conf`` a threshold or per class, see :meth:`settings`)."""
         conf, iou, max_det = self.settings(conf, iou, max_det)
-        out: list[Detections] = []
-        for i in range(0, len(images), self.batch_size):
-            chunk = [self.prepare(im) for im in images[i : i + self.batch_size]]
-            out += self.predict_prepared(chunk, conf, iou, max_det)
-        return out
+        per_class = None if isinstance(conf, (int, float)) else conf
+        run_conf = per_class.floor if per_class else conf
+
+        def run(i: int) -> list[Detections]:
+            found = self.predict_prepared([self.prepare(im) for im in images[i: i + self.batch_size]],
+                                          run_conf, iou, max_det)
+            return [per_class.apply(d) for d in found] if per_class else found
+
+        starts = range(0, len(images), self.batch_size)
+        streams = getattr(self, "auto_streams", 1) if self.thread_safe else 1
+        if streams > 1 and len(starts) > 1:  # sessions sized for concurrent batches (engine/tuning.py)
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(streams) as pool:
+                return [d for part in pool.map(run, starts) for d in part]
+        return [d for i in starts for d in run(i)]
 
     def __call__(self, image: np.ndarray | str | os.PathLike, **kw: Any) -> Detections:
         """Detect in one image (array or path); the result carries the image identity."""

@@ -1,14 +1,17 @@
-"""ONNX Runtime backend for YOLO exports.
+"""ONNX Runtime backend for YOLO-family and RT-DETR exports.
 
-Output layouts, detected from the output shape and the class count:
+Output layouts (YOLOv5, YOLOv8/YOLO11, YOLOv8-seg, NMS-free end-to-end YOLOv10/YOLO26,
+RT-DETR) are told apart from the output shapes and metadata
+(:mod:`autolabel.detectors.layouts`). Boxes come back in letterboxed input pixels; we
+undo the letterbox, keep the best class per box, apply ``conf``, class-wise NMS at ``iou``
+(layouts that need it) and ``max_det``. The per-box class probability vectors are kept
+(``Detections.class_probs``) where the layout has them. Segmentation exports also give
+mask polygons in ``Detections.data["polygons"]`` (:mod:`autolabel.detectors.masks`).
 
-* YOLOv5 style ``[B, N, 5 + C]``: ``cx, cy, w, h, objectness, C class probabilities``;
-  score = objectness x class probability.
-* YOLOv8 / YOLO11 style ``[B, 4 + C, N]``: ``cx, cy, w, h, C class probabilities``.
-
-Boxes are in letterboxed input pixels; we undo the letterbox, keep the best class per
-box, apply ``conf``, class-wise NMS at ``iou`` and ``max_det``. The per-box class
-probability vectors are kept (``Detections.class_probs``) for uncertainty scoring.
+At load the model runs once on a synthetic image and a broken export (scores all zero,
+outside [0, 1], not finite) is refused (:mod:`autolabel.detectors.health`). Any
+precision loads (fp32, fp16, int8 QDQ, int8 dynamic); :attr:`OnnxDetector.precision`
+says which.
 
 Providers: CUDA when onnxruntime-gpu reports it and ``device`` is not ``"cpu"``,
 otherwise CPU.
@@ -25,11 +28,13 @@ import numpy as np
 
 from autolabel.core import Detections
 from autolabel.detectors.base import Detector, file_sha256
-from autolabel.ops import LETTERBOX_PAD, batched_nms, letterbox_resize, unletterbox
+from autolabel.detectors.health import check_image, check_scores, onnx_precision
+from autolabel.detectors.layouts import Layout, decode_outputs, detect_layout, raw_scores
+from autolabel.detectors.masks import POLYGONS, mask_polygons
+from autolabel.ops import LETTERBOX_PAD, letterbox_resize, unletterbox
 
 __all__ = ["OnnxDetector"]
 
-MAX_NMS_CANDIDATES = 30000
 _SCALE = np.float32(1 / 255)
 
 
@@ -44,7 +49,29 @@ def _names_from_metadata(meta: dict[str, str]) -> list[str] | None:
 
 
 class OnnxDetector(Detector):
-    """A YOLO detector exported to ONNX, run with onnxruntime."""
+    """A detector exported to ONNX, run with onnxruntime.
+
+    Args:
+        path: the ``.onnx`` file.
+        class_names: class names (default: the metadata's ``names``).
+        device: ``"cpu"`` or a CUDA device (default: CUDA when available).
+        batch_size: images per ``session.run`` (a fixed batch dimension overrides it).
+        threads: ONNX Runtime intra-op threads (default on a CPU: cores / the engine's
+            default streams, see :mod:`autolabel.engine.tuning`; on a GPU: ONNX Runtime's).
+        check: run the load-time health check (see module docs).
+        draft: decode JPEGs of at least twice the input size at 1/2, 1/4 or 1/8 scale
+            (Pillow's DCT-domain ``draft``); boxes are in full-size pixels either way.
+        **defaults: ``conf``, ``iou``, ``max_det``.
+
+    Attributes: ``layout`` (:class:`~autolabel.detectors.layouts.Layout`),
+    ``precision`` (see :func:`~autolabel.detectors.health.onnx_precision`), ``providers``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a loadable ONNX model, no class names, or no layout fits (the
+            file and shape named); :class:`~autolabel.detectors.health.BrokenModelError`
+            when the health check fails.
+    """
 
     backend = "onnx"
     thread_safe = True  # InferenceSession.run is
@@ -56,6 +83,8 @@ class OnnxDetector(Detector):
         device: str | None = None,
         batch_size: int = 8,
         threads: int | None = None,
+        check: bool = True,
+        draft: bool = True,
         **defaults: Any,
     ):
         import onnxruntime as ort
@@ -67,11 +96,17 @@ class OnnxDetector(Detector):
         # batch throughput: idle intra-op threads sleep instead of spinning, so they do not
         # take the CPU from the decode threads (or other processes) between operators
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads:
-            opts.intra_op_num_threads = threads
         providers = ["CPUExecutionProvider"]
         if device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
+        #: concurrent batches the engine runs by default: sized with the threads (engine/tuning.py)
+        self.auto_streams = 1
+        if not threads and len(providers) == 1:
+            from autolabel.engine.tuning import cpu_streams, cpu_threads
+
+            threads, self.auto_streams = cpu_threads(), cpu_streams()
+        if threads:
+            opts.intra_op_num_threads = threads
         try:
             self.session = ort.InferenceSession(path, opts, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types
@@ -79,7 +114,8 @@ class OnnxDetector(Detector):
         meta = self.session.get_modelmeta().custom_metadata_map
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
-        self.output_name = self.session.get_outputs()[0].name
+        self._input_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32  # fp16 exports
+        self.output_names = [o.name for o in self.session.get_outputs()]
         names = list(class_names) if class_names is not None else _names_from_metadata(meta)
         shape = inp.shape
         if isinstance(shape[2], int) and isinstance(shape[3], int):
@@ -89,39 +125,50 @@ class OnnxDetector(Detector):
             size = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
         if isinstance(shape[0], int):
             batch_size = shape[0]
-        out_shape = self.session.get_outputs()[0].shape
-        if not all(isinstance(d, int) for d in out_shape[1:]):  # symbolic dims: probe once
-            probe = np.zeros((1, 3, *size), np.float32)
-            out_shape = self.session.run([self.output_name], {self.input_name: probe})[0].shape
-        self.layout = self._layout(out_shape, names, path)
+        outs = self.session.get_outputs()
+        shapes = [o.shape for o in outs]
+        if len(shapes[0]) == 3 and len(shapes) > 1 and len(shapes[1]) != 4:
+            self.output_names, shapes = self.output_names[:1], shapes[:1]  # YOLOv5: raw head outputs beside
+        self.input_size = size
+        probe = None
+        if check or not all(isinstance(d, int) for s_ in shapes for d in s_[1:]):  # symbolic dims: probe once
+            probe = self._run(self.to_input([self.prepare(check_image())]))
+            shapes = [o.shape for o in probe]
+        self.layout: Layout = detect_layout(shapes, names, meta, path)
         if names is None:
-            raise ValueError(f"{path}: no class names in the ONNX metadata 'names'; pass class_names")
+            if self.layout.name != "end2end":
+                raise ValueError(f"{path}: no class names in the ONNX metadata 'names'; pass class_names")
+            raise ValueError(f"{path}: an end-to-end ({self.layout.name}) output has no class count; pass class_names")
+        if self.layout.n_classes == 0:
+            self.layout = Layout(self.layout.name, len(names), self.layout.n_masks)
+        if check and probe is not None:
+            self.check_score = check_scores(raw_scores(self.layout, probe[0][0]), path)
+        self.path = path
+        #: decode large JPEGs in the DCT domain at the scale the letterbox needs (prepare_item)
+        self.draft = draft
+        self.precision = onnx_precision(path)
         self.providers = self.session.get_providers()
         self._buffers = threading.local()  # reused input tensors: no page faults per batch
         name = os.path.splitext(os.path.basename(path))[0]
         super().__init__(name, names, file_sha256(path), size, batch_size, **defaults)
 
-    @staticmethod
-    def _layout(shape: Sequence[Any], names: Sequence[str] | None, path: str) -> str:
-        if len(shape) != 3:
-            raise ValueError(f"{path}: expected a 3-D YOLO output, got shape {shape}")
-        _, d1, d2 = shape
-        if names is not None and isinstance(d1, int) and isinstance(d2, int):
-            c = len(names)
-            if d2 == 5 + c:
-                return "v5"
-            if d1 == 4 + c:
-                return "v8"
-            raise ValueError(f"{path}: output shape {shape} does not fit {c} classes in a YOLOv5 or YOLOv8 layout")
-        if isinstance(d1, int) and isinstance(d2, int):
-            return "v8" if d1 < d2 else "v5"
-        raise ValueError(f"{path}: cannot tell the output layout of shape {shape}; pass class_names")
-
-    def prepare(self, image: np.ndarray) -> tuple[np.ndarray, float, tuple[float, float], int, int]:
+    def prepare(
+        self, image: np.ndarray, original_size: tuple[int, int] | None = None
+    ) -> tuple[np.ndarray, float, tuple[float, float], int, int]:
         """The letterbox's image part (resized, not padded: :meth:`to_input` pads), its
-        ratio and (left, top) offset, and the original width and height."""
+        ratio (input pixels per original pixel) and (left, top) offset, and the original
+        width and height. ``original_size`` (width, height): the full size of an image
+        that was decoded smaller (boxes are then mapped to the full size)."""
         region, ratio, (left, top) = letterbox_resize(image, self.input_size)  # type: ignore[arg-type]
-        return region, ratio, (float(left), float(top)), image.shape[1], image.shape[0]
+        w, h = original_size or (image.shape[1], image.shape[0])
+        return region, ratio * image.shape[1] / w, (float(left), float(top)), w, h
+
+    def prepare_item(self, item: Any) -> tuple[Any, Any]:
+        """Load and prepare an item; with :attr:`draft` a large JPEG is decoded at 1/2,
+        1/4 or 1/8 scale in the DCT domain (:func:`~autolabel.sources.load_image_draft`)
+        and its boxes come back in full-size pixels."""
+        arr, info = item.load(draft=self.input_size if self.draft else None)
+        return self.prepare(arr, (info.width, info.height)), info
 
     def to_input(self, batch: Sequence[Any], out: np.ndarray | None = None) -> np.ndarray:
         """The NCHW float32 input (0..1, padding 114/255) of a batch of :meth:`prepare`
@@ -140,44 +187,45 @@ class OnnxDetector(Detector):
                 np.multiply(plane, _SCALE, out=channel[y0: y0 + h, x0: x0 + w])
         return x
 
+    def _run(self, x: np.ndarray) -> list[np.ndarray]:
+        if self._input_dtype is not np.float32:  # fp16 I/O: feed half, decode in float32
+            outs = self.session.run(self.output_names, {self.input_name: x.astype(self._input_dtype)})
+            return [o.astype(np.float32) for o in outs]
+        return self.session.run(self.output_names, {self.input_name: x})
+
     def predict_prepared(self, batch: Sequence[Any], conf: float, iou: float, max_det: int) -> list[Detections]:
         if not batch:
             return []
         buf = getattr(self._buffers, "x", None)  # one input buffer per calling thread (streams)
         if buf is None or len(buf) < len(batch):
             buf = self._buffers.x = np.empty((max(len(batch), self.batch_size), 3, *self.input_size), np.float32)
-        raw = self.session.run([self.output_name], {self.input_name: self.to_input(batch, buf)})[0]
-        return [self.decode(raw[i], *b[1:], conf=conf, iou=iou, max_det=max_det) for i, b in enumerate(batch)]
+        raw = self._run(self.to_input(batch, buf))
+        return [self.decode([r[i] for r in raw], *b[1:], conf=conf, iou=iou, max_det=max_det)
+                for i, b in enumerate(batch)]
 
     def decode(
-        self, pred: np.ndarray, ratio: float, pad: tuple[float, float], width: int, height: int,
+        self, outs: Sequence[np.ndarray], ratio: float, pad: tuple[float, float], width: int, height: int,
         conf: float, iou: float, max_det: int,
     ) -> Detections:
-        """One image's raw output -> detections in original-image pixels."""
-        if self.layout == "v8":
-            pred = pred.T
-            scores = pred[:, 4:].max(1)
-            keep = scores > conf
-            pred, scores = pred[keep], scores[keep]
-            probs = pred[:, 4:]
-        else:  # objectness bounds the score: filter on it first, then on the product
-            pred = pred[pred[:, 4] > conf]
-            scores = (pred[:, 5:] * pred[:, 4:5]).max(1)
-            keep = scores > conf
-            pred, scores = pred[keep], scores[keep]
-            probs = pred[:, 5:]
-        cls = probs.argmax(1)
-        if len(scores) > MAX_NMS_CANDIDATES:
-            top = np.argsort(-scores)[:MAX_NMS_CANDIDATES]
-            pred, probs, scores, cls = pred[top], probs[top], scores[top], cls[top]
-        cxcy, wh = pred[:, :2], pred[:, 2:4]
-        xyxy = np.concatenate([cxcy - wh / 2, cxcy + wh / 2], axis=1)
-        k = batched_nms(xyxy, scores, cls, iou, max_det)
+        """One image's raw outputs (batch dimension removed) -> detections in
+        original-image pixels (with ``data["polygons"]`` for segmentation models)."""
+        d = decode_outputs(self.layout, outs, self.input_size, conf, iou, max_det)  # type: ignore[arg-type]
+        xyxy = d["xyxy"]
+        data = {}
+        if d["mask_coefs"] is not None:
+            data[POLYGONS] = mask_polygons(d["mask_coefs"], outs[1], xyxy, self.input_size,  # type: ignore[arg-type]
+                                           ratio, pad, width, height)
+        cls = d["class_ids"]
+        ok = (cls >= 0) & (cls < len(self.class_names))  # type: ignore[operator]
+        if not ok.all():  # an end-to-end head's class column outside the names: refuse, naming it
+            raise ValueError(f"{self.path}: class id {int(cls[~ok][0])} outside the model's "  # type: ignore[index]
+                             f"{len(self.class_names)} class names")
         return Detections(
-            unletterbox(xyxy[k], ratio, pad, width, height), scores[k], cls[k], self.class_names,
-            class_probs=probs[k],
+            unletterbox(xyxy, ratio, pad, width, height), d["scores"], cls, self.class_names,  # type: ignore[arg-type]
+            class_probs=d["class_probs"], data=data,
         )
 
     def run_raw(self, x: np.ndarray) -> np.ndarray:
-        """``session.run`` on an already preprocessed NCHW float32 batch (benchmark ceiling)."""
-        return self.session.run([self.output_name], {self.input_name: x})[0]
+        """``session.run`` on an already preprocessed NCHW float32 batch (benchmark ceiling);
+        the first output."""
+        return self._run(x)[0]

@@ -176,7 +176,7 @@ def run_job(
     detector: Detector | str | os.PathLike | None = None,
     format: str = "coco",
     *,
-    conf: float | None = None,
+    conf: Any = None,
     iou: float | None = None,
     max_det: int | None = None,
     class_map: Any = None,
@@ -184,7 +184,7 @@ def run_job(
     resume: bool = True,
     retry_failed: bool = False,
     workers: int | None = None,
-    streams: int = 1,
+    streams: int | None = None,
     progress: bool = True,
     detector_options: dict[str, Any] | None = None,
     ray_options: Any = None,
@@ -203,7 +203,8 @@ def run_job(
     (export it later with :func:`export_log`, in as many formats as needed).
 
     ``engine="local"`` decodes in ``workers`` threads while the detector runs, with
-    ``streams`` batches in inference at once (see
+    ``streams`` batches in inference at once (defaults from the cores and the model:
+    :mod:`autolabel.engine.tuning`; see
     :func:`~autolabel.pipeline.iter_prelabel`; on a CPU use ONNX with
     ``detector_options={"threads": cores // streams}``);
     ``engine="ray"`` runs the detector in a pool of Ray actors
@@ -222,6 +223,7 @@ def run_job(
             finished before it are in the log, and the same call resumes after them.
     """
     from autolabel.classmap import ClassMap
+    from autolabel.engine.tuning import engine_settings
     from autolabel.formats import check_format
 
     t0 = time.perf_counter()
@@ -234,9 +236,13 @@ def run_job(
     det = load_detector(detector, **(detector_options or {}))
     if class_map is not None:
         ClassMap.load(class_map, det.class_names)  # a bad class map fails before any work
+    streams, workers = engine_settings(det, streams, workers)  # defaults from cores and model
     conf, iou, max_det = det.settings(conf, iou, max_det)
+    if not isinstance(conf, (int, float)) and engine == "ray":
+        raise ValueError("per-class thresholds need engine='local'")
     src = open_source(source, **source_options)
-    manifest = {"model_id": det.model_id, "class_names": det.class_names, "conf": conf, "iou": iou,
+    logged_conf = conf if isinstance(conf, (int, float)) else {"default": conf.default, "classes": conf.classes}
+    manifest = {"model_id": det.model_id, "class_names": det.class_names, "conf": logged_conf, "iou": iou,
                 "max_det": max_det}
     processed = 0
     with ShardLog(out).open(manifest, resume=resume) as log:

@@ -15,7 +15,8 @@ One JSON object per line (keys left out when empty)::
      "width": 640, "height": 480, "path": "/data/dir/a.jpg",
      "frame_index": 30, "timestamp": 1.2,              # video frames only
      "xyxy": [[x1, y1, x2, y2], ...], "scores": [...], "class_ids": [...],
-     "top_probs": [[[class_id, p], ...], ...]}          # when the backend has class probabilities
+     "top_probs": [[[class_id, p], ...], ...],          # when the backend has class probabilities
+     "polygons": [[[x, y, x, y, ...], ...], ...]}       # segmentation models: per box, its polygons
     {"key": "dir/b.jpg", "status": "failed", "model_id": "...", "reason": "cannot decode: ..."}
 
 Boxes and scores are the float32 values the model produced, written exactly (a record
@@ -85,6 +86,8 @@ def encode_record(x: Detections | Failure, model_id: str) -> str:
         top = np.argsort(-x.class_probs, axis=1, kind="stable")[:, :k]
         p = np.round(np.take_along_axis(x.class_probs, top, 1).astype(np.float64), 4)
         rec["top_probs"] = [[[int(c), float(v)] for c, v in zip(tc, tv)] for tc, tv in zip(top, p)]
+    if "polygons" in x.data:
+        rec["polygons"] = list(x.data["polygons"])
     return json.dumps(rec, separators=(",", ":")) + "\n"
 
 
@@ -101,8 +104,13 @@ def decode_record(rec: dict[str, Any], class_names: Sequence[str], probs: bool =
         for row, pairs in zip(dense, rec["top_probs"]):
             for c, v in pairs:
                 row[c] = v
+    data = {}
+    if "polygons" in rec:
+        data["polygons"] = np.empty(len(rec["polygons"]), object)
+        for k, polys in enumerate(rec["polygons"]):  # element by element: numpy would nest the lists
+            data["polygons"][k] = polys
     return Detections(np.asarray(rec["xyxy"], np.float32).reshape(-1, 4), rec["scores"], rec["class_ids"],
-                      class_names, info, dense)
+                      class_names, info, dense, data=data)
 
 
 class ShardLog:

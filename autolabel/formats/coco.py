@@ -5,7 +5,9 @@ Written: ``info`` (``model_id``, ``date_created``, ``tool``, ``failures``), ``im
 ``frame_index``, ``timestamp``), ``categories`` (ids 1..C in ``class_names`` order) and
 ``annotations`` with ``bbox`` ``[x, y, w, h]`` at full float precision, ``area``,
 ``iscrowd``, ``score`` and, for boxes of tracks, ``track_id`` (as in TAO and CVAT's COCO
-variant; read back onto ``Detections.track_id``).
+variant; read back onto ``Detections.track_id``); boxes of segmentation models add
+``segmentation`` (polygons in pixels, from ``Detections.data["polygons"]``; ``area``
+stays the box area).
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ def write_coco(results: ResultsLike, path: str | os.PathLike) -> list[str]:
                               timestamp=info.timestamp)
             f.write(("," if image_id > 1 else "") + _dumps(record))
             tracks = d.track_id.tolist() if d.track_id is not None else [None] * len(d)
-            for b, s, c, z, t in zip(d.xyxy.tolist(), d.scores, d.class_ids.tolist(), d.crowd, tracks):
+            polygons = d.data.get("polygons")
+            for k, (b, s, c, z, t) in enumerate(zip(d.xyxy.tolist(), d.scores, d.class_ids.tolist(), d.crowd, tracks)):
                 # float64 differences of float32 corners are exact: x + w gives x2 back bit for bit
                 w, h = b[2] - b[0], b[3] - b[1]
                 n_ann += 1
@@ -56,6 +59,8 @@ def write_coco(results: ResultsLike, path: str | os.PathLike) -> list[str]:
                           "bbox": [b[0], b[1], w, h], "area": w * h, "iscrowd": int(z), "score": float(num(s))}
                 if t is not None:
                     record["track_id"] = t  # as TAO and CVAT's COCO export name it
+                if polygons is not None and polygons[k]:
+                    record["segmentation"] = list(polygons[k])
                 ann.write(("," if n_ann > 1 else "") + _dumps(record))
         f.write('],"annotations":[')
         ann.seek(0)

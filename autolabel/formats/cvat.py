@@ -3,7 +3,10 @@
 ``<meta>`` holds the task's labels (each with a text attribute ``score``) and
 ``<model_id>``; every image is ``<image id name width height>`` with
 ``<box label xtl ytl xbr ybr occluded source="auto" z_order>`` and
-``<attribute name="score">``. Coordinates have 2 decimals, as CVAT writes them.
+``<attribute name="score">``. Coordinates have 2 decimals, as CVAT writes them. Boxes of
+segmentation models (``Detections.data["polygons"]``) are followed by their mask as
+``<polygon label points="x,y;x,y;..." source="auto">`` shapes sharing the box's
+``group_id`` (CVAT's grouping of shapes of one object); labels are then of type ``any``.
 """
 
 from __future__ import annotations
@@ -21,16 +24,22 @@ from autolabel.formats._common import (
 __all__ = ["write_cvat", "read_cvat", "add_labels"]
 
 
-def write_cvat(results: ResultsLike, path: str | os.PathLike) -> list[str]:
-    """Write one CVAT for images 1.1 XML file, image by image; returns ``[path]``."""
+def write_cvat(results: ResultsLike, path: str | os.PathLike, polygons: bool | None = None) -> list[str]:
+    """Write one CVAT for images 1.1 XML file, image by image; returns ``[path]``.
+
+    ``polygons``: declare labels of type ``any`` (rectangles and polygons); default: when
+    the first image's detections carry ``data["polygons"]``."""
     check_names(results.class_names)
+    if polygons is None:
+        first = next(iter(results), None)
+        polygons = first is not None and "polygons" in getattr(first, "data", {})
     root = ET.Element("annotations")
     sub(root, "version", "1.1")
     meta = sub(root, "meta")
     task = sub(meta, "task")
     for tag, v in (("name", f"autolabel {results.model_id}".strip()), ("size", len(results)), ("mode", "annotation")):
         sub(task, tag, v)
-    add_labels(task, results.class_names)
+    add_labels(task, results.class_names, shapes="any" if polygons else "rectangle")
     sub(meta, "model_id", results.model_id)
     sub(meta, "dumped", now())
     head, end = xml_text(root).rsplit("</annotations>", 1)
@@ -39,23 +48,31 @@ def write_cvat(results: ResultsLike, path: str | os.PathLike) -> list[str]:
         for i, (d, info) in enumerate(labeled(results)):
             image = ET.Element("image", id=str(i), name=info.file_name, width=str(info.width),
                                height=str(info.height))
-            for b, s, name in zip(d.xyxy.tolist(), d.scores, d.labels):
+            masks = d.data.get("polygons")
+            for j, (b, s, name) in enumerate(zip(d.xyxy.tolist(), d.scores, d.labels)):
                 corners = {t: f"{v:.2f}" for t, v in zip(("xtl", "ytl", "xbr", "ybr"), b)}
-                box = sub(image, "box", label=name, source="auto", occluded=0, **corners, z_order=0)
+                group = {"group_id": str(j + 1)} if masks is not None and masks[j] else {}
+                box = sub(image, "box", label=name, source="auto", occluded=0, **corners, z_order=0, **group)
                 sub(box, "attribute", num(s), name="score")
+                for flat in masks[j] if group else ():
+                    points = ";".join(f"{x:.2f},{y:.2f}" for x, y in zip(flat[::2], flat[1::2]))
+                    poly = sub(image, "polygon", label=name, source="auto", occluded=0, points=points,
+                               z_order=0, **group)
+                    sub(poly, "attribute", num(s), name="score")
             f.write(xml_text(image, declaration=False, level=1))
         f.write("</annotations>" + end)
     return [str(path)]
 
 
-def add_labels(task: ET.Element, class_names: Sequence[str], mutable: bool = False) -> None:
-    """``<labels>`` of a CVAT task: one rectangle label per class, each with a text
-    attribute ``score`` (``mutable``: it may change along a track, as in CVAT for video)."""
+def add_labels(task: ET.Element, class_names: Sequence[str], mutable: bool = False, shapes: str = "rectangle") -> None:
+    """``<labels>`` of a CVAT task: one label per class of type ``shapes`` (``rectangle``,
+    or ``any`` for rectangles and polygons), each with a text attribute ``score``
+    (``mutable``: it may change along a track, as in CVAT for video)."""
     labels = sub(task, "labels")
     for n in class_names:
         label = sub(labels, "label")
         sub(label, "name", n)
-        sub(label, "type", "rectangle")
+        sub(label, "type", shapes)
         attribute = sub(sub(label, "attributes"), "attribute")
         fields = ("name", "score"), ("mutable", str(mutable)), ("input_type", "text"), ("default_value", ""), ("values", "")
         for tag, v in fields:

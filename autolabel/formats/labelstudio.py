@@ -3,6 +3,9 @@
 Each task is ``{"data": {"image": <url>, "key", "width", "height", ...}, "predictions":
 [{"model_version", "score", "result": [rectanglelabels regions]}]}``; region
 ``x, y, width, height`` are percent of the image size, with a per-region ``score``.
+Boxes of segmentation models (``Detections.data["polygons"]``) add one ``polygonlabels``
+region per polygon (``points`` in percent, control ``polygon``), and the config a
+``PolygonLabels`` control.
 Images are referenced by URL (``image_root_url`` + the URL-quoted file name), never
 embedded. :func:`labelstudio_config` gives the matching ``<View>`` config, also written
 beside the tasks as ``label_config.xml``.
@@ -30,13 +33,16 @@ CONFIG_NAME = "label_config.xml"
 _RESERVED = ("image", "key", "width", "height", "frame_index", "timestamp")
 
 
-def labelstudio_config(class_names: Sequence[str]) -> str:
-    """The labeling config XML for rectangles over ``$image`` with these labels (escaped)."""
+def labelstudio_config(class_names: Sequence[str], polygons: bool = False) -> str:
+    """The labeling config XML for rectangles over ``$image`` with these labels (escaped),
+    and polygons (control ``polygon``) when ``polygons``."""
     view = ET.Element("View")
     sub(view, "Image", name="image", value="$image")
-    labels = sub(view, "RectangleLabels", name="label", toName="image")
-    for n in class_names:
-        sub(labels, "Label", value=n)
+    controls = [("RectangleLabels", "label")] + ([("PolygonLabels", "polygon")] if polygons else [])
+    for tag, name in controls:
+        labels = sub(view, tag, name=name, toName="image")
+        for n in class_names:
+            sub(labels, "Label", value=n)
     return xml_text(view, declaration=False)
 
 
@@ -48,6 +54,23 @@ def _certified(d: Detections, key: str) -> np.ndarray | None:
     if c.dtype != bool:
         raise ValueError(f"image {key!r}: data['certified'] must be bool per box, got dtype {c.dtype}")
     return c
+
+
+def _polygon_regions(i: int, d: Any, info: ImageInfo, to_name: str = "image") -> list[dict[str, Any]]:
+    """``polygonlabels`` regions of the boxes' mask polygons (points in percent)."""
+    polygons = d.data.get("polygons")
+    if polygons is None:
+        return []
+    out = []
+    for j, (polys, name, s) in enumerate(zip(polygons, d.labels, d.scores)):
+        for q, flat in enumerate(polys):
+            points = [[100.0 * x / info.width, 100.0 * y / info.height] for x, y in zip(flat[::2], flat[1::2])]
+            out.append({
+                "id": f"{i}-{j}-p{q}", "from_name": "polygon", "to_name": to_name, "type": "polygonlabels",
+                "original_width": info.width, "original_height": info.height, "image_rotation": 0,
+                "value": {"points": points, "closed": True, "polygonlabels": [name]}, "score": float(num(s)),
+            })
+    return out
 
 
 def labelstudio_tasks(
@@ -85,6 +108,7 @@ def labelstudio_tasks(
         if certified is not None:
             for r, c in zip(regions, certified.tolist()):
                 r["meta"] = {"certified": True, "text": ["certified"]} if c else {"certified": False}
+        regions += _polygon_regions(i, d, info, to_name)
         data: dict[str, Any] = {
             "image": image_root_url + quote(info.file_name, safe="/"), "key": info.key,
             "width": info.width, "height": info.height,
@@ -110,17 +134,19 @@ def write_labelstudio(
 
     ``image_root_url`` prefixes every image (e.g. ``"/data/local-files/?d=photos/"``);
     ``extra_data`` maps an image key to fields merged into that task's ``data``."""
+    polygons = False
     with atomic_writer(path) as f:
         f.write("[")
         close = "]"
         for i, t in enumerate(labelstudio_tasks(results, image_root_url, extra_data)):
+            polygons = polygons or any(r["type"] == "polygonlabels" for r in t["predictions"][0]["result"])
             task = json.dumps(t, indent=1, ensure_ascii=False, allow_nan=False)
             # the same bytes as json.dumps of the whole list with indent=1: each task one level in
             f.write(("," if i else "") + "\n " + task.replace("\n", "\n "))
             close = "\n]"
         f.write(close)
     config = os.path.join(os.path.dirname(str(path)), CONFIG_NAME)
-    return [str(path), atomic_write(config, labelstudio_config(results.class_names))]
+    return [str(path), atomic_write(config, labelstudio_config(results.class_names, polygons))]
 
 
 def read_labelstudio(
