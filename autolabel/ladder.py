@@ -34,7 +34,7 @@ from autolabel.core import Results
 
 __all__ = ["MachinePrices", "coco_map", "ladder_row", "Ladder", "pareto_front", "run_ladder", "PROFILES"]
 
-PROFILES = ("extreme-clicking", "annotation-factory")
+PROFILES = (DEFAULT_PROFILE, "annotation-factory")
 
 
 @dataclass(frozen=True)

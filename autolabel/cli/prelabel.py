@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from autolabel.config import EXIT_FAILED, EXIT_OK, EXIT_SKIPPED
+from autolabel.config import EXIT_OK, EXIT_SKIPPED
 from autolabel.cli._common import given
 
 
