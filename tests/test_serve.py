@@ -315,4 +315,4 @@ def test_serve_binds_loopback_by_default_and_rejects_bad_thresholds(capsys):
         _build_parser().parse_args(["serve", "--class-conf", "person"])
     assert "expected CLASS=THRESHOLD" in capsys.readouterr().err
     assert cli(["serve", "--class-conf", "person=1.5"]) == 2  # refused before anything binds
-    assert "must lie in [0, 1]" in capsys.readouterr().err
+    assert "must be in [0, 1]" in capsys.readouterr().err

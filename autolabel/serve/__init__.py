@@ -15,7 +15,7 @@ decides which image URLs may be read, :mod:`~autolabel.serve.backend` predicts, 
 """
 
 from autolabel.serve.app import DEFAULT_HOST, DEFAULT_PORT, create_app, serve
-from autolabel.serve.backend import Backend, per_class_thresholds
+from autolabel.serve.backend import Backend
 from autolabel.serve.images import ImageAccess, RefusedURL
 from autolabel.serve.labelconfig import LabelConfigMismatch, RegionNames, parse_label_config
 
@@ -26,7 +26,6 @@ __all__ = [
     "LabelConfigMismatch",
     "RegionNames",
     "parse_label_config",
-    "per_class_thresholds",
     "create_app",
     "serve",
     "DEFAULT_HOST",

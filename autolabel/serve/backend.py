@@ -19,46 +19,13 @@ import os
 import time
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-
 from autolabel.core import Detections, Failure, Results
 from autolabel.serve.images import ImageAccess, RefusedURL
 from autolabel.serve.labelconfig import LabelConfigMismatch, RegionNames, check_labels, parse_label_config
 
-__all__ = ["Backend", "per_class_thresholds"]
+__all__ = ["Backend"]
 
 log = logging.getLogger("autolabel.serve")
-
-
-def per_class_thresholds(
-    conf: float | Mapping[str, float] | None, class_names: Sequence[str], default: float
-) -> tuple[float, np.ndarray]:
-    """The detector's run threshold and the (C,) per-class display thresholds.
-
-    Args:
-        conf: one threshold for all classes, ``{class name: threshold}`` (classes not
-            named keep ``default``), or ``None`` for ``default``.
-        class_names: the C classes the backend emits (after any class map).
-        default: the detector's own threshold.
-
-    Returns:
-        ``(run_conf, thresholds)``: the lowest threshold (what inference runs at) and a
-        float32 array of one threshold per class.
-
-    Raises:
-        ValueError: a dict names classes the backend does not emit, or a value outside [0, 1].
-    """
-    if conf is None or isinstance(conf, (int, float)):
-        value = default if conf is None else float(conf)
-        thr = np.full(len(class_names), value, np.float32)
-    else:
-        unknown = sorted(set(conf) - set(class_names))
-        if unknown:
-            raise ValueError(f"per-class thresholds name classes the model does not emit: {unknown}")
-        thr = np.array([float(conf.get(c, default)) for c in class_names], np.float32)
-    if not np.all((thr >= 0) & (thr <= 1)):
-        raise ValueError(f"confidence thresholds must lie in [0, 1], got {conf!r}")
-    return (float(thr.min()) if len(thr) else default), thr
 
 
 class Backend:
@@ -66,7 +33,8 @@ class Backend:
 
     Args:
         model: a model spec for :func:`autolabel.load_detector`, or a ready detector.
-        conf: confidence threshold, or ``{class: threshold}`` (see :func:`per_class_thresholds`).
+        conf: confidence threshold, or per class (``{class: threshold}``, a YAML path or a
+            :class:`~autolabel.thresholds.ClassThresholds`; classes not named keep the detector's).
         iou: NMS IoU threshold (detector default when ``None``).
         max_det: boxes per image at most.
         class_map: a class map (YAML path, dict or :class:`~autolabel.classmap.ClassMap`).
@@ -95,12 +63,18 @@ class Backend:
         from autolabel.classmap import ClassMap
         from autolabel.detectors import load_detector
         from autolabel.routing import FittedPolicy
+        from autolabel.thresholds import ClassThresholds
 
         self.detector = load_detector(model, **dict(detector_options or {}))
         det = self.detector
         self.class_map = None if class_map is None else ClassMap.load(class_map, det.class_names)
         self.class_names = self.class_map.target_names if self.class_map else det.class_names
-        self.run_conf, self.thresholds = per_class_thresholds(conf, self.class_names, det.conf)
+        thresholds = ClassThresholds(det.conf if conf is None else float(conf)) if conf is None or isinstance(
+            conf, (int, float)) else ClassThresholds.load(conf, default=det.conf)
+        unknown = sorted(set(thresholds.classes) - set(self.class_names))
+        if unknown:
+            raise ValueError(f"per-class thresholds name classes the model does not emit: {unknown}")
+        self.run_conf, self.thresholds = thresholds.floor, thresholds.array(self.class_names)
         _, self.iou, self.max_det = det.settings(None, iou, max_det)
         self.policy = None if policy is None else (
             policy if isinstance(policy, FittedPolicy) else FittedPolicy.load(policy)
