@@ -3,8 +3,10 @@
 For coco-val-150 and coco-person (yolov5n.onnx predictions) and BCCD val
 (yolov8n-bccd.pt), the ground truth is corrupted with fixed seeds (drop 10% of the boxes,
 shift 10% to IoU 0.4-0.65, swap the class of 5%, add 5% spurious boxes; see
-``autolabel.audit.corrupt_labels``). Ours (``autolabel.audit``, its ranker fitted on
-further self-corrupted copies of the corrupted labels, never on the answers) and
+``autolabel.audit.corrupt_labels``). Ours (``autolabel.audit`` with the defaults of
+``autolabel audit``: its ranker fitted on further self-corrupted copies of the corrupted
+labels, then refitted on copies of them with the first ranker's suspects fixed; never
+on the answers) and
 ObjectLab (``cleanlab.object_detection.rank.get_label_quality_scores``) score the same
 predictions. Measured:
 
