@@ -10,13 +10,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from autolabel.boxes import box_iou
 from autolabel.core import Detections, Results
 from autolabel.matching import align_classes
 
+from autolabel.audit.corrupt import add_boxes
 from autolabel.audit.features import KINDS, candidates
 from autolabel.audit.ranker import Ranker, calibrate, fit_ranker
 
-__all__ = ["Audit", "audit", "SUSPECT_COLUMNS"]
+__all__ = ["Audit", "audit", "SUSPECT_COLUMNS", "cleaned_labels"]
 
 SUSPECT_COLUMNS = ("file_name", "kind", "x", "y", "w", "h", "category", "score")
 _EVIDENCE = ("cal", "pair_iou", "same50", "same70", "other50", "any10_raw", "dup_iou", "label_iou", "class_pred")
@@ -30,6 +32,49 @@ def _results(x: Results | str | os.PathLike, what: str) -> Results:
     if not os.path.isfile(x):
         raise FileNotFoundError(f"{what}: no such COCO file: {x}")
     return read_coco(x)
+
+
+def _shadowed(sus: Any, iou: float) -> np.ndarray:
+    """(suspects,) bool: at ``iou`` or more with a higher-ranked suspect of the same image
+    (``sus`` sorted by score, highest first)."""
+    out = np.zeros(len(sus), bool)
+    xyxy = sus[["x", "y", "w", "h"]].to_numpy(np.float64).copy()
+    xyxy[:, 2:] += xyxy[:, :2]
+    for idx in sus.groupby("image").indices.values():
+        idx = np.sort(idx)
+        u = np.triu(box_iou(xyxy[idx], xyxy[idx]) >= iou, 1)
+        for a in range(len(idx)):
+            if not out[idx[a]]:
+                out[idx[u[a]]] = True
+    return out
+
+
+def cleaned_labels(labels: Results, suspects: Any) -> Results:
+    """A copy of ``labels`` with ``suspects`` (rows of :func:`candidates`) taken as
+    right: a missing box added (the prediction's box and class), a spurious or duplicate
+    label removed, a wrong class replaced by the class the model sees, a loose box
+    replaced by the prediction it was measured against."""
+    index = {n: k for k, n in enumerate(labels.class_names)}
+    by_img = {i: g for i, g in suspects.groupby("image")}
+    dets = []
+    for i, d in enumerate(labels):
+        g = by_img.get(i)
+        if g is None:
+            dets.append(d)
+            continue
+        xyxy, cls, keep, add = d.xyxy.astype(np.float64), d.class_ids.copy(), np.ones(len(d), bool), []
+        for r in g.itertuples(index=False):
+            box = np.array([r.x1, r.y1, r.x2, r.y2], np.float64)
+            if r.kind == "missing":
+                add.append((box, index[r.category]))
+            elif r.kind in ("spurious", "duplicate"):
+                keep[r.label] = False
+            elif r.kind == "wrong_class":
+                cls[r.label] = index[r.suggested]
+            elif r.kind == "loose":  # the location is the midpoint of the label and the prediction
+                xyxy[r.label] = 2 * box - np.array([r.label_x1, r.label_y1, r.label_x2, r.label_y2])
+        dets.append(add_boxes(replace(d, xyxy=xyxy.astype(d.xyxy.dtype), class_ids=cls)[keep], add))
+    return replace(labels, detections=dets)
 
 
 def _evidence(c: Any) -> list[str]:
@@ -142,6 +187,8 @@ def audit(
     conf: float = 0.25,
     seeds: Sequence[int] = (101, 102, 103),
     min_score: float = 0.05,
+    clean_score: float | None = 0.2,
+    dedup_iou: float | None = 0.5,
 ) -> Audit:
     """Rank the suspected errors in human labels.
 
@@ -159,6 +206,13 @@ def audit(
         seeds: corruption seeds for the ranker's training copies.
         min_score: suspects below this score are left out of ``suspects`` (the image
             quality still counts them).
+        clean_score: with the default ranker, fit it twice: the first ranker's suspects
+            from this score are fixed in a copy of the labels (:func:`cleaned_labels`),
+            and the second ranker is fitted on corrupted copies of that cleaner copy, so
+            fewer of the labels' own errors pose as correct examples. ``None``: once.
+        dedup_iou: a suspect at this IoU or more with a higher-scored suspect of the
+            same image (any kind: the same object) is left out of ``suspects``; ``None``
+            keeps them all. The image quality still counts them.
 
     Returns:
         An :class:`Audit`.
@@ -173,6 +227,10 @@ def audit(
     pred, lab = align_classes(pred, lab)
     rk = ranker or fit_ranker(pred, lab, tuple(seeds), conf=conf)
     cand = candidates(pred, lab, conf=conf)
+    if ranker is None and clean_score is not None:
+        first = cand[cand["kind"] != "ok"]
+        fixed = cleaned_labels(lab, first[rk.score(first) >= clean_score])
+        rk = fit_ranker(pred, fixed, tuple(seeds), conf=conf)
     if reference is not None:
         rk = calibrate(rk, cand, lab, _results(reference, "reference"))
     cand = cand[cand["kind"] != "ok"].reset_index(drop=True)
@@ -201,5 +259,8 @@ def audit(
         "top_kind": [first["kind"].get(i, "") for i in range(len(lab))],
         "top_score": [float(first["score"].get(i, 0.0)) for i in range(len(lab))],
     }).sort_values(["quality", "file_name"], kind="stable").reset_index(drop=True)
-    sus = sus[sus["score"] >= min_score].reset_index(drop=True)
+    keep = sus["score"].to_numpy() >= min_score
+    if dedup_iou is not None:
+        keep &= ~_shadowed(sus, dedup_iou)
+    sus = sus[keep].reset_index(drop=True)
     return Audit(sus, images, lab, rk.calibrated, rk)

@@ -72,6 +72,19 @@ def _shift(box: np.ndarray, target: float, w: int, h: int, rng: np.random.Genera
     return moved(hi)
 
 
+def add_boxes(d: Detections, boxes: list[tuple[np.ndarray, int]]) -> Detections:
+    """``d`` with extra labels ``(xyxy, class id)`` appended (score 1, not crowd, zero
+    data; class probabilities and track ids dropped when there are any)."""
+    if not boxes:
+        return d
+    add = Detections(np.array([b for b, _ in boxes]), np.ones(len(boxes)), np.array([c for _, c in boxes]),
+                     d.class_names, d.image, iscrowd=np.zeros(len(boxes), bool) if d.iscrowd is not None else None,
+                     data={k: np.zeros((len(boxes), *v.shape[1:]), v.dtype) for k, v in d.data.items()})
+    if d.class_probs is not None or d.track_id is not None:
+        d = replace(d, class_probs=None, track_id=None)
+    return Detections.concat([d, add])
+
+
 def corrupt_labels(
     labels: Results, seed: int = 0, rates: dict[str, float] | None = None
 ) -> tuple[Results, Injected]:
@@ -137,15 +150,7 @@ def corrupt_labels(
         rows.append((i, "spurious", box, box))
     out = []
     for d, m, ex in zip(dets, keep, extra):
-        d = d[m]
-        if ex:
-            add = Detections(np.array([b for b, _ in ex]), np.ones(len(ex)), np.array([c for _, c in ex]),
-                             d.class_names, d.image, iscrowd=np.zeros(len(ex), bool) if d.iscrowd is not None else None,
-                             data={k: np.zeros((len(ex), *v.shape[1:]), v.dtype) for k, v in d.data.items()})
-            if d.class_probs is not None or d.track_id is not None:
-                d = replace(d, class_probs=None, track_id=None)
-            d = Detections.concat([d, add])
-        out.append(d)
+        out.append(add_boxes(d[m], ex))
     rows.sort(key=lambda t: t[0])
     inj = Injected(np.array([t[0] for t in rows], np.int64), np.array([t[1] for t in rows], dtype=object),
                    np.array([t[2] for t in rows]).reshape(-1, 4), np.array([t[3] for t in rows]).reshape(-1, 4))

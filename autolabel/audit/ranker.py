@@ -7,7 +7,10 @@ candidates of each corrupted copy are labelled by whether they find an injected 
 (:func:`hits`), and a gradient-boosted classifier (scikit-learn's
 ``HistGradientBoostingClassifier``) learns P(candidate is an error | evidence). No
 outside labels are used; errors already in the labels are (wrongly) negatives, which
-shrinks the probabilities but keeps their order. Scores are therefore *uncalibrated*.
+shrinks the probabilities but keeps their order. Scores are therefore *uncalibrated*. :func:`~autolabel.audit.audit`
+fits it twice by default: the second time on copies of the labels with the first
+ranker's suspects fixed (:func:`~autolabel.audit.core.cleaned_labels`), fewer of those
+false negatives.
 
 **Calibration** (:func:`calibrate`): given reviewed labels of some images, each of those
 images' candidates is checked against the review (:func:`reference_truth`, through
