@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, unquote, urljoin, urlsplit
 import numpy as np
 
 from autolabel.core import ImageInfo
-from autolabel.sources import ImageReadError, Item, load_image
+from autolabel.sources import ImageReadError, Item, load_image_draft
 
 __all__ = ["ImageAccess", "RefusedURL"]
 
@@ -51,18 +51,18 @@ class _Fetched(Item):
     access: Any = field(default=None, repr=False)
     url: str = ""
 
-    def load(self) -> tuple[np.ndarray, ImageInfo]:
+    def load(self, draft: tuple[int, int] | None = None) -> tuple[np.ndarray, ImageInfo]:
+        """As :meth:`Item.load`, from the bytes fetched over HTTP."""
         data = self.access.fetch(self.url)
         suffix = Path(urlsplit(self.url).path).suffix[:8]
-        # load_image decodes files (EXIF orientation, clear errors); a private temp file reuses it
+        # load_image_draft decodes files (EXIF orientation, clear errors); a private temp file reuses it
         with tempfile.NamedTemporaryFile(suffix=suffix) as f:
             f.write(data)
             f.flush()
             try:
-                arr = load_image(f.name)
+                arr, (w, h) = load_image_draft(f.name, draft)
             except ImageReadError as e:
-                raise ImageReadError(self.url, e.reason) from None
-        h, w = arr.shape[:2]
+                raise ImageReadError(self.url, e.reason) from e
         return arr, ImageInfo(self.key, w, h, None)
 
 
