@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from autolabel.config import DEFAULT_PROFILE, IOU_ACCEPT, IOU_MIN, ConfigError, CostProfile, config_names
+from autolabel.config import DEFAULT_PROFILE, ConfigError, CostProfile, config_names
 from autolabel.core import Results
 from autolabel.matching import DRAW, EDIT_KINDS, Matching, match_sweep
 
@@ -94,28 +94,24 @@ class EditCounts:
         return self._table(self.counts.sum(0), self.class_names, "class", profile, False)
 
 
-def count_edits(
-    pred: Results,
-    gt: Results,
-    conf: float | None = None,
-    iou_accept: float = IOU_ACCEPT,
-    iou_min: float = IOU_MIN,
-    relabel: bool = True,
-) -> EditCounts:
-    """Edit counts of the pre-labels ``score >= conf`` (see :func:`autolabel.matching.match`)."""
-    return sweep_edits(pred, gt, [conf], iou_accept, iou_min, relabel)[0]
+def count_edits(pred: Results, gt: Results, conf: float | None = None, **match_options: Any) -> EditCounts:
+    """Edit counts of the pre-labels ``score >= conf``.
+
+    Args:
+        pred, gt: predictions and ground truth (see :func:`autolabel.matching.match`).
+        conf: pre-label threshold (``None``: every prediction).
+        match_options: ``iou_accept``, ``iou_min``, ``relabel`` of :func:`~autolabel.matching.match`.
+
+    Returns:
+        The :class:`EditCounts`.
+    """
+    return sweep_edits(pred, gt, [conf], **match_options)[0]
 
 
-def sweep_edits(
-    pred: Results,
-    gt: Results,
-    thresholds: Sequence[float | None],
-    iou_accept: float = IOU_ACCEPT,
-    iou_min: float = IOU_MIN,
-    relabel: bool = True,
-) -> list[EditCounts]:
-    """:func:`count_edits` at each pre-label threshold, aligning and checking the boxes once."""
-    return [EditCounts.of(m) for m in match_sweep(pred, gt, thresholds, iou_accept, iou_min, relabel)]
+def sweep_edits(pred: Results, gt: Results, thresholds: Sequence[float | None], **match_options: Any) -> list[EditCounts]:
+    """:func:`count_edits` at each pre-label threshold, aligning and checking the boxes once
+    (:func:`autolabel.matching.match_sweep`)."""
+    return [EditCounts.of(m) for m in match_sweep(pred, gt, thresholds, **match_options)]
 
 
 # -- cost arithmetic ----------------------------------------------------------------------

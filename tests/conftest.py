@@ -1,6 +1,8 @@
 """Shared fixtures: real models and real data from ../shared (never downloaded)."""
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from pathlib import Path
 
@@ -52,3 +54,21 @@ def server(coco150):
     srv = SERVER.LabelStudioServer.start(coco150.parent, executable=exe)
     yield srv
     srv.stop()
+
+
+def coco_stats(gt: dict, dets: list[dict], max_dets: tuple[int, int, int] = (1, 10, 100)) -> list[float]:
+    """pycocotools' 12 bbox stats (mAP50-95 first, mAP50 second) of COCO result dicts
+    against a COCO ground-truth dict: the reference the tests check our pipeline with."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = gt
+        coco.createIndex()
+        ev = COCOeval(coco, coco.loadRes(dets), "bbox")
+        ev.params.maxDets = list(max_dets)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return [float(x) for x in ev.stats]

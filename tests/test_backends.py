@@ -1,8 +1,6 @@
 """Ultralytics, ONNX and torchvision backends, and the model resolver, on real models and data."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -13,6 +11,7 @@ import pytest
 from conftest import MODELS
 
 import autolabel as al
+from tests.conftest import coco_stats
 from autolabel.detectors import ModelNotFoundError, load_detector
 from autolabel.detectors.base import file_sha256
 from autolabel.detectors.onnx import OnnxDetector
@@ -50,22 +49,6 @@ def bccd_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pt = shutil.copy(MODELS / "yolov8n-bccd.pt", d / "yolov8n-bccd.pt")  # export writes next to the .pt
     out = YOLO(pt).export(format="onnx", imgsz=416, dynamic=True, simplify=False, verbose=False)
     return Path(out)
-
-
-def _coco_map50(gt: dict, dets: list[dict]) -> float:
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO()
-        coco.dataset = gt
-        coco.createIndex()
-        ev = COCOeval(coco, coco.loadRes(dets), "bbox")
-        ev.params.maxDets = [1, 10, 300]  # Ultralytics val scores all max_det=300 boxes per image
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return float(ev.stats[1])
 
 
 def _write_yolo_dataset(root: Path, image_dir: Path, gt: dict) -> Path:
@@ -106,7 +89,7 @@ def test_ultralytics_backend_reproduces_ultralytics_val_map50(bccd, bccd_val, bc
         for f, d in zip(files, preds)
         for box, s, label in zip(d.xywh, d.scores, d.labels)
     ]
-    ours = _coco_map50(gt, dets)
+    ours = coco_stats(gt, dets, max_dets=(1, 10, 300))[1]
 
     data = _write_yolo_dataset(tmp_path / "yolo", bccd / "JPEGImages", gt)
     metrics = YOLO(str(MODELS / "yolov8n-bccd.pt")).val(

@@ -9,15 +9,13 @@ The int8 NMS-free models run at ~3 images/s on 2 cores, so they are measured on 
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MODELS
+from conftest import MODELS, coco_stats
 
 from autolabel.cli import main
 
@@ -40,8 +38,6 @@ def _letterbox(img: np.ndarray, size: int) -> tuple[np.ndarray, float, float, fl
 
 
 def _run_session(path: Path, img: np.ndarray, size: int) -> tuple[list[np.ndarray], float, float, float]:
-    import onnxruntime as ort
-
     sess = _session(str(path))
     lb, r, left, top = _letterbox(img, size)
     x = (lb.transpose(2, 0, 1)[None].astype(np.float32) / 255.0)
@@ -76,21 +72,6 @@ def _subset(coco150: Path, tmp: Path, n: int) -> tuple[Path, dict]:
     for im in images:
         (folder / im["file_name"]).symlink_to(coco150 / "images" / im["file_name"])
     return folder, {**gt, "images": images, "annotations": [a for a in gt["annotations"] if a["image_id"] in ids]}
-
-
-def _coco_map(gt: dict, dets: list[dict]) -> float:
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO()
-        coco.dataset = gt
-        coco.createIndex()
-        ev = COCOeval(coco, coco.loadRes(dets), "bbox")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return float(ev.stats[0])
 
 
 def _prelabel_dets(src: Path, model: str, out: Path, gt: dict, conf: str = "0.001", *extra: str) -> tuple[list[dict], dict]:
@@ -145,7 +126,7 @@ def _reference_end2end(model: Path, gt: dict, image_dir: Path) -> list[dict]:
 def test_yolo11n_int8_reaches_its_recorded_map(coco150, tmp_path):
     gt = json.loads((coco150 / "instances.json").read_text())
     dets, _ = _prelabel_dets(coco150 / "images", "yolo11n-int8.onnx", tmp_path / "out", gt)
-    m = _coco_map(gt, dets)
+    m = coco_stats(gt, dets)[0]
     print(f"yolo11n-int8 mAP50-95 on coco-val-150: {m:.4f}")
     assert m >= 0.41
 
@@ -155,8 +136,8 @@ def test_yolo11n_int8_reaches_its_recorded_map(coco150, tmp_path):
 def test_nms_free_models_match_a_plain_reference_decode(model, coco150, tmp_path):
     folder, gt = _subset(coco150, tmp_path, SUBSET)
     dets, _ = _prelabel_dets(folder, model, tmp_path / "out", gt)
-    ours = _coco_map(gt, dets)
-    ref = _coco_map(gt, _reference_end2end(MODELS / model, gt, folder))
+    ours = coco_stats(gt, dets)[0]
+    ref = coco_stats(gt, _reference_end2end(MODELS / model, gt, folder))[0]
     print(f"{model} on the first {SUBSET} coco-val-150 images: mAP50-95 ours {ours:.4f}, reference {ref:.4f}")
     assert ref > 0.3  # the reference decode itself is sane (SOURCES.md: 0.41 / 0.40 on all 150)
     assert abs(ours - ref) <= 0.01
