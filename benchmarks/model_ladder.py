@@ -9,8 +9,8 @@ plot and a one-line recommendation per data set (see :mod:`autolabel.ladder`).
         [--cpu-hour 0.05] [--gpu-hour 0.60] [--gpu-images-per-second 400]
 
 Predictions (conf 0.001) are cached as ``<model>-<dataset>-conf0.001.json`` in
-``--cache`` (default ``$AUTOLABEL_PRED_CACHE``, else ``../../cache`` beside the checkout
-when it exists) and reused when their ``model_id`` and images match. Timing is sampled
+``--cache`` (default ``$AUTOLABEL_PRED_CACHE``, else ``benchmarks/.cache``, git-ignored;
+the first run fills it) and reused when their ``model_id`` and images match. Timing is sampled
 on ``--timing-images`` images per model with the engine's default settings; on a shared
 machine it is noisy. Writes ``benchmarks/reports/model-ladder.{md,html}`` and ends with
 ``best_person_saved=X best_coco_saved=Y`` (human hours saved per 1,000 images by the
@@ -125,7 +125,7 @@ def _bccd_onnx(cache: Path) -> Path:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_cache = os.environ.get("AUTOLABEL_PRED_CACHE") or (ROOT.parent.parent / "cache")
+    default_cache = os.environ.get("AUTOLABEL_PRED_CACHE") or (ROOT / "benchmarks" / ".cache")
     ap.add_argument("--cache", default=str(default_cache), help="prediction cache directory")
     ap.add_argument("--limit", type=int, default=None, help="only the first N images of each data set (quick run)")
     ap.add_argument("--timing-images", type=int, default=24, help="images timed per model")
