@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["box_area", "box_inter_union", "box_iou", "paired_inter_union", "paired_iou", "best_same_class_iou"]
+__all__ = ["box_area", "safe_ratio", "box_inter_union", "box_iou", "paired_inter_union", "paired_iou", "best_same_class_iou"]
 
 
 def _xyxy(boxes: np.ndarray) -> np.ndarray:
@@ -32,7 +32,8 @@ def box_area(boxes: np.ndarray) -> np.ndarray:
     return np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
 
 
-def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+def safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """``num / den`` elementwise, 0 where ``den`` is 0 (IoU, IoA of empty boxes)."""
     return np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
 
 
@@ -65,7 +66,7 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         (N, M) float64 IoU in [0, 1].
     """
     inter, union = box_inter_union(a, b)
-    return _safe_div(inter, union)
+    return safe_ratio(inter, union)
 
 
 def paired_inter_union(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -94,7 +95,7 @@ def paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         (K,) float64 IoU.
     """
     inter, area_a, area_b = paired_inter_union(a, b)
-    return _safe_div(inter, area_a + area_b - inter)
+    return safe_ratio(inter, area_a + area_b - inter)
 
 
 def best_same_class_iou(

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from autolabel.boxes import box_area, paired_inter_union
+from autolabel.boxes import box_area, paired_inter_union, safe_ratio
 from autolabel.config import IOU_ACCEPT, IOU_MIN
 from autolabel.core import Detections, Results
 
@@ -36,7 +36,6 @@ __all__ = ["EDIT_KINDS", "EDIT_CODES", "ImageMatch", "Matching", "match", "match
 EDIT_KINDS = ("accept", "adjust", "relabel", "adjust_relabel", "delete", "draw")
 EDIT_CODES = EDIT_KINDS + ("ignore",)  # a prediction's edit code indexes this
 ACCEPT, ADJUST, RELABEL, ADJUST_RELABEL, DELETE, DRAW, IGNORE = range(7)
-_DELETE, _DRAW, _IGNORE = DELETE, DRAW, IGNORE
 _PRED_EDITS = np.array(EDIT_CODES)
 
 
@@ -132,8 +131,7 @@ def _match(
     pi = np.repeat(np.arange(len(po)), per_pred)  # every (prediction, GT) pair of each image
     gi = g_start[p.img[pi]] + np.arange(len(pi)) - pair_start[pi]
     inter, area_p, area_g = paired_inter_union(p.xyxy[pi], g.xyxy[gi])
-    union = area_p + area_g - inter
-    iou = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    iou = safe_ratio(inter, area_p + area_g - inter)
     same = p.cls[pi] == g.cls[gi]
     crowd = g.crowd[gi]  # type: ignore[index]
     edge = ~crowd & (iou >= iou_min) & (same | relabel)
@@ -154,20 +152,20 @@ def _match(
         chosen.append(start + r[keep] * cols + c[keep])
     sel = np.concatenate(chosen)
 
-    code = np.full(len(po), _DELETE, np.int64)
+    code = np.full(len(po), DELETE, np.int64)
     pred_gt = np.full(len(po), -1, np.int64)
     pred_iou = np.zeros(len(po))
     gt_matched = np.zeros(len(go), bool)
-    code[pi[sel]] = np.where(same[sel], 0, 2) + (iou[sel] < iou_accept)
+    code[pi[sel]] = np.where(same[sel], ACCEPT, RELABEL) + (iou[sel] < iou_accept)  # +1: adjust(_relabel)
     pred_gt[pi[sel]], pred_iou[pi[sel]] = gi[sel], iou[sel]
     gt_matched[gi[sel]] = True
     # COCO's crowd rule: an unpaired prediction on a crowd region of its class is ignored
-    ioa = np.where(area_p > 0, inter / np.where(area_p > 0, area_p, 1), 0.0)
-    on_crowd = np.flatnonzero(crowd & same & (ioa >= iou_min) & (code[pi] == _DELETE))
+    ioa = safe_ratio(inter, area_p)
+    on_crowd = np.flatnonzero(crowd & same & (ioa >= iou_min) & (code[pi] == DELETE))
     if len(on_crowd):
         on_crowd = on_crowd[np.lexsort((-ioa[on_crowd], pi[on_crowd]))]
         first = on_crowd[np.unique(pi[on_crowd], return_index=True)[1]]  # best crowd region per prediction
-        code[pi[first]], pred_gt[pi[first]], pred_iou[pi[first]] = _IGNORE, gi[first], ioa[first]
+        code[pi[first]], pred_gt[pi[first]], pred_iou[pi[first]] = IGNORE, gi[first], ioa[first]
 
     out_code, out_gt, out_iou, out_matched = (np.empty_like(a) for a in (code, pred_gt, pred_iou, gt_matched))
     out_code[po], out_iou[po], out_matched[go] = code, pred_iou, gt_matched  # back to the input order
@@ -190,8 +188,8 @@ def match_image(
         raise ValueError("predictions and ground truth use different class names; align them with align_classes()")
     p, g = _Boxes.of([pred], "predictions", False), _Boxes.of([gt], "ground truth", True)
     code, pred_gt, pred_iou, gt_matched = _match(p, g, 1, iou_accept, iou_min, relabel)
-    n = np.bincount(code, minlength=_IGNORE + 1)
-    n[_DRAW] = int((~gt_matched & ~g.crowd).sum())  # type: ignore[operator]
+    n = np.bincount(code, minlength=IGNORE + 1)
+    n[DRAW] = int((~gt_matched & ~g.crowd).sum())  # type: ignore[operator]
     return ImageMatch(_PRED_EDITS[code], pred_gt, pred_iou, gt_matched, dict(zip(EDIT_KINDS, map(int, n))))
 
 
