@@ -1,4 +1,4 @@
-"""Box uncertainty scores, calibrators, ECE and agreement signals (autolabel.scoring)."""
+"""Box uncertainty scores, calibrators, ECE and agreement signals (autolabel.routing)."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +8,7 @@ import autolabel as al
 from autolabel.core import Detections, Results
 from autolabel.formats import read_coco
 from autolabel.matching import EDIT_KINDS, align_classes, match_image
-from autolabel.scoring import (
+from autolabel.routing import (
     ClassCalibrator, IsotonicCalibrator, PlattCalibrator, box_table, class_entropy, class_margin,
     detection_ece, detector_agreement, match_targets, reliability_table, tta_agreement,
 )

@@ -18,7 +18,7 @@ once at a *low* one (``iou_min`` 0.3, wrong-class pairs allowed). From its edits
 Every label gets one candidate (its most likely kind), every unpaired prediction
 cluster one; the ranker (:mod:`autolabel.audit.ranker`) scores them from the evidence
 columns of :data:`FEATURES`: the best calibrated confidence (routing's
-:class:`~autolabel.scoring.ClassCalibrator`: P(box correct | score, class)) of
+:class:`~autolabel.routing.calibrators.ClassCalibrator`: P(box correct | score, class)) of
 same-class and other-class predictions at several IoUs, the IoUs, box size, image
 crowding and class frequency.
 """
@@ -33,7 +33,7 @@ from autolabel.boxes import box_area, box_iou
 from autolabel.config import IOU_ACCEPT
 from autolabel.core import Results
 from autolabel.matching import ACCEPT, ADJUST, DELETE, IGNORE, align_classes, match, match_sweep
-from autolabel.scoring import ClassCalibrator
+from autolabel.routing.calibrators import ClassCalibrator
 
 __all__ = ["KINDS", "FEATURES", "candidates", "box_calibrator"]
 

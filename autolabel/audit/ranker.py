@@ -14,7 +14,7 @@ false negatives.
 
 **Calibration** (:func:`calibrate`): given reviewed labels of some images, each of those
 images' candidates is checked against the review (:func:`reference_truth`, through
-:func:`autolabel.matching.match`) and routing's :class:`~autolabel.scoring.ClassCalibrator`
+:func:`autolabel.matching.match`) and routing's :class:`~autolabel.routing.calibrators.ClassCalibrator`
 (isotonic, one model per kind with enough examples) maps the ranker's score to the
 probability that the suspect is a real error.
 """
@@ -29,7 +29,7 @@ import numpy as np
 from autolabel.boxes import box_iou
 from autolabel.core import Results
 from autolabel.matching import ACCEPT, align_classes, match
-from autolabel.scoring import ClassCalibrator
+from autolabel.routing.calibrators import ClassCalibrator
 
 from autolabel.audit.corrupt import Injected, corrupt_labels
 from autolabel.audit.features import FEATURES, candidates
