@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["box_area", "safe_ratio", "box_inter_union", "box_iou", "paired_inter_union", "paired_iou", "best_same_class_iou"]
+__all__ = ["box_area", "safe_ratio", "box_inter_union", "box_iou", "paired_inter_union", "paired_iou", "best_same_class_iou", "batched_nms"]
 
 
 def _xyxy(boxes: np.ndarray) -> np.ndarray:
@@ -115,3 +115,25 @@ def best_same_class_iou(
         return np.zeros(n)
     same = np.asarray(a_labels, dtype=object)[:, None] == np.asarray(b_labels, dtype=object)[None, :]
     return np.where(same, box_iou(a, b), 0.0).max(axis=1)
+
+
+def batched_nms(
+    boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou: float, max_det: int = 300
+) -> np.ndarray:
+    """Class-wise greedy NMS (boxes of different classes never suppress each other).
+
+    Returns kept indices by descending score, at most ``max_det``. A box is suppressed
+    when its IoU with a kept box of its class exceeds ``iou`` (OpenCV's C++ kernel).
+    """
+    import cv2
+
+    if len(boxes) == 0:
+        return np.zeros(0, np.int64)
+    b = np.asarray(boxes, np.float32)
+    xywh = np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
+    keep = cv2.dnn.NMSBoxesBatched(
+        xywh.tolist(), np.asarray(scores, np.float32).tolist(), np.asarray(class_ids, np.int32).tolist(),
+        0.0, float(iou),
+    )  # OpenCV's top_k caps candidates *before* NMS, so max_det is applied after
+    return np.asarray(keep, np.int64).reshape(-1)[:max_det]
+

@@ -20,7 +20,7 @@ import numpy as np
 
 from autolabel.config import ClassMapConfig, ConfigError
 from autolabel.core import Detections
-from autolabel.ops import batched_nms
+from autolabel.boxes import batched_nms
 
 __all__ = ["ClassMap"]
 

@@ -15,12 +15,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = [
-    "IOU_ACCEPT", "IOU_MIN", "DEFAULT_PROFILE", "EXIT_OK", "EXIT_SKIPPED", "EXIT_FAILED", "ConfigError", "ModelConfig", "ClassMapConfig", "load_yaml", "config_path", "config_names", "CostProfile", "RoutingPolicy", "TrackerConfig", "VideoCostProfile",
+    "IOU_ACCEPT", "IOU_MIN", "DEFAULT_PROFILE", "DEFAULT_THRESHOLDS", "EXIT_OK", "EXIT_SKIPPED", "EXIT_FAILED", "ConfigError", "ModelConfig", "ClassMapConfig", "load_yaml", "config_path", "config_names", "CostProfile", "RoutingPolicy", "TrackerConfig", "VideoCostProfile",
 ]
 
 # -- library-wide defaults: every signature that needs one reads it from here ------------------
 IOU_ACCEPT = 0.7  # IoU from which a right-class pre-label needs no edit
 IOU_MIN = 0.5  # IoU from which a pre-label counts as finding an object (COCO's AP50 rule)
+#: the pre-label score thresholds a savings sweep tries (0.05 .. 0.95)
+DEFAULT_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))
 DEFAULT_PROFILE = "extreme-clicking"  # cost profile (configs/cost/)
 EXIT_OK, EXIT_SKIPPED, EXIT_FAILED = 0, 1, 2  # CLI exit status: completed, completed with skips, failed
 
@@ -246,7 +248,7 @@ class RoutingPolicy(StrictModel):
 
 
 class TrackerConfig(StrictModel):
-    """A multi-object tracker and its settings (``configs/trackers/*.yaml``); see :mod:`autolabel.tracking`.
+    """A multi-object tracker and its settings (``configs/trackers/*.yaml``); see :mod:`autolabel.video.tracking`.
 
     ``settings`` go to the constructor of the Roboflow ``trackers`` class named by
     ``tracker`` (checked against its signature when the tracker is built).
@@ -267,7 +269,7 @@ class TrackerConfig(StrictModel):
 
 class VideoCostProfile(StrictModel):
     """Human seconds per video labeling action (``configs/cost/video-*.yaml``); see
-    :mod:`autolabel.video_savings`. Per-frame labeling is priced by the image profile
+    :mod:`autolabel.video.savings`. Per-frame labeling is priced by the image profile
     ``image_profile`` (a :class:`CostProfile`)."""
 
     image_profile: str = Field(DEFAULT_PROFILE, description="configs/cost profile for frame-by-frame labeling")

@@ -18,8 +18,9 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from autolabel.core import Detections, Failure, ImageInfo, Results
 from autolabel.detectors import Detector, load_detector
-from autolabel.engine.tuning import engine_settings
-from autolabel.sources import ImageReadError, Item, Source, open_source
+from autolabel.detectors.tuning import engine_settings
+from autolabel.sources import Item, Source, open_source
+from autolabel.io.images import ImageReadError
 
 __all__ = ["prelabel", "iter_prelabel", "tracked"]
 
@@ -71,7 +72,7 @@ def iter_prelabel(
         detector: the loaded detector.
         conf, iou, max_det: score threshold, NMS IoU, boxes per image (default: the
             detector's).
-        workers: decode threads (default: from the cores and the model, autolabel.engine.tuning).
+        workers: decode threads (default: from the cores and the model, autolabel.detectors.tuning).
         prefetch_batches: batches decoded ahead.
         streams: batches in inference at once (default: as workers).
 
@@ -85,7 +86,7 @@ def iter_prelabel(
         Exception: any error of the detector or of ``prepare`` (a bug, not a bad
             input), unchanged, with its traceback; batches yielded before it stand.
     """
-    streams, workers = engine_settings(detector, streams, workers)  # defaults: autolabel.engine.tuning
+    streams, workers = engine_settings(detector, streams, workers)  # defaults: autolabel.detectors.tuning
     if streams > 1 and not detector.thread_safe:
         raise ValueError(f"{type(detector).__name__} cannot run concurrent batches; use streams=1")
     conf, iou, max_det = detector.settings(conf, iou, max_det)
@@ -136,8 +137,6 @@ def prelabel(
     max_det: int | None = None,
     progress: bool = True,
     class_map: Any = None,
-    track: bool = False,
-    tracker: Any = None,
     **source_options: Any,
 ) -> Results:
     """Pre-label every image of ``source`` with ``detector`` (default: the bundled
@@ -147,15 +146,11 @@ def prelabel(
         source: anything :func:`autolabel.sources.open_source` accepts.
         detector: anything :func:`autolabel.load_detector` accepts.
         conf: one score threshold, or per class: ``{class name: threshold}`` (optionally
-            ``"default"``), a YAML of :mod:`autolabel.thresholds`, or a ``ClassThresholds``.
+            ``"default"``), a YAML of :mod:`autolabel.savings.thresholds`, or a ``ClassThresholds``.
         iou, max_det: NMS IoU, boxes per image.
         progress: show a progress bar.
         class_map: a :class:`~autolabel.classmap.ClassMap` or a YAML path: renames,
             merges and drops classes.
-        track: ``source`` is a sequence (see :mod:`autolabel.sequences`) and every box
-            gets a ``track_id`` from the ``tracker`` config (:func:`autolabel.tracking.track`;
-            ``conf`` defaults to its ``detection_conf``).
-        tracker: tracker config name or YAML (``configs/trackers/``).
         source_options: go to :func:`~autolabel.sources.open_source`.
 
     Returns:
@@ -171,11 +166,6 @@ def prelabel(
     det = detector if isinstance(detector, Detector) else load_detector(detector)
     src = open_source(source, **source_options)
     cmap = None if class_map is None else ClassMap.load(class_map, det.class_names)
-    if track:
-        from autolabel.config import TrackerConfig
-
-        tracker = TrackerConfig.load(tracker)
-        conf = tracker.detection_conf if conf is None else conf
     conf, iou, max_det = det.settings(conf, iou, max_det)
     out: list[Detections] = []
     failures: list[Failure] = []
@@ -186,12 +176,7 @@ def prelabel(
             else:
                 out.append(cmap(x, iou) if cmap else x)
     names = cmap.target_names if cmap else det.class_names
-    results = Results(out, names, det.model_id, failures)
-    if track:
-        from autolabel.tracking import track as track_boxes
-
-        return track_boxes(results, tracker, fps=getattr(src, "fps", None))
-    return results
+    return Results(out, names, det.model_id, failures)
 
 
 def tracked(

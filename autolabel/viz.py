@@ -16,7 +16,7 @@ def plot_detections(det: Detections, image: np.ndarray | str | None = None, ax=N
     """
     import matplotlib.pyplot as plt
 
-    from autolabel.sources import load_image
+    from autolabel.io.images import load_image
 
     if image is None:
         if det.image is None or det.image.path is None:

@@ -292,7 +292,7 @@ def inspection(name: str = "coco-val-150", batches: int = 50, rate: float = 0.12
     first batch fits (self-corruption), reused for the others."""
     from autolabel.audit import corrupt_images
     from autolabel.audit.ranker import fit_ranker
-    from autolabel.inspection import guided_plan, plain_plan, run_plan
+    from autolabel.audit.inspection import guided_plan, plain_plan, run_plan
 
     gt, pred = ground_truth(name), predictions(name)
     pred, gt = align_classes(pred, gt)

@@ -59,7 +59,7 @@ def main() -> int:
     args = ap.parse_args()
 
     import autolabel as al
-    from autolabel.ladder import coco_map
+    from autolabel.savings.ladder import coco_map
 
     with tempfile.TemporaryDirectory() as tmp:
         paths, gt = upscaled_copies(Path(tmp), args.limit)

@@ -3,7 +3,7 @@ and coco-val-150, and the BCCD detector (PyTorch checkpoint and its ONNX export)
 BCCD val split: mAP, best global and per-class thresholds, human time saved with a 95%
 CI, hours saved per 1,000 images, CPU seconds per image, machine cost per 1,000 images
 on a CPU and a GPU, net money under extreme-clicking and annotation-factory, a Pareto
-plot and a one-line recommendation per data set (see :mod:`autolabel.ladder`).
+plot and a one-line recommendation per data set (see :mod:`autolabel.savings.ladder`).
 
     python benchmarks/model_ladder.py [--cache DIR] [--limit N] [--timing-images 24]
         [--cpu-hour 0.05] [--gpu-hour 0.60] [--gpu-images-per-second 400]
@@ -140,7 +140,7 @@ def main() -> int:
     import autolabel as al
     from autolabel.detectors.health import BrokenModelError
     from autolabel.formats import read_coco
-    from autolabel.ladder import Ladder, MachinePrices, ladder_row
+    from autolabel.savings.ladder import Ladder, MachinePrices, ladder_row
 
     t_start = time.perf_counter()
     cache = Path(args.cache)

@@ -82,7 +82,7 @@ def _cocoeval(cg, cd, single: bool) -> float:  # type: ignore[no-untyped-def]
 
 
 def _ours(pred, gt) -> float:  # type: ignore[no-untyped-def]
-    from autolabel.savings import count_edits, summarize
+    from autolabel.savings.edits import count_edits, summarize
 
     t = time.perf_counter()
     summarize(count_edits(pred, gt))

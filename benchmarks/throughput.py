@@ -8,7 +8,7 @@ Sections (all in one run, one table):
    each (what our engine runs). **ours**: the whole job (:func:`autolabel.engine.run_job`:
    decode -> letterbox -> infer -> NMS -> shard log -> COCO export) on the same images,
    same model and batch size. Goal: ours / ceiling >= 0.90. The engine's default
-   settings (what a user gets with no options: :mod:`autolabel.engine.tuning`) are shown
+   settings (what a user gets with no options: :mod:`autolabel.detectors.tuning`) are shown
    too; goal: defaults / ceiling >= 0.90.
 2. **peer**: Ultralytics ``YOLO(pt).predict`` on the BCCD val images with
    ``yolov8n-bccd.pt`` versus our job on its ONNX export (exported here, offline, with
@@ -52,7 +52,7 @@ BCCD = SHARED / "data" / "bccd"
 class Setup:
     """Engine settings: concurrent inference batches, ONNX threads per batch, decode threads."""
 
-    streams: int | None = None  # None: the engine's default (autolabel.engine.tuning)
+    streams: int | None = None  # None: the engine's default (autolabel.detectors.tuning)
     threads: int | None = None  # None: the backend's default
     workers: int | None = None
 
@@ -69,7 +69,7 @@ class Setup:
 
     def label(self) -> str:
         if self.streams is None and self.threads is None:
-            from autolabel.engine.tuning import cpu_streams, cpu_threads
+            from autolabel.detectors.tuning import cpu_streams, cpu_threads
 
             return f"defaults ({cpu_streams()} stream(s) x {cpu_threads()} thread(s))"
         return f"{self.streams} stream(s) x {self.threads or os.cpu_count()} thread(s)"
@@ -92,7 +92,7 @@ class _Clock:
 
 
 def ceiling_vs_ours(model: str, n: int, repeats: int, tuned: Setup) -> dict[str, Any]:
-    from autolabel.sources import load_image
+    from autolabel.io.images import load_image
 
     paths = [str(p) for p in sorted(COCO_IMAGES.glob("*.jpg"))[:n]]
     default = Setup()  # what a user gets: no streams, threads or workers given
@@ -127,7 +127,7 @@ def profile(model: str, n: int) -> None:
     ours / ceiling when every core is busy."""
     from autolabel.core import ImageInfo
     from autolabel.engine.log import encode_record
-    from autolabel.sources import load_image
+    from autolabel.io.images import load_image
 
     paths = [str(p) for p in sorted(COCO_IMAGES.glob("*.jpg"))[:n]]
     det = Setup(threads=1).load(model)

@@ -19,14 +19,14 @@ from pathlib import Path
 import pandas as pd
 
 from autolabel.formats import read_coco, write_coco
-from autolabel.keyframes import keyframes
+from autolabel.video.keyframes import keyframes
 from autolabel.pipeline import prelabel
-from autolabel.sequences import open_sequence
-from autolabel.track_eval import evaluate_tracks
-from autolabel.tracking import track
-from autolabel.tracks import sequences, tracks_of
-from autolabel.video_routing import certify, check_frames, route_segments, segment_errors, segments
-from autolabel.video_savings import video_savings
+from autolabel.sources.sequences import open_sequence
+from autolabel.video.eval import evaluate_tracks
+from autolabel.video.tracking import track
+from autolabel.video.tracks import sequences, tracks_of
+from autolabel.video.routing import certify, check_frames, route_segments, segment_errors, segments
+from autolabel.video.savings import video_savings
 
 ROOT = Path(__file__).resolve().parent.parent
 RAW_CONF = 0.01  # detections kept for tracking (the tracker config's detection_conf filters them)

@@ -26,7 +26,7 @@ def main() -> None:
     ap.add_argument("--profile", default="extreme-clicking")
     args = ap.parse_args()
 
-    from autolabel.report import compare
+    from autolabel.savings.report import compare
 
     coco, bccd = SHARED / "data" / "coco-val-150", SHARED / "data" / "bccd"
     jobs = {

@@ -28,7 +28,7 @@ import autolabel as al
 from autolabel.config import CostProfile, RoutingPolicy
 from autolabel.core import Results
 from autolabel.formats import read_coco, write_coco
-from autolabel.report import _md_table, _select
+from autolabel.savings.report import _md_table, _select
 from autolabel.routing import cross_validate
 from autolabel.routing.fit import targets
 from autolabel.routing.planner import plan

@@ -16,7 +16,7 @@ from autolabel.detectors import ModelNotFoundError, load_detector
 from autolabel.detectors.base import file_sha256
 from autolabel.detectors.onnx import OnnxDetector
 from autolabel.boxes import box_iou
-from autolabel.sources import load_image
+from autolabel.io.images import load_image
 
 BCCD_CLASSES = ("RBC", "WBC", "Platelets")
 

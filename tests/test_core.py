@@ -8,7 +8,8 @@ import autolabel as al
 from autolabel.classmap import ClassMap
 from autolabel.config import ConfigError
 from autolabel.boxes import box_iou
-from autolabel.ops import batched_nms, letterbox, unletterbox
+from autolabel.boxes import batched_nms
+from autolabel.detectors.ops import letterbox, unletterbox
 
 
 def _dets(n: int = 5, names=("a", "b", "c"), seed: int = 0) -> al.Detections:

@@ -12,10 +12,10 @@ import pytest
 import autolabel as al
 from autolabel.cli import main as cli
 from autolabel.config import CostProfile
-from autolabel.costfit import FIT_PARAMS, fit_costs, measure_cvat
+from autolabel.savings.costfit import FIT_PARAMS, fit_costs, measure_cvat
 from autolabel.formats import read_coco, read_cvat, write_coco, write_cvat
 from autolabel.matching import EDIT_KINDS
-from autolabel.savings import count_edits, edit_seconds, scratch_seconds
+from autolabel.savings.edits import count_edits, edit_seconds, scratch_seconds
 
 TRUE = {"image_overhead_s": 3.0, "verify_s": 1.2, "adjust_s": 4.0, "relabel_s": 2.5, "delete_s": 1.5, "draw_s": 6.0}
 

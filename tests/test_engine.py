@@ -24,7 +24,7 @@ from autolabel.core import Detections, ImageInfo, Results
 from autolabel.engine import LogError, ResumeError, ShardLog, export_log, run_job
 from autolabel.engine.log import encode_record
 from autolabel.formats import read_coco
-from autolabel.temporal import frame_similarity, frame_table
+from autolabel.engine.temporal import frame_similarity, frame_table
 
 FAST = "yolov5n-320.onnx"
 

@@ -17,7 +17,7 @@ from PIL import Image
 import autolabel as al
 from autolabel import formats, sources
 from autolabel.core import Detections, Failure, ImageInfo, Results
-from autolabel.formats._common import atomic_write, safe_join
+from autolabel.io.files import atomic_write, safe_join
 
 ODD = 'person <&"> \'q\''  # a class name XML and JSON must escape
 
@@ -557,7 +557,7 @@ def test_a_write_that_cannot_start_raises_its_own_error(tmp_path, monkeypatch):
     FileNotFoundError about removing a temp file that never existed."""
     import errno
 
-    from autolabel.formats import _common
+    from autolabel.io import files as _common
 
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")

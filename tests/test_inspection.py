@@ -11,7 +11,7 @@ import autolabel as al
 from autolabel.audit import audit, corrupt_images
 from autolabel.audit.ranker import fit_ranker
 from autolabel.formats import read_coco
-from autolabel.inspection import guided_plan, plain_plan, rest_plan, run_plan, simulate
+from autolabel.audit.inspection import guided_plan, plain_plan, rest_plan, run_plan, simulate
 
 DELTA = 0.1
 

@@ -13,7 +13,6 @@ import urllib.error
 import urllib.request
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,7 +26,7 @@ from autolabel.core import Results
 from autolabel.formats import read_coco, write_coco
 from autolabel.routing import fit_policy, route
 from autolabel.matching import EDIT_KINDS
-from autolabel.savings import count_edits, edit_seconds
+from autolabel.savings.edits import count_edits, edit_seconds
 
 from ls_server import SERVER  # the server fixture is in conftest.py, shared with test_serve.py
 from test_costfit import TRUE, annotator_seconds  # the simulated annotator and its known constants

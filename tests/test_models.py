@@ -302,7 +302,7 @@ def test_draft_decode_maps_boxes_back_to_full_size(coco150, tmp_path):
 
     import autolabel as al
     from autolabel.boxes import box_iou
-    from autolabel.sources import load_image_draft
+    from autolabel.io.images import load_image_draft
 
     src = sorted((coco150 / "images").glob("*.jpg"))[:4]
     paths = []
@@ -327,7 +327,7 @@ def test_draft_decode_maps_boxes_back_to_full_size(coco150, tmp_path):
 
 
 def test_engine_defaults_from_cores():
-    from autolabel.engine.tuning import cpu_streams, cpu_threads
+    from autolabel.detectors.tuning import cpu_streams, cpu_threads
 
     assert [(cpu_streams(n), cpu_threads(n)) for n in (1, 2, 4, 16)] == [(1, 1), (2, 1), (2, 2), (4, 4)]
     det = load_detector_cpu("yolov5n-320.onnx")

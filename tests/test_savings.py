@@ -23,9 +23,9 @@ from autolabel.cli import main
 from autolabel.config import ConfigError, CostProfile, config_path
 from autolabel.formats import read_coco
 from autolabel.boxes import box_iou
-from autolabel.report import compare_predictions, threshold_sweep
+from autolabel.savings.report import compare_predictions, threshold_sweep
 from autolabel.matching import EDIT_KINDS, align_classes, match_image
-from autolabel.savings import (
+from autolabel.savings.edits import (
     count_edits,
     edit_seconds,
     kind_seconds,

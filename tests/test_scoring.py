@@ -12,7 +12,7 @@ from autolabel.routing import (
     ClassCalibrator, IsotonicCalibrator, PlattCalibrator, box_table, class_entropy, class_margin,
     detection_ece, detector_agreement, match_targets, reliability_table, tta_agreement,
 )
-from autolabel.sources import load_image
+from autolabel.io.images import load_image
 
 N_IMAGES = 24  # a slice of coco-val-150 keeps inference to a few seconds
 

@@ -1,7 +1,6 @@
 """Sources: folders, globs, lists, datasets, video, and the EXIF orientation rule."""
 from __future__ import annotations
 
-from dataclasses import replace
 
 import shutil
 from pathlib import Path

@@ -14,8 +14,9 @@ import autolabel as al
 from autolabel.cli import main
 from autolabel.formats import read_coco
 from autolabel.matching import match_sweep
-from autolabel.report import DEFAULT_THRESHOLDS
-from autolabel.thresholds import ClassThresholds, fit_class_thresholds, per_class_gain
+from autolabel.config import DEFAULT_THRESHOLDS
+from autolabel.detectors.thresholds import ClassThresholds
+from autolabel.savings.thresholds import fit_class_thresholds, per_class_gain
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,7 @@ def test_class_thresholds_shrink_toward_the_global_one(low_conf_file, coco150):
 
 def test_per_class_gain_is_measured_out_of_sample(low_conf_file, coco150):
     from autolabel.matching import match
-    from autolabel.savings import EditCounts, summarize
+    from autolabel.savings.edits import EditCounts, summarize
 
     pred, gt = read_coco(low_conf_file), read_coco(coco150 / "instances.json")
     g = per_class_gain(pred, gt, seed=1)

@@ -1,6 +1,6 @@
 """Tracking pre-labels on a real pedestrian sequence (TUD-Campus), evaluated two ways.
 
-The project's evaluation (``trackers.eval`` through :mod:`autolabel.track_eval`) is
+The project's evaluation (``trackers.eval`` through :mod:`autolabel.video.eval`) is
 checked against TrackEval, an independent implementation (the MOTChallenge reference
 code), on the very files the CLI wrote. The CLI runs on a copy of the sequence laid out
 as an unseen one would be (``img/frame_%04d.jpg``, ``imDir=img``), so nothing depends on
@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 from autolabel.config import ConfigError
-from autolabel.sequences import SequenceSource, open_sequence
+from autolabel.sources.sequences import SequenceSource, open_sequence
 from autolabel.sources import open_source
-from autolabel.track_eval import evaluate_mot_files, evaluate_tracks
-from autolabel.tracking import track
+from autolabel.video.eval import evaluate_mot_files, evaluate_tracks
+from autolabel.video.tracking import track
 from tests.conftest import DATA
 
 TUD = DATA / "tud-campus"

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from autolabel import formats
-from autolabel.sequences import open_sequence
-from autolabel.tracks import sequences, tracks_of
+from autolabel.sources.sequences import open_sequence
+from autolabel.video.tracks import sequences, tracks_of
 from tests.conftest import DATA
 
 

@@ -7,9 +7,9 @@ import itertools
 import numpy as np
 import pytest
 
-from autolabel.keyframes import expand, keyframes, residual_keyframes, track_from_keyframes, track_keyframes
-from autolabel.sequences import open_sequence
-from autolabel.tracks import sequences, tracks_of
+from autolabel.video.keyframes import expand, keyframes, residual_keyframes, track_from_keyframes, track_keyframes
+from autolabel.sources.sequences import open_sequence
+from autolabel.video.tracks import sequences, tracks_of
 from tests.conftest import DATA
 
 

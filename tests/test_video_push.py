@@ -7,8 +7,8 @@ import pytest
 
 from autolabel import labelstudio as ls
 from autolabel.formats import read_labelstudio_video
-from autolabel.sequences import open_sequence
-from autolabel.video_push import push_video
+from autolabel.sources.sequences import open_sequence
+from autolabel.labelstudio.video_push import push_video
 from tests.conftest import DATA
 
 

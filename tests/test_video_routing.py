@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from autolabel.core import Results
-from autolabel.sequences import open_sequence
-from autolabel.video_routing import SegmentPolicy, certify, check_frames, route_segments, segment_errors, segments
+from autolabel.sources.sequences import open_sequence
+from autolabel.video.routing import SegmentPolicy, certify, check_frames, route_segments, segment_errors, segments
 from tests.conftest import DATA
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from autolabel.config import VideoCostProfile
 from autolabel.core import Detections, Results
-from autolabel.sequences import open_sequence
-from autolabel.video_savings import video_savings
+from autolabel.sources.sequences import open_sequence
+from autolabel.video.savings import video_savings
 from tests.conftest import DATA
 
 P = VideoCostProfile.load("video-keyframes")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autolabel.sequences import SequenceSource, from_frames, open_sequence, read_seqinfo
+from autolabel.sources.sequences import SequenceSource, from_frames, open_sequence, read_seqinfo
 from autolabel.sources import open_source
 from tests.conftest import DATA
 
@@ -34,7 +34,7 @@ def test_sampling_a_mot_sequence_keeps_its_ground_truth_frames():
 def test_a_video_file_is_a_sequence_with_its_frame_rate(tmp_path):
     import cv2
 
-    from autolabel.sources import load_image
+    from autolabel.io.images import load_image
 
     path = tmp_path / "walk.avi"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 12.5, (640, 480))
@@ -59,7 +59,7 @@ def test_a_missing_image_folder_in_seqinfo_is_named(tmp_path):
 
 
 def test_frames_stored_as_images_are_one_video_for_temporal_consistency():
-    from autolabel.temporal import frame_table
+    from autolabel.engine.temporal import frame_table
 
     gt = open_sequence(TUD).ground_truth
     table = frame_table(gt)

@@ -134,8 +134,7 @@ class Audit:
         ``"suspect: <kind>"`` (its score the suspect's) beside the human labels (score 1);
         ``order`` lists the images holding such suspects, lowest quality first;
         ``task_data`` gives each its ``audit_quality``, ``audit_suspects`` and
-        ``audit_evidence``. Push it with :func:`autolabel.labelstudio.push` (``order=``,
-        ``task_data=``) or write it with ``results.save(out, "labelstudio")``."""
+        ``audit_evidence``. Push it with ``autolabel.labelstudio.push(results, project, order=order, task_data=data)`` or write it with ``results.save(out, "labelstudio")``."""
         names = tuple(self.labels.class_names) + tuple(f"suspect: {k}" for k in KINDS)
         s = self.suspects[self.suspects["score"] >= min_score]
         by_img = {f: g for f, g in s.groupby("file_name")}
@@ -158,15 +157,6 @@ class Audit:
                     "audit_evidence": "; ".join(by_img[f]["evidence"].head(5))} for f in order}
         keys = {d.image.file_name: d.image.key for d in self.labels}  # type: ignore[union-attr]
         return (Results(dets, names, "audit"), [keys[f] for f in order], {keys[f]: v for f, v in data.items()})
-
-    def push(self, project: int | str, min_score: float = 0.1, **push_options: Any) -> Any:
-        """Push the review queue (:meth:`review_queue`) to Label Studio with
-        :func:`autolabel.labelstudio.push`; returns its ``PushReport``. The project's
-        labels need the ``suspect: <kind>`` labels (:meth:`review_queue`'s class names)."""
-        from autolabel.labelstudio import push
-
-        results, order, data = self.review_queue(min_score)
-        return push(results, project, order=order, task_data=data, **push_options)
 
     def save(self, out_dir: str | os.PathLike, image_root: str | os.PathLike | None = None, examples: int = 12,
              min_score: float = 0.1) -> list[str]:

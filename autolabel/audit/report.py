@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from autolabel.formats._common import atomic_write, safe_join
+from autolabel.io.files import atomic_write, safe_join
 
 __all__ = ["write_audit", "draw_suspect"]
 
@@ -46,7 +46,7 @@ def draw_suspect(image: np.ndarray, labels: Any, row: Any) -> np.ndarray:
 def _examples(a: Any, out_dir: str, image_root: str, k: int) -> list[str]:
     import cv2
 
-    from autolabel.sources import load_image
+    from autolabel.io.images import load_image
 
     os.makedirs(os.path.join(out_dir, "examples"), exist_ok=True)
     paths = []

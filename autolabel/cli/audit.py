@@ -23,7 +23,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 def _cmd_inspect_plan(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from autolabel.inspection import guided_plan, plain_plan
+    from autolabel.audit.inspection import guided_plan, plain_plan
 
     plans = []
     risk = None
@@ -45,7 +45,7 @@ def _cmd_inspect_plan(args: argparse.Namespace) -> int:
     for p in plans:
         print(p.describe())
     if args.json:
-        from autolabel.formats._common import atomic_write
+        from autolabel.io.files import atomic_write
 
         atomic_write(args.json, json.dumps([p.to_dict() for p in plans], indent=1))
         print(f"wrote {args.json}")

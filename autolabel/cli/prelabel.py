@@ -14,11 +14,11 @@ from autolabel.cli._common import given
 def _cmd_track(args: argparse.Namespace) -> int:
     """``--track``: detect frame by frame, track, write (in memory, not through the resumable job log)."""
     from autolabel.formats import write
-    from autolabel.pipeline import prelabel
+    from autolabel.video.tracking import prelabel_tracks
 
-    res = prelabel(args.source, args.model, conf=args.conf, iou=args.iou, max_det=args.max_det, progress=not args.quiet,
-                   class_map=args.class_map, track=True, tracker=args.tracker,
-                   **given(every=args.every, every_seconds=args.every_seconds))
+    res = prelabel_tracks(args.source, args.model, conf=args.conf, tracker=args.tracker, iou=args.iou,
+                          max_det=args.max_det, progress=not args.quiet, class_map=args.class_map,
+                          **given(every=args.every, every_seconds=args.every_seconds))
     written = write(res, args.out, args.format)
     tracks = len({(d.image.key.split("#")[0], int(t)) for d in res for t in (d.track_id if d.track_id is not None else [])})
     print(json.dumps({"status": "completed", "model_id": res.model_id, "frames": len(res), "boxes": res.num_boxes,
@@ -31,7 +31,7 @@ def _conf(args: argparse.Namespace) -> object:
     threshold of classes it does not list, when it has no ``default``)."""
     if args.conf_per_class is None:
         return args.conf
-    from autolabel.thresholds import ClassThresholds
+    from autolabel.detectors.thresholds import ClassThresholds
 
     return ClassThresholds.load(args.conf_per_class, default=args.conf)
 

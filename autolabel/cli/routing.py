@@ -56,7 +56,7 @@ def _record_prelabel_conf(out_dir: str, conf: float) -> None:
     --manifest`` reads it (it pushes only boxes at or above it)."""
     from pathlib import Path
 
-    from autolabel.formats._common import atomic_write
+    from autolabel.io.files import atomic_write
 
     path = Path(out_dir) / "summary.json"
     summary = json.loads(path.read_text(encoding="utf-8"))

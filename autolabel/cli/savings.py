@@ -13,7 +13,7 @@ from autolabel.cli._common import match_options
 
 def _cmd_savings(args: argparse.Namespace) -> int:
     from autolabel.formats import read_coco
-    from autolabel.report import savings_report
+    from autolabel.savings.report import savings_report
 
     pred, gt = read_coco(args.predictions), read_coco(args.ground_truth)
     conf = None if args.every_prediction else ("best" if args.conf is None else args.conf)
@@ -38,7 +38,7 @@ def _cmd_savings(args: argparse.Namespace) -> int:
               "they are not counted as pre-labels (filter them out when importing: --conf at prelabel time)",
               file=sys.stderr)
     if args.class_thresholds:
-        from autolabel.thresholds import per_class_gain
+        from autolabel.savings.thresholds import per_class_gain
 
         gain = per_class_gain(pred, gt, args.profile, iou_accept=args.iou_accept, iou_min=args.iou_min)
         print(f"per-class thresholds, out of sample (fitted on one half of the images, measured on the other): "
@@ -47,7 +47,7 @@ def _cmd_savings(args: argparse.Namespace) -> int:
         print(f"wrote {gain['thresholds'].save(args.class_thresholds)} (fitted on all images; "
               f"use it with autolabel prelabel --conf-per-class)")
     if args.json:
-        from autolabel.formats._common import atomic_write
+        from autolabel.io.files import atomic_write
 
         atomic_write(args.json, json.dumps(rep.to_dict(), indent=1))
         print(f"wrote {args.json}")
@@ -58,8 +58,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     import os
 
     from autolabel.formats import read_coco
-    from autolabel.ladder import MachinePrices, run_ladder
-    from autolabel.report import _select, compare_predictions
+    from autolabel.savings.ladder import MachinePrices, run_ladder
+    from autolabel.savings.report import _select, compare_predictions
 
     prices = MachinePrices(args.cpu_hour, args.gpu_hour, args.gpu_images_per_second)
     ladder, preds, seconds = run_ladder(args.models, args.images, args.ground_truth, split=args.split_file,
@@ -106,6 +106,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cmp.add_argument("--cpu-hour", type=float, default=0.05, help="price of one core-hour (USD)")
     cmp.add_argument("--gpu-hour", type=float, default=0.60, help="price of one GPU-hour (USD)")
     cmp.add_argument("--gpu-images-per-second", type=float, default=400.0,
-                     help="assumed GPU images/s of a nano detector at 640x640 (see autolabel.ladder)")
+                     help="assumed GPU images/s of a nano detector at 640x640 (see autolabel.savings.ladder)")
     cmp.add_argument("--quiet", action="store_true", help="no progress bar")
     cmp.set_defaults(func=_cmd_compare)

@@ -13,7 +13,7 @@ import numpy as np
 from autolabel.core import Detections
 
 if TYPE_CHECKING:
-    from autolabel.thresholds import ClassThresholds
+    from autolabel.detectors.thresholds import ClassThresholds
 
 __all__ = ["Detector", "auto_device", "file_sha256"]
 
@@ -91,7 +91,7 @@ class Detector(ABC):
         as a ``ClassThresholds`` whose ``default`` is the detector's ``conf`` unless given.
         """
         if conf is not None and not isinstance(conf, (int, float)):
-            from autolabel.thresholds import ClassThresholds
+            from autolabel.detectors.thresholds import ClassThresholds
 
             conf = ClassThresholds.load(conf, default=self.conf)  # type: ignore[arg-type]
         return (

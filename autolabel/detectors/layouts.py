@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from autolabel.ops import batched_nms
+from autolabel.boxes import batched_nms
 
 __all__ = ["Layout", "detect_layout", "decode_outputs", "raw_scores", "MAX_NMS_CANDIDATES"]
 

@@ -31,7 +31,7 @@ from autolabel.detectors.base import Detector, file_sha256
 from autolabel.detectors.health import check_image, check_scores, onnx_precision
 from autolabel.detectors.layouts import Layout, decode_outputs, detect_layout, raw_scores
 from autolabel.detectors.masks import POLYGONS, mask_polygons
-from autolabel.ops import LETTERBOX_PAD, letterbox_resize, unletterbox
+from autolabel.detectors.ops import LETTERBOX_PAD, letterbox_resize, unletterbox
 
 __all__ = ["OnnxDetector"]
 
@@ -57,7 +57,7 @@ class OnnxDetector(Detector):
         device: ``"cpu"`` or a CUDA device (default: CUDA when available).
         batch_size: images per ``session.run`` (a fixed batch dimension overrides it).
         threads: ONNX Runtime intra-op threads (default on a CPU: cores / the engine's
-            default streams, see :mod:`autolabel.engine.tuning`; on a GPU: ONNX Runtime's).
+            default streams, see :mod:`autolabel.detectors.tuning`; on a GPU: ONNX Runtime's).
         check: run the load-time health check (see module docs).
         draft: decode JPEGs of at least twice the input size at 1/2, 1/4 or 1/8 scale
             (Pillow's DCT-domain ``draft``); boxes are in full-size pixels either way.
@@ -102,7 +102,7 @@ class OnnxDetector(Detector):
         #: concurrent batches the engine runs by default: sized with the threads (engine/tuning.py)
         self.auto_streams = 1
         if not threads and len(providers) == 1:
-            from autolabel.engine.tuning import cpu_streams, cpu_threads
+            from autolabel.detectors.tuning import cpu_streams, cpu_threads
 
             threads, self.auto_streams = cpu_threads(), cpu_streams()
         if threads:

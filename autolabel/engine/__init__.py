@@ -20,7 +20,7 @@ machine or on Ray.
   time, so the export's memory stays flat too), each file atomically (temp file +
   rename): the export (``--format``), ``errors.csv`` (``key,reason`` of every input
   that could not be read), ``frames.csv`` for video (frame index,
-  timestamp and :mod:`temporal consistency <autolabel.temporal>` per sampled frame)
+  timestamp and :mod:`temporal consistency <autolabel.engine.temporal>` per sampled frame)
   and ``.autolabel/summary.json`` (also printed by the CLI). ``export=False`` fills
   only the log; :func:`export_log` exports it later, in any format. Status and exit
   code: ``completed`` (0), ``completed with N skipped`` (1), ``failed`` (2: nothing

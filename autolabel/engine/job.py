@@ -17,7 +17,7 @@ from autolabel.config import EXIT_FAILED, EXIT_OK, EXIT_SKIPPED
 from autolabel.core import Detections, Failure
 from autolabel.detectors import Detector, load_detector
 from autolabel.engine.log import LOG_DIR, LogResults, ShardLog, encode_record
-from autolabel.formats._common import atomic_write, atomic_writer, fsync_dir
+from autolabel.io.files import atomic_write, atomic_writer, fsync_dir
 from autolabel.pipeline import iter_prelabel, tracked
 from autolabel.sources import Item, Source, open_source
 
@@ -123,7 +123,7 @@ def export_log(
     """
     from autolabel.classmap import ClassMap
     from autolabel.formats import write
-    from autolabel.temporal import frame_table
+    from autolabel.engine.temporal import frame_table
 
     out = Path(out_dir)
     log = ShardLog(out)
@@ -204,7 +204,7 @@ def run_job(
 
     ``engine="local"`` decodes in ``workers`` threads while the detector runs, with
     ``streams`` batches in inference at once (defaults from the cores and the model:
-    :mod:`autolabel.engine.tuning`; see
+    :mod:`autolabel.detectors.tuning`; see
     :func:`~autolabel.pipeline.iter_prelabel`; on a CPU use ONNX with
     ``detector_options={"threads": cores // streams}``);
     ``engine="ray"`` runs the detector in a pool of Ray actors
@@ -223,7 +223,7 @@ def run_job(
             finished before it are in the log, and the same call resumes after them.
     """
     from autolabel.classmap import ClassMap
-    from autolabel.engine.tuning import engine_settings
+    from autolabel.detectors.tuning import engine_settings
     from autolabel.formats import check_format
 
     t0 = time.perf_counter()

@@ -43,7 +43,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from autolabel.core import Detections, Failure, ImageInfo, Results
-from autolabel.formats._common import atomic_write, fsync_dir
+from autolabel.io.files import atomic_write, fsync_dir
 
 try:  # POSIX only; elsewhere two jobs on one OUT are not prevented
     import fcntl

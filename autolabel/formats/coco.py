@@ -20,9 +20,8 @@ from dataclasses import replace
 from typing import Any
 
 from autolabel.core import Failure, ImageInfo, Results
-from autolabel.formats._common import (
-    Builder, ResultsLike, atomic_writer, check_names, labeled, load_json, now, num, number,
-)
+from autolabel.formats._common import Builder, ResultsLike, check_names, labeled, now, num, number
+from autolabel.io.files import atomic_writer, load_json
 
 __all__ = ["write_coco", "read_coco"]
 

@@ -16,10 +16,8 @@ import xml.etree.ElementTree as ET
 from typing import Sequence
 
 from autolabel.core import ImageInfo, Results
-from autolabel.formats._common import (
-    Builder, ResultsLike, atomic_writer, check_names, labeled, load_xml, now, num, number, rotated_bounds, sub,
-    xml_text,
-)
+from autolabel.formats._common import Builder, ResultsLike, check_names, labeled, load_xml, now, num, number, rotated_bounds, sub, xml_text
+from autolabel.io.files import atomic_writer
 
 __all__ = ["write_cvat", "read_cvat", "add_labels"]
 

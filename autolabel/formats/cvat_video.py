@@ -34,12 +34,11 @@ from typing import Sequence
 import numpy as np
 
 from autolabel.core import ImageInfo, Results
-from autolabel.formats._common import (
-    ResultsLike, atomic_writer, check_names, load_xml, now, num, number, safe_relpath, sub, xml_text,
-)
+from autolabel.formats._common import ResultsLike, check_names, load_xml, now, num, number, sub, xml_text
+from autolabel.io.files import atomic_writer, safe_relpath
 from autolabel.formats.cvat import add_labels
-from autolabel.keyframes import TAU, KeyframeTrack, track_from_keyframes, track_keyframes
-from autolabel.tracks import Track, from_tracks, sequences, tracks_of
+from autolabel.video.keyframes import TAU, KeyframeTrack, track_from_keyframes, track_keyframes
+from autolabel.video.tracks import Track, from_tracks, sequences, tracks_of
 
 __all__ = ["write_cvat_video", "read_cvat_video"]
 

@@ -22,10 +22,8 @@ from urllib.parse import quote, unquote
 import numpy as np
 
 from autolabel.core import Detections, Failure, ImageInfo, Results
-from autolabel.formats._common import (
-    Builder, ResultsLike, Size, atomic_write, atomic_writer, check_names, from_relative, image_score, labeled,
-    load_json, load_xml, num, number, rotated_bounds, size_for, sub, to_relative, xml_text,
-)
+from autolabel.formats._common import Builder, ResultsLike, Size, check_names, from_relative, image_score, labeled, load_xml, num, number, rotated_bounds, size_for, sub, to_relative, xml_text
+from autolabel.io.files import atomic_write, atomic_writer, load_json
 
 __all__ = ["write_labelstudio", "read_labelstudio", "labelstudio_config", "CONFIG_NAME"]
 

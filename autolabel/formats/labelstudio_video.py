@@ -26,9 +26,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from autolabel.core import ImageInfo, Results
-from autolabel.formats._common import ResultsLike, atomic_writer, check_names, load_json, number
-from autolabel.keyframes import TAU, KeyframeTrack, track_from_keyframes, track_keyframes
-from autolabel.tracks import Track, from_tracks, sequences, tracks_of
+from autolabel.formats._common import ResultsLike, check_names, number
+from autolabel.io.files import atomic_writer, load_json
+from autolabel.video.keyframes import TAU, KeyframeTrack, track_from_keyframes, track_keyframes
+from autolabel.video.tracks import Track, from_tracks, sequences, tracks_of
 
 __all__ = ["write_labelstudio_video", "read_labelstudio_video", "labelstudio_video_config", "video_tasks"]
 

@@ -22,7 +22,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from autolabel.core import Detections, ImageInfo, Results
-from autolabel.formats._common import ResultsLike, atomic_writer, check_names, num, safe_relpath
+from autolabel.formats._common import ResultsLike, check_names, num
+from autolabel.io.files import atomic_writer, safe_relpath
 
 __all__ = ["write_mot", "read_mot"]
 
@@ -44,7 +45,7 @@ def write_mot(results: ResultsLike, out_dir: str | os.PathLike, fps: float | Non
     Raises:
         ValueError: frames that are not video frames, boxes without ``track_id``.
     """
-    from autolabel.tracks import sequences
+    from autolabel.video.tracks import sequences
 
     check_names(results.class_names)
     multi = len(results.class_names) > 1

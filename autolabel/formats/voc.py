@@ -15,10 +15,9 @@ import xml.etree.ElementTree as ET
 from typing import Sequence
 
 from autolabel.core import ImageInfo, Results
-from autolabel.formats._common import (
-    Builder, ResultsLike, atomic_write, atomic_writer, check_names, image_size, load_xml, num, per_image_paths,
-    rel_posix, safe_relpath, sub, xml_number, xml_text,
-)
+from autolabel.formats._common import Builder, ResultsLike, check_names, load_xml, num, per_image_paths, rel_posix, sub, xml_number, xml_text
+from autolabel.io.files import atomic_write, atomic_writer, safe_relpath
+from autolabel.io.images import image_size
 
 __all__ = ["write_voc", "read_voc"]
 

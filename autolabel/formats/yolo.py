@@ -15,11 +15,10 @@ import yaml
 
 from autolabel.config import load_yaml
 from autolabel.core import ImageInfo, Results
-from autolabel.formats._common import (
-    Builder, ResultsLike, Size, atomic_write, check_names, from_relative, image_size, num, number, per_image_paths,
-    rel_posix, size_for, to_relative,
-)
-from autolabel.sources import find_images
+from autolabel.formats._common import Builder, ResultsLike, Size, check_names, from_relative, num, number, per_image_paths, rel_posix, size_for, to_relative
+from autolabel.io.files import atomic_write
+from autolabel.io.images import image_size
+from autolabel.io.images import find_images
 
 __all__ = ["write_yolo", "read_yolo"]
 

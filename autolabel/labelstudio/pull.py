@@ -3,7 +3,7 @@
 :func:`pull` reads every submitted annotation, compares the human's final boxes with
 the pre-labels they started from (one :func:`autolabel.matching.match` over all of
 them), reads the annotation's ``lead_time`` (seconds the annotator spent) and fits your
-team's cost constants (:mod:`autolabel.costfit`). Tasks pushed without pre-labels
+team's cost constants (:mod:`autolabel.savings.costfit`). Tasks pushed without pre-labels
 (``without_prelabels``) are the from-scratch baseline.
 """
 
@@ -16,7 +16,7 @@ from autolabel.core import Detections, Results
 from autolabel.labelstudio.client import Client, control, get_project, tasks
 
 if TYPE_CHECKING:
-    from autolabel.costfit import Measurement
+    from autolabel.savings.costfit import Measurement
 
 __all__ = ["pull"]
 
@@ -64,7 +64,7 @@ def pull(
             :class:`~autolabel.labelstudio.Client`).
         LabelConfigError: the project has no single ``<RectangleLabels>`` control.
     """
-    from autolabel.costfit import measure
+    from autolabel.savings.costfit import measure
 
     client = client or Client(url, token)
     proj = get_project(client, project if isinstance(project, int) else str(project))

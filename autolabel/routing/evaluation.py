@@ -25,7 +25,7 @@ def realized_seconds(
     """The true targets of ``file_names`` (in that order) and the human seconds to fix
     their pre-labels and to label them from scratch (from their true edits)."""
     from autolabel.matching import EDIT_KINDS
-    from autolabel.savings import edit_seconds, scratch_seconds
+    from autolabel.savings.edits import edit_seconds, scratch_seconds
 
     t = truth.set_index("file_name").loc[file_names]
     fix_s = edit_seconds(t[list(EDIT_KINDS)].to_numpy(np.float64), profile)

@@ -149,7 +149,7 @@ def fit_tables(
     fit_scores = s[col].to_numpy()
     if cfg.scorer == "learned":
         from autolabel.matching import EDIT_KINDS
-        from autolabel.savings import edit_seconds
+        from autolabel.savings.edits import edit_seconds
 
         xin = s[list(LEARNED_INPUTS)].to_numpy(np.float64)
         ys = {"no_edit": ("classifier", (~fi["needs_edit"]).to_numpy(np.float64)),

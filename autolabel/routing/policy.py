@@ -113,7 +113,7 @@ class FittedPolicy:
 
     def save(self, path: str | os.PathLike) -> str:
         """Write the policy as JSON; returns the path."""
-        from autolabel.formats._common import atomic_write
+        from autolabel.io.files import atomic_write
 
         return atomic_write(path, json.dumps(self.to_dict(), indent=1, allow_nan=True))
 
@@ -203,7 +203,7 @@ class FittedPolicy:
         """Score a :func:`box_table` (``image`` refers to ``images.image``; ``images`` holds
         :data:`IMAGE_FEATURES` when the policy has a learned scorer)."""
         from autolabel.matching import EDIT_KINDS
-        from autolabel.savings import edit_seconds, scratch_seconds
+        from autolabel.savings.edits import edit_seconds, scratch_seconds
 
         boxes = boxes.copy()
         x = _feature(boxes, self.use_agreement)

@@ -151,7 +151,7 @@ class Routing:
         ``summary.json``, ``boxes.csv`` (per pre-label: ``box`` index in its image's predictions,
         ``p_correct`` and ``certified``) and ``risk_coverage.png``. Returns the written paths."""
         from autolabel.formats import write_coco, write_labelstudio
-        from autolabel.formats._common import atomic_write
+        from autolabel.io.files import atomic_write
 
         os.makedirs(out_dir, exist_ok=True)
 

@@ -63,7 +63,7 @@ class Backend:
         from autolabel.classmap import ClassMap
         from autolabel.detectors import load_detector
         from autolabel.routing import FittedPolicy
-        from autolabel.thresholds import ClassThresholds
+        from autolabel.detectors.thresholds import ClassThresholds
 
         self.detector = load_detector(model, **dict(detector_options or {}))
         det = self.detector

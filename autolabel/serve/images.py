@@ -26,7 +26,8 @@ from urllib.parse import parse_qs, unquote, urljoin, urlsplit
 import numpy as np
 
 from autolabel.core import ImageInfo
-from autolabel.sources import ImageReadError, Item, load_image_draft
+from autolabel.sources import Item
+from autolabel.io.images import ImageReadError, load_image_draft
 
 __all__ = ["ImageAccess", "RefusedURL"]
 

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from autolabel.core import Results
-from autolabel.sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Item, Source, from_video
+from autolabel.sources import Item, Source, from_video
+from autolabel.io.images import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 __all__ = ["SequenceSource", "SeqInfo", "read_seqinfo", "is_sequence", "from_mot_folder", "from_frames",
            "open_sequence"]
@@ -202,7 +203,7 @@ def from_mot_folder(root: str | os.PathLike, fps: float | None = None, every: in
 def _size(info: SeqInfo, first: str | None) -> tuple[int, int]:
     if info.width and info.height:
         return info.width, info.height
-    from autolabel.formats._common import image_size
+    from autolabel.io.images import image_size
 
     return image_size(str(first))
 

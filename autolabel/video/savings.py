@@ -41,9 +41,9 @@ import numpy as np
 
 from autolabel.config import IOU_MIN, CostProfile, VideoCostProfile
 from autolabel.core import Results
-from autolabel.keyframes import interpolate, keyframes, residual_keyframes
+from autolabel.video.keyframes import interpolate, keyframes, residual_keyframes
 from autolabel.matching import DELETE, IGNORE, Matching, match
-from autolabel.savings import edit_seconds, scratch_seconds
+from autolabel.savings.edits import edit_seconds, scratch_seconds
 
 __all__ = ["VideoSavings", "video_savings"]
 

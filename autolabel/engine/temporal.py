@@ -44,7 +44,7 @@ def frame_similarity(a: Detections, b: Detections) -> float:
 def _video(info: ImageInfo) -> str:
     """What a frame belongs to: its video file, or for frames stored as images (a
     MOTChallenge folder, numbered frames: every frame its own file) the sequence name."""
-    from autolabel.sources import VIDEO_EXTENSIONS
+    from autolabel.io.images import VIDEO_EXTENSIONS
 
     if info.path and info.path.lower().endswith(VIDEO_EXTENSIONS):
         return info.path

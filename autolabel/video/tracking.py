@@ -26,13 +26,42 @@ import numpy as np
 
 from autolabel.config import ConfigError, TrackerConfig
 from autolabel.core import Detections, Results
-from autolabel.keyframes import interpolate
-from autolabel.tracks import Track, from_tracks, sequences
+from autolabel.video.keyframes import interpolate
+from autolabel.video.tracks import Track, from_tracks, sequences
 
-__all__ = ["TRACKERS", "build_tracker", "track"]
+__all__ = ["TRACKERS", "build_tracker", "prelabel_tracks", "track"]
 
 TRACKERS = {"bytetrack": "ByteTrackTracker", "botsort": "BoTSORTTracker", "ocsort": "OCSORTTracker",
             "sort": "SORTTracker"}
+
+
+def prelabel_tracks(
+    source: Any,
+    detector: Any = None,
+    conf: Any = None,
+    tracker: TrackerConfig | str | os.PathLike | dict[str, Any] | None = None,
+    **prelabel_options: Any,
+) -> Results:
+    """Pre-label a sequence and track its boxes: :func:`autolabel.prelabel`, then :func:`track`.
+
+    Args:
+        source: a video, a MOTChallenge folder or numbered frames (:mod:`autolabel.sources.sequences`).
+        detector: anything :func:`autolabel.load_detector` accepts.
+        conf: score threshold (default: the tracker's ``detection_conf``).
+        tracker: tracker config (see :func:`track`).
+        prelabel_options: go to :func:`autolabel.prelabel` (``iou``, ``class_map``, ``every``, ...).
+
+    Returns:
+        :class:`Results` with a ``track_id`` per box.
+    """
+    from autolabel.pipeline import prelabel
+    from autolabel.sources import open_source
+
+    cfg = TrackerConfig.load(tracker)
+    source_keys = {"every", "every_seconds", "fps"}
+    src = open_source(source, **{k: prelabel_options.pop(k) for k in source_keys & set(prelabel_options)})
+    results = prelabel(src, detector, conf=cfg.detection_conf if conf is None else conf, **prelabel_options)
+    return track(results, cfg, fps=getattr(src, "fps", None))
 
 
 def build_tracker(config: TrackerConfig, fps: float) -> Any:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import glob as _glob
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -22,112 +21,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from autolabel.core import ImageInfo, Results
+from autolabel.io.images import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, ImageReadError, find_images, load_image_draft
 
-__all__ = [
-    "IMAGE_EXTENSIONS",
-    "VIDEO_EXTENSIONS",
-    "ImageReadError",
-    "Item",
-    "Source",
-    "load_image",
-    "load_image_draft",
-    "open_source",
-    "from_folder",
-    "from_glob",
-    "from_paths",
-    "from_coco",
-    "from_yolo",
-    "from_voc",
-    "from_video",
-]
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
-
-
-class ImageReadError(Exception):
-    """An input image that cannot be decoded; ``str()`` names the file and the reason."""
-
-    def __init__(self, path: str, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path = path
-        self.reason = reason
-
-
-def open_pil(path: str | os.PathLike):  # type: ignore[no-untyped-def]
-    """Open an image with PIL's own ``Image.open``: Ultralytics replaces it on import with a
-    wrapper that tries to pip-install a HEIF plugin whenever a file is not an image."""
-    from PIL import Image
-
-    opener = Image.open
-    if opener.__module__ != Image.__name__:
-        opener = getattr(sys.modules.get(opener.__module__), "_image_open", opener)
-    return opener(path)
-
-
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image file to RGB ``uint8`` (H, W, 3) with EXIF orientation applied.
-
-    Raises :class:`ImageReadError` for missing, unreadable, empty, truncated or
-    non-image files.
-    """
-    return load_image_draft(path)[0]
-
-
-#: JPEG draft decoding starts when the image is at least this many times the wanted size
-DRAFT_FACTOR = 2.0
-
-
-def load_image_draft(path: str | os.PathLike, size: tuple[int, int] | None = None) -> tuple[np.ndarray, tuple[int, int]]:
-    """Decode an image, JPEGs cheaply in the DCT domain when they are much larger than needed.
-
-    With ``size`` = (height, width) of a model input and a JPEG at least
-    :data:`DRAFT_FACTOR` times larger than the letterbox needs, the decoder scales by
-    1/2, 1/4 or 1/8 while decoding (Pillow's ``Image.draft``), never below what the
-    letterbox resize to ``size`` keeps, so that resize still only shrinks.
-
-    Args:
-        path: the image file.
-        size: model input (height, width); ``None``: full decode.
-
-    Returns:
-        RGB ``uint8`` (h, w, 3) pixels (EXIF orientation applied) and the image's full
-        (width, height) after orientation, which the pixels may be smaller than.
-
-    Raises:
-        ImageReadError: missing, unreadable, empty, truncated or non-image files.
-    """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    p = str(path)
-    try:
-        if os.path.getsize(p) == 0:
-            raise ImageReadError(p, "empty file (0 bytes)")
-        with open_pil(p) as im:
-            stored = im.size
-            swap = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations that swap the sides
-            full = (stored[1], stored[0]) if swap else stored
-            if size is not None and im.format == "JPEG":
-                r = min(size[1] / full[0], size[0] / full[1])  # the letterbox's scale
-                if r * DRAFT_FACTOR <= 1:  # it keeps at most 1/2 of each side
-                    im.draft("RGB", (int(np.ceil(stored[0] * r)), int(np.ceil(stored[1] * r))))
-            im = ImageOps.exif_transpose(im)
-            arr = np.asarray(im.convert("RGB"))
-    except ImageReadError:
-        raise
-    except FileNotFoundError:
-        raise ImageReadError(p, "file not found") from None
-    except PermissionError:
-        raise ImageReadError(p, "permission denied") from None
-    except IsADirectoryError:
-        raise ImageReadError(p, "is a directory") from None
-    except UnidentifiedImageError:
-        raise ImageReadError(p, "not an image (unrecognised format)") from None
-    except (OSError, SyntaxError, ValueError) as e:  # truncated data, decoder errors
-        raise ImageReadError(p, f"cannot decode: {e}") from None
-    except Image.DecompressionBombError as e:
-        raise ImageReadError(p, f"refused by decoder: {e}") from None
-    return arr, full
 
 
 @dataclass
@@ -182,18 +77,6 @@ class Source:
 
 def _is_image(p: str) -> bool:
     return p.lower().endswith(IMAGE_EXTENSIONS)
-
-
-def find_images(root: str, recursive: bool = True, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[str]:
-    """Image files under ``root`` (by extension, case-insensitive), sorted, folders first-walked in order."""
-    exts = tuple(e.lower() for e in extensions)
-    found: list[str] = []
-    for dirpath, dirnames, files in os.walk(root):
-        dirnames.sort()
-        found += [os.path.join(dirpath, f) for f in sorted(files) if f.lower().endswith(exts)]
-        if not recursive:
-            break
-    return found
 
 
 def _keyed(paths: Sequence[str], root: str | None, description: str | None = None) -> Source:
@@ -306,7 +189,7 @@ def from_video(path: str | os.PathLike, every: int | None = None, every_seconds:
 def open_source(spec: Source | str | os.PathLike | Sequence[str | os.PathLike], **kw: object) -> Source:
     """Any source from one argument: a :class:`Source`, an image folder, a glob, a video
     file, a MOTChallenge sequence folder (has ``seqinfo.ini``; numbered frames with
-    ``fps=``: see :mod:`autolabel.sequences`), a COCO ``.json``, a VOC root (has ``Annotations/``), a YOLO root (has
+    ``fps=``: see :mod:`autolabel.sources.sequences`), a COCO ``.json``, a VOC root (has ``Annotations/``), a YOLO root (has
     ``data.yaml``), a single image, or a list of image paths. ``kw`` goes to the
     matching ``from_*`` function (e.g. ``every=30`` for video, ``split="val"``)."""
     if isinstance(spec, Source):
@@ -322,7 +205,7 @@ def open_source(spec: Source | str | os.PathLike | Sequence[str | os.PathLike], 
     if low.endswith(".json"):
         return from_coco(s, **kw)  # type: ignore[arg-type]
     if os.path.isdir(s):
-        from autolabel import sequences  # MOTChallenge folders (seqinfo.ini) and numbered frames at an fps
+        from autolabel.sources import sequences  # MOTChallenge folders (seqinfo.ini) and numbered frames at an fps
 
         if sequences.is_sequence(s) or "fps" in kw:
             return sequences.open_sequence(s, **kw)  # type: ignore[arg-type]

@@ -39,7 +39,7 @@ from autolabel.boxes import box_iou
 from autolabel.core import Results
 from autolabel.matching import ACCEPT, IGNORE, match
 from autolabel.routing import clopper_pearson_upper
-from autolabel.tracks import sequence_of, sequences, tracks_of
+from autolabel.video.tracks import sequence_of, sequences, tracks_of
 
 __all__ = ["SegmentPolicy", "segments", "route_segments", "check_frames", "segment_errors", "certify"]
 

@@ -1,33 +1,12 @@
-"""Class-wise NMS and letterboxing (box IoU and areas live in :mod:`autolabel.boxes`)."""
+"""Letterboxing: the resize YOLO models are fed with, and its inverse for boxes (NMS, box IoU and areas live in :mod:`autolabel.boxes`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["LETTERBOX_PAD", "batched_nms", "letterbox", "letterbox_resize", "unletterbox"]
+__all__ = ["LETTERBOX_PAD", "letterbox", "letterbox_resize", "unletterbox"]
 
 LETTERBOX_PAD = 114  # the padding value YOLO models are trained with
-
-
-def batched_nms(
-    boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou: float, max_det: int = 300
-) -> np.ndarray:
-    """Class-wise greedy NMS (boxes of different classes never suppress each other).
-
-    Returns kept indices by descending score, at most ``max_det``. A box is suppressed
-    when its IoU with a kept box of its class exceeds ``iou`` (OpenCV's C++ kernel).
-    """
-    import cv2
-
-    if len(boxes) == 0:
-        return np.zeros(0, np.int64)
-    b = np.asarray(boxes, np.float32)
-    xywh = np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
-    keep = cv2.dnn.NMSBoxesBatched(
-        xywh.tolist(), np.asarray(scores, np.float32).tolist(), np.asarray(class_ids, np.int32).tolist(),
-        0.0, float(iou),
-    )  # OpenCV's top_k caps candidates *before* NMS, so max_det is applied after
-    return np.asarray(keep, np.int64).reshape(-1)[:max_det]
 
 
 def letterbox_resize(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float, tuple[int, int]]:

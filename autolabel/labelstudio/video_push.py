@@ -19,7 +19,7 @@ from typing import Any
 
 from autolabel.core import Results
 from autolabel.formats.labelstudio_video import labelstudio_video_config, video_tasks
-from autolabel.keyframes import TAU
+from autolabel.video.keyframes import TAU
 from autolabel.labelstudio import Client, LabelStudioError
 
 __all__ = ["push_video"]

@@ -21,7 +21,7 @@ from typing import Any
 
 from autolabel.core import Results
 from autolabel.matching import DELETE, IGNORE, match
-from autolabel.tracks import sequences
+from autolabel.video.tracks import sequences
 
 __all__ = ["evaluate_tracks", "evaluate_mot_files", "false_tracks"]
 

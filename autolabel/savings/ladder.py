@@ -117,8 +117,8 @@ def ladder_row(
         A flat dict (one table row); ``class_thresholds`` holds the fitted
         :class:`~autolabel.thresholds.ClassThresholds`.
     """
-    from autolabel.report import savings_report
-    from autolabel.thresholds import per_class_gain
+    from autolabel.savings.report import savings_report
+    from autolabel.savings.thresholds import per_class_gain
 
     m, m50 = coco_map(pred, gt_coco)
     cpu_cost = prices.cpu_cost_per_1000(cpu_s_per_image)
@@ -231,7 +231,7 @@ class Ladder:
         return b
 
     def to_markdown(self, figure_file: str | None = None) -> str:
-        from autolabel.render import formatted, md_table
+        from autolabel.savings.render import formatted, md_table
 
         out = []
         for kind, x in self._blocks():
@@ -246,7 +246,7 @@ class Ladder:
         return "\n\n".join(out) + "\n"
 
     def to_html(self) -> str:
-        from autolabel.render import CSS, formatted, png
+        from autolabel.savings.render import CSS, formatted, png
 
         out = []
         for kind, x in self._blocks():
@@ -264,8 +264,8 @@ class Ladder:
     def save(self, out_dir: str | os.PathLike, name: str = "model-ladder") -> list[str]:
         """Write ``<name>.md`` (+ ``<name>-pareto.png``), ``<name>.html`` and
         ``<name>-thresholds-<dataset>-<model>.yaml`` into ``out_dir``; returns the paths."""
-        from autolabel.formats._common import atomic_write, safe_join
-        from autolabel.render import png
+        from autolabel.io.files import atomic_write, safe_join
+        from autolabel.savings.render import png
 
         os.makedirs(out_dir, exist_ok=True)
         fig_file = f"{name}-pareto.png"
@@ -284,7 +284,7 @@ _METHOD = (
     "correcting the pre-labels at the model's best threshold of the sweep, cost profile '{prof}' (the 95% interval "
     "is a bootstrap over images; choosing the threshold on the same images makes it slightly optimistic). "
     "per_class_gain_fraction: points of human time that per-class thresholds add over one global threshold, fitted on one "
-    "half of the images and measured on the other (autolabel.thresholds). CPU seconds: process CPU time per image "
+    "half of the images and measured on the other (autolabel.savings.thresholds). CPU seconds: process CPU time per image "
     "of the batch engine with its default (auto-tuned) settings, sampled on a few dozen images. CPU cost at USD "
     "{p.cpu_hour}/core-hour; GPU cost at USD {p.gpu_hour}/GPU-hour assuming {p.gpu_images_per_second_640:.0f} "
     "images/s at 640x640 (scaled by input area; not measured here). Net: human pay saved minus CPU cost."
@@ -322,9 +322,9 @@ def run_ladder(
 
     from autolabel.detectors import load_detector
     from autolabel.formats import read_coco
-    from autolabel.formats._common import load_json
+    from autolabel.io.files import load_json
     from autolabel.pipeline import prelabel
-    from autolabel.report import _select
+    from autolabel.savings.report import _select
     from autolabel.sources import Item, Source
 
     gt = _select(read_coco(ground_truth), split)

@@ -36,7 +36,7 @@ from pydantic import ValidationError
 from autolabel.config import DEFAULT_PROFILE, IOU_ACCEPT, IOU_MIN, CostProfile
 from autolabel.core import Detections, ImageInfo, Results
 from autolabel.matching import EDIT_KINDS, align_classes
-from autolabel.savings import edit_seconds, scratch_seconds
+from autolabel.savings.edits import edit_seconds, scratch_seconds
 
 __all__ = ["FIT_PARAMS", "CostFit", "Measurement", "design_matrix", "fit_costs", "measure", "measure_cvat"]
 
@@ -237,7 +237,7 @@ class Measurement:
     ``rows``: one per finished annotation: ``image``, ``prelabeled`` (False: labeled
     from scratch), ``pred_boxes``, ``gt_boxes``, the :data:`EDIT_KINDS` counts,
     ``seconds`` (measured; NaN when unknown) and, priced with ``profile`` (the fitted
-    one when there is a fit) by :mod:`autolabel.savings`, ``scratch_s``, ``assisted_s``
+    one when there is a fit) by :mod:`autolabel.savings.edits`, ``scratch_s``, ``assisted_s``
     and ``saved_s``. ``ground_truth``/``prelabels``: the final boxes and the pre-labels,
     one entry per image.
     """

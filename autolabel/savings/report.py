@@ -19,11 +19,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from autolabel.config import DEFAULT_PROFILE, IOU_ACCEPT, IOU_MIN, CostProfile
+from autolabel.config import DEFAULT_PROFILE, DEFAULT_THRESHOLDS, IOU_ACCEPT, IOU_MIN, CostProfile
 from autolabel.core import Results
 from autolabel.matching import EDIT_KINDS, Matching, match_sweep
-from autolabel.render import CSS, formatted, md_table, png
-from autolabel.savings import EditCounts, kind_seconds, sensitivity, summarize
+from autolabel.savings.render import CSS, formatted, md_table, png
+from autolabel.savings.edits import EditCounts, kind_seconds, sensitivity, summarize
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -36,7 +36,6 @@ __all__ = [
     "compare",
 ]
 
-DEFAULT_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))
 _KIND_COLORS = ("#2e7d32", "#9ccc65", "#ffb300", "#fb8c00", "#e53935", "#5c6bc0")
 
 
@@ -334,7 +333,7 @@ class Comparison:
     def save(self, out_dir: str | os.PathLike, name: str = "report") -> list[str]:
         """Write ``<name>.md`` (with ``<name>-<plot>.png`` beside it), ``<name>.html``
         and ``<name>.json`` into ``out_dir``; returns the paths."""
-        from autolabel.formats._common import atomic_write, safe_join
+        from autolabel.io.files import atomic_write, safe_join
 
         os.makedirs(out_dir, exist_ok=True)
         written, files = [], {}
