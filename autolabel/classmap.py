@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -47,7 +47,7 @@ class ClassMap:
         self.merges = len(set(lut[lut >= 0].tolist())) < int((lut >= 0).sum())
 
     @classmethod
-    def load(cls, spec: ClassMap | ClassMapConfig | dict[str, Any] | str | os.PathLike, source_names: Sequence[str]) -> ClassMap:
+    def load(cls, spec: ClassMap | ClassMapConfig | Mapping[str, Any] | str | os.PathLike, source_names: Sequence[str]) -> ClassMap:
         """From a ClassMap, a config, a dict, a YAML path or a name under ``configs/classmaps/``."""
         if isinstance(spec, ClassMap):
             if spec.source_names != tuple(source_names):

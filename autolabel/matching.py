@@ -87,8 +87,8 @@ class _Boxes:
     xyxy: np.ndarray
     cls: np.ndarray
     img: np.ndarray
-    score: np.ndarray | None = None  # predictions
-    crowd: np.ndarray | None = None  # ground truth
+    score: np.ndarray  # predictions (1 for ground truth)
+    crowd: np.ndarray  # ground truth (False for predictions)
 
     @classmethod
     def of(cls, dets: Sequence[Detections], what: str, ground_truth: bool) -> _Boxes:
@@ -100,12 +100,11 @@ class _Boxes:
         img = np.repeat(np.arange(len(dets)), [len(d) for d in dets])
         cl = cat([d.class_ids for d in dets], np.zeros(0, np.int64))
         if ground_truth:
-            return cls(xyxy, cl, img, crowd=cat([d.crowd for d in dets], np.zeros(0, bool)))
-        return cls(xyxy, cl, img, score=cat([d.scores for d in dets], np.zeros(0, np.float32)))
+            return cls(xyxy, cl, img, np.ones(len(xyxy), np.float32), cat([d.crowd for d in dets], np.zeros(0, bool)))
+        return cls(xyxy, cl, img, cat([d.scores for d in dets], np.zeros(0, np.float32)), np.zeros(len(xyxy), bool))
 
     def __getitem__(self, keep: np.ndarray) -> _Boxes:
-        score, crowd = (None if a is None else a[keep] for a in (self.score, self.crowd))
-        return _Boxes(self.xyxy[keep], self.cls[keep], self.img[keep], score, crowd)
+        return _Boxes(self.xyxy[keep], self.cls[keep], self.img[keep], self.score[keep], self.crowd[keep])
 
 
 def _match(
@@ -121,7 +120,7 @@ def _match(
     """
     from scipy.optimize import linear_sum_assignment
 
-    po = np.lexsort((*p.xyxy.T[::-1], p.cls, -p.score, p.img))  # type: ignore[operator]
+    po = np.lexsort((*p.xyxy.T[::-1], p.cls, -p.score, p.img))
     go = np.lexsort((*g.xyxy.T[::-1], g.cls, g.crowd, g.img))
     p, g = p[po], g[go]
     n_p, n_g = np.bincount(p.img, minlength=n_img), np.bincount(g.img, minlength=n_img)
@@ -133,7 +132,7 @@ def _match(
     inter, area_p, area_g = paired_inter_union(p.xyxy[pi], g.xyxy[gi])
     iou = safe_ratio(inter, area_p + area_g - inter)
     same = p.cls[pi] == g.cls[gi]
-    crowd = g.crowd[gi]  # type: ignore[index]
+    crowd = g.crowd[gi]
     edge = ~crowd & (iou >= iou_min) & (same | relabel)
 
     conflict = np.zeros(n_img, bool)  # a box in two candidate pairs
@@ -189,7 +188,7 @@ def match_image(
     p, g = _Boxes.of([pred], "predictions", False), _Boxes.of([gt], "ground truth", True)
     code, pred_gt, pred_iou, gt_matched = _match(p, g, 1, iou_accept, iou_min, relabel)
     n = np.bincount(code, minlength=IGNORE + 1)
-    n[DRAW] = int((~gt_matched & ~g.crowd).sum())  # type: ignore[operator]
+    n[DRAW] = int((~gt_matched & ~g.crowd).sum())
     return ImageMatch(_PRED_EDITS[code], pred_gt, pred_iou, gt_matched, dict(zip(EDIT_KINDS, map(int, n))))
 
 
@@ -221,7 +220,7 @@ def align_classes(pred: Results, gt: Results) -> tuple[Results, Results]:
     for r, what, n in ((pred, "predictions", len(pred.class_names)), (gt, "ground truth", len(names))):
         for d in r:
             if len(d) and (d.class_ids.min() < 0 or d.class_ids.max() >= n):
-                raise ValueError(f"{what} image {d.image.file_name!r}: class id outside 0..{n - 1}")  # type: ignore[union-attr]
+                raise ValueError(f"{what} image {d.image.file_name!r}: class id outside 0..{n - 1}")
     same = tuple(pred.class_names) == names
     dets = [pk[k] if same else replace(pk[k], class_ids=lut[pk[k].class_ids], class_names=names, class_probs=None) for k in gk]
     return replace(pred, detections=dets, class_names=names), gt
@@ -275,7 +274,7 @@ class Matching:
     @property
     def images(self) -> tuple[str, ...]:
         """The join key of every image (``ImageInfo.file_name``), in order."""
-        return tuple(d.image.file_name for d in self.gt)  # type: ignore[union-attr]
+        return tuple(d.image.file_name for d in self.gt)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -389,16 +388,16 @@ def match_sweep(
     if min_gt_area < 0:
         raise ValueError(f"min_gt_area must be >= 0, got {min_gt_area}")
     if min_gt_area > 0:
-        g.crowd = g.crowd | (box_area(g.xyxy) < min_gt_area)  # type: ignore[operator]
+        g.crowd = g.crowd | (box_area(g.xyxy) < min_gt_area)
     box = np.concatenate([np.arange(len(d)) for d in pred]) if len(pred) else np.zeros(0, np.int64)
     out = []
     for t in thresholds:
-        keep = np.ones(len(p.cls), bool) if t is None else p.score >= t  # type: ignore[operator]
+        keep: np.ndarray = np.ones(len(p.cls), bool) if t is None else np.asarray(p.score >= t)
         q = p[keep]
         code, pred_gt, pred_iou, gt_matched = _match(q, g, len(gt), iou_accept, iou_min, relabel)
         out.append(Matching(
-            pred, gt, t, iou_accept, iou_min, relabel, q.img, box[keep].astype(np.int64), q.score, q.cls,  # type: ignore[arg-type]
-            code, pred_gt, pred_iou, g.img, g.cls, g.crowd, gt_matched,  # type: ignore[arg-type]
+            pred, gt, t, iou_accept, iou_min, relabel, q.img, box[keep].astype(np.int64), q.score, q.cls,
+            code, pred_gt, pred_iou, g.img, g.cls, g.crowd, gt_matched,
         ))
     return out
 

@@ -9,7 +9,7 @@ from autolabel.core import Detections
 __all__ = ["plot_detections"]
 
 
-def plot_detections(det: Detections, image: np.ndarray | str | None = None, ax=None, min_score: float = 0.0):  # type: ignore[no-untyped-def]
+def plot_detections(det: Detections, image: np.ndarray | str | None = None, ax=None, min_score: float = 0.0):
     """Draw boxes with ``label score`` captions on the image; returns the matplotlib axes.
 
     ``image`` is an RGB array or a path; by default the detections' own ``image.path``.

@@ -142,7 +142,7 @@ class Audit:
         for d in self.labels:
             base = replace(d, class_names=names, class_probs=None, data={}, track_id=None,
                            scores=np.ones(len(d), np.float32))
-            g = by_img.get(d.image.file_name)  # type: ignore[union-attr]
+            g = by_img.get(d.image.file_name)
             if g is not None:
                 xywh = g[["x", "y", "w", "h"]].to_numpy(np.float32)
                 add = Detections.from_xywh(xywh, g["score"].to_numpy(np.float32),
@@ -155,7 +155,7 @@ class Audit:
         order = [f for f in q.index if f in by_img]
         data = {f: {"audit_quality": float(q.loc[f, "quality"]), "audit_suspects": int(len(by_img[f])),
                     "audit_evidence": "; ".join(by_img[f]["evidence"].head(5))} for f in order}
-        keys = {d.image.file_name: d.image.key for d in self.labels}  # type: ignore[union-attr]
+        keys = {d.image.file_name: d.image.key for d in self.labels}
         return (Results(dets, names, "audit"), [keys[f] for f in order], {keys[f]: v for f, v in data.items()})
 
     def save(self, out_dir: str | os.PathLike, image_root: str | os.PathLike | None = None, examples: int = 12,
@@ -239,7 +239,7 @@ def audit(
     })
     for k in _EVIDENCE:
         sus[k] = cand[k].to_numpy()
-    names = [d.image.file_name for d in lab]  # type: ignore[union-attr]
+    names = [d.image.file_name for d in lab]
     logq = np.zeros(len(lab))
     np.add.at(logq, sus["image"].to_numpy(), np.log1p(-np.clip(sus["score"].to_numpy(), 0, 1 - 1e-9)))
     n = np.bincount(sus["image"].to_numpy(), minlength=len(lab))

@@ -116,7 +116,7 @@ def candidates(
         np.fill_diagonal(gl, 0)
         # -- one candidate per label ----------------------------------------------------
         sel_hi = hi.pred_image == i
-        for j in np.flatnonzero(~crowd):
+        for j in np.flatnonzero(~crowd).tolist():
             row = g_start[i] + j
             f = dict(
                 same50=_masked_max(pc[None], same[j:j + 1] & (u[j:j + 1] >= 0.5), 1)[0],

@@ -58,7 +58,7 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
             **src_opts,
         )
     except Exception as e:  # a crash mid-job (exit status 2 in autolabel.cli.main): the log keeps what is done
-        if not isinstance(e, (FileNotFoundError, ValueError, KeyError)):
+        if sys.version_info >= (3, 11) and not isinstance(e, (FileNotFoundError, ValueError, KeyError)):
             e.add_note(f"Batches finished before the error are kept in {args.out}/.autolabel/; "
                        "the same command resumes after them.")
         raise
@@ -85,7 +85,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's subcommands."""
     pre = sub.add_parser("prelabel", help="run a detector over images / a dataset / a video and write pre-labels")
     pre.add_argument("source", help="image folder, glob, image, video, COCO .json, VOC or YOLO dataset root")

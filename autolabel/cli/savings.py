@@ -78,7 +78,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's subcommands."""
     sav = sub.add_parser("savings", parents=[match_options()],
                          help="score pre-labels against ground truth: edits, human seconds and money saved")

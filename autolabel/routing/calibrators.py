@@ -132,13 +132,13 @@ class ClassCalibrator:
         the message)."""
         x = np.asarray(x, np.float64)
         target = np.asarray(target, bool)
-        labels = np.asarray(labels, dtype=object)
+        names_of = np.asarray(labels, dtype=object)
         if not len(x):
             raise ValueError(f"no calibration {what}: cannot fit a calibrator on an empty set")
         fit = IsotonicCalibrator.fit if method == "isotonic" else PlattCalibrator.fit
-        names, counts = np.unique(labels, return_counts=True)
+        names, counts = np.unique(names_of, return_counts=True)
         per = {
-            str(n): fit(x[labels == n], target[labels == n])
+            str(n): fit(x[names_of == n], target[names_of == n])
             for n, c in zip(names, counts)
             if c >= min_class_boxes
         }
@@ -146,10 +146,10 @@ class ClassCalibrator:
 
     def __call__(self, x: np.ndarray, labels: Sequence[str]) -> np.ndarray:
         x = np.asarray(x, np.float64)
-        labels = np.asarray(labels, dtype=object)
+        names_of = np.asarray(labels, dtype=object)
         out = self.global_(x)
         for name, cal in self.per_class.items():
-            m = labels == name
+            m = names_of == name
             if m.any():
                 out[m] = cal(x[m])
         return out
@@ -171,7 +171,7 @@ class ClassCalibrator:
 
 
 # -- calibration error -----------------------------------------------------------------------
-def reliability_table(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10):  # type: ignore[no-untyped-def]
+def reliability_table(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10):
     """Boxes binned by confidence (equal-width bins on [0, 1]): per bin the count, the
     mean confidence and the precision (fraction of boxes correct). A pandas DataFrame."""
     import pandas as pd

@@ -185,11 +185,8 @@ def _by_risk_curve(
     loss = image_loss(images, cfg.risk)[np.argsort(-score, kind="stable")]
     est = _needed(loss, cfg, target)
     rng = np.random.default_rng(seed + 2)
-    boot = []
-    for _ in range(200):
-        idx = np.sort(rng.integers(0, n, n))  # a resample of the images, kept in score order
-        boot.append(_needed(loss[idx], cfg, target))
-    boot = np.array(boot)
+    boot = np.array([_needed(loss[np.sort(rng.integers(0, n, n))], cfg, target)  # resamples, kept in score order
+                     for _ in range(200)])
     return {
         "images_needed_by_risk_curve": None if not np.isfinite(est) else int(np.ceil(est)),
         "images_needed_by_risk_curve_lo_hi": _interval(boot),

@@ -138,11 +138,12 @@ class FittedPolicy:
             raise ValueError(f"{where}: not a routing policy (expected format {POLICY_FORMAT!r})")
         try:
             cal = source["calibrators"]
+            located, correct, exact = (ClassCalibrator.from_dict(cal[t]) for t in _TARGETS)
+            a, b, c = (float(c) for c in source["miss"])
             return cls(
                 RoutingPolicy.load(dict(source["config"])), str(source["model_id"]), tuple(source["class_names"]),
-                bool(source["use_agreement"]), *(ClassCalibrator.from_dict(cal[t]) for t in _TARGETS),
-                None if cal["found"] is None else ClassCalibrator.from_dict(cal["found"]),
-                tuple(float(c) for c in source["miss"]),  # type: ignore[arg-type]
+                bool(source["use_agreement"]), located, correct, exact,
+                None if cal["found"] is None else ClassCalibrator.from_dict(cal["found"]), (a, b, c),
                 PlattCalibrator(float(source["image"]["a"]), float(source["image"]["b"])),
                 None if source["threshold"] is None else float(source["threshold"]), str(source["reason"]),
                 pd.DataFrame(source["curve"]), dict(source["summary"]),

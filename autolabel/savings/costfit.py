@@ -435,11 +435,11 @@ def measure_cvat(
     pre = prelabels if isinstance(prelabels, Results) else read_coco(prelabels)
     pre, gt = align_classes(pre, gt)
     secs = _times(times)
-    unknown = sorted(set(secs) - {d.image.file_name for d in gt})  # type: ignore[union-attr]
+    unknown = sorted(set(secs) - {d.image.file_name for d in gt})
     if unknown:
         raise ValueError(f"times name {len(unknown)} images not in {annotations}: {unknown[:5]}")
     pairs = [
-        ({"image": g.image.file_name, "seconds": secs.get(g.image.file_name, math.nan)}, p, g, True)  # type: ignore[union-attr]
+        ({"image": g.image.file_name, "seconds": secs.get(g.image.file_name, math.nan)}, p, g, True)
         for p, g in zip(pre, gt)
     ]
     return measure(pairs, gt, pre, source=str(annotations), **options)

@@ -19,9 +19,7 @@ dynamic-quantized files run on CPUs only (ONNX Runtime's CUDA provider has no
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import html
 import io
 import os
 from dataclasses import dataclass, field
@@ -126,13 +124,13 @@ def ladder_row(
                            "input": "x".join(map(str, input_size)) if input_size else "", "mAP50_95": m, "mAP50": m50}
     for i, prof in enumerate(profiles):
         rep = savings_report(pred, gt, prof, "best", cpu_s_per_image * len(gt), n_boot=n_boot if i == 0 else 0, model=model)
-        s, k = rep.summary, rep.summary["per_1000_images"]
+        s, k = rep.savings, rep.savings.per_1000_images
         if i == 0:
-            row.update(threshold=s["conf"], saved_fraction=s["saved_fraction"],
-                       ci95_low=s["saved_fraction_ci95"][0], ci95_high=s["saved_fraction_ci95"][1],
-                       saved_hours_per_1000=k["saved_hours"], saved_hours_ci95_low=k["saved_hours_ci95"][0],
-                       saved_hours_ci95_high=k["saved_hours_ci95"][1])
-        row[f"net_{prof}_per_1000"] = k["human_cost_saved"] - cpu_cost
+            row.update(threshold=s.conf, saved_fraction=s.saved_fraction,
+                       ci95_low=s.saved_fraction_ci95[0], ci95_high=s.saved_fraction_ci95[1],
+                       saved_hours_per_1000=k.saved_hours, saved_hours_ci95_low=k.saved_hours_ci95[0],
+                       saved_hours_ci95_high=k.saved_hours_ci95[1])
+        row[f"net_{prof}_per_1000"] = k.human_cost_saved - cpu_cost
     gain = per_class_gain(pred, gt, profiles[0])
     row.update(per_class_gain_fraction=gain["gain_fraction"], cpu_s_per_image=cpu_s_per_image, wall_s_per_image=wall_s_per_image,
                cpu_cost_per_1000=cpu_cost, gpu_cost_per_1000=prices.gpu_cost_per_1000(input_size),
@@ -145,7 +143,7 @@ def pareto_front(saving: Sequence[float], cost: Sequence[float]) -> np.ndarray:
     the same saving for less)."""
     s, c = np.asarray(saving, float), np.asarray(cost, float)
     better = (s[None, :] >= s[:, None]) & (c[None, :] <= c[:, None]) & ((s[None, :] > s[:, None]) | (c[None, :] < c[:, None]))
-    return ~better.any(1)
+    return np.asarray(~better.any(1))
 
 
 @dataclass(eq=False)
@@ -231,35 +229,14 @@ class Ladder:
         return b
 
     def to_markdown(self, figure_file: str | None = None) -> str:
-        from autolabel.savings.render import formatted, md_table
+        from autolabel.savings.render import markdown
 
-        out = []
-        for kind, x in self._blocks():
-            if kind in ("h1", "h2"):
-                out.append("#" * int(kind[1]) + " " + x)
-            elif kind == "p":
-                out.append(x)
-            elif kind == "table":
-                out.append(md_table(formatted(x)))
-            elif figure_file:
-                out.append(f"![Pareto front]({figure_file})")
-        return "\n\n".join(out) + "\n"
+        return markdown(self._blocks(), {"pareto": figure_file} if figure_file else None, {"pareto": "Pareto front"})
 
     def to_html(self) -> str:
-        from autolabel.savings.render import CSS, formatted, png
+        from autolabel.savings.render import html_page
 
-        out = []
-        for kind, x in self._blocks():
-            if kind in ("h1", "h2"):
-                out.append(f"<{kind}>{html.escape(x)}</{kind}>")
-            elif kind == "p":
-                out.append(f"<p>{html.escape(x)}</p>")
-            elif kind == "table":
-                out.append(formatted(x).to_html(index=False, border=0))
-            else:
-                out.append(f'<img alt="pareto" src="data:image/png;base64,{base64.b64encode(png(self.figure())).decode()}">')
-        return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Model ladder</title><style>{CSS}</style>"
-                "</head><body>\n" + "\n".join(out) + "\n</body></html>\n")
+        return html_page(self._blocks(), "Model ladder", {"pareto": self.figure()})
 
     def save(self, out_dir: str | os.PathLike, name: str = "model-ladder") -> list[str]:
         """Write ``<name>.md`` (+ ``<name>-pareto.png``), ``<name>.html`` and
@@ -329,11 +306,11 @@ def run_ladder(
 
     gt = _select(read_coco(ground_truth), split)
     raw, _ = load_json(ground_truth)
-    names = {d.image.file_name for d in gt}  # type: ignore[union-attr]
+    names = {d.image.file_name for d in gt}
     ids = {im["id"] for im in raw["images"] if im["file_name"] in names}
     gt_coco = {**raw, "images": [im for im in raw["images"] if im["id"] in ids],
                "annotations": [a for a in raw.get("annotations", []) if a["image_id"] in ids]}
-    items = [Item(d.image.file_name, os.path.join(str(images), d.image.file_name)) for d in gt]  # type: ignore[union-attr]
+    items = [Item(d.image.file_name, os.path.join(str(images), d.image.file_name)) for d in gt]
     dataset = dataset or os.path.basename(os.path.abspath(str(images)))
     ladder = Ladder(prices=prices)
     preds: dict[str, Results] = {}

@@ -9,12 +9,12 @@ that threshold; picking the threshold on the same images makes it slightly optim
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -22,8 +22,9 @@ import numpy as np
 from autolabel.config import DEFAULT_PROFILE, DEFAULT_THRESHOLDS, IOU_ACCEPT, IOU_MIN, CostProfile
 from autolabel.core import Results
 from autolabel.matching import EDIT_KINDS, Matching, match_sweep
-from autolabel.savings.render import CSS, formatted, md_table, png
-from autolabel.savings.edits import EditCounts, kind_seconds, sensitivity, summarize
+from autolabel.savings.render import html_page, markdown, png
+from autolabel.results import Record
+from autolabel.savings.edits import EditCounts, Savings, kind_seconds, sensitivity, summarize
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -76,12 +77,11 @@ def sweep_table(matchings: Sequence[Matching], profile: str | CostProfile = DEFA
     rows = []
     for m in matchings:
         s = summarize(EditCounts.of(m), profile, machine_seconds, n_boot=0)
-        k = s["per_1000_images"]
         rows.append({
-            "threshold": m.conf, "pred_boxes": s["pred_boxes"], **s["edits"],
-            "scratch_seconds": s["scratch_seconds"], "assisted_seconds": s["assisted_seconds"],
-            "saved_fraction": s["saved_fraction"], "saved_hours_per_1000": k["saved_hours"],
-            "net_saving_per_1000": k["net_saving"],
+            "threshold": m.conf, "pred_boxes": s.pred_boxes, **s.edits,
+            "scratch_seconds": s.scratch_seconds, "assisted_seconds": s.assisted_seconds,
+            "saved_fraction": s.saved_fraction, "saved_hours_per_1000": s.per_1000_images.saved_hours,
+            "net_saving_per_1000": s.per_1000_images.net_saving,
         })
     df = pd.DataFrame(rows)
     df["best"] = False
@@ -90,28 +90,63 @@ def sweep_table(matchings: Sequence[Matching], profile: str | CostProfile = DEFA
     return df
 
 
-@dataclass(eq=False)
-class SavingsReport:
-    """One model's savings: ``summary`` (JSON-ready dict, see
-    :func:`autolabel.savings.summarize`, plus ``model`` and ``best_threshold``),
-    ``per_class``, ``sensitivity`` (every cost profile) and ``sweep`` DataFrames, and
-    the :class:`~autolabel.matching.Matching` at the threshold reported."""
+@dataclass(frozen=True, eq=False, repr=False)
+class SavingsReport(Record):
+    """One model's savings at one pre-label threshold.
+
+    Attributes:
+        model: the name in the report.
+        savings: :class:`~autolabel.savings.edits.Savings` at the threshold reported.
+        best_threshold: the sweep's best threshold (``None``: an empty sweep).
+        iou_accept, iou_min: the matching IoUs.
+        below_threshold: predictions scoring below the threshold reported.
+        per_class, sensitivity (every cost profile), sweep: DataFrames.
+        matching: the :class:`~autolabel.matching.Matching` at the threshold reported.
+    """
 
     model: str
-    summary: dict[str, Any]
+    savings: Savings
+    best_threshold: float | None
+    iou_accept: float
+    iou_min: float
+    below_threshold: int
     per_class: Any
     sensitivity: Any
     sweep: Any
     matching: Matching | None = field(default=None, repr=False)
 
-    @property
-    def best_threshold(self) -> float | None:
-        return self.summary["best_threshold"]
-
     def to_dict(self) -> dict[str, Any]:
-        """Summary fields at the top level, tables as lists of records."""
+        """What the JSON report holds: ``model``, the savings fields, the threshold and
+        IoUs at the top level, then the tables as lists of records."""
         tables = {k: json.loads(getattr(self, k).to_json(orient="records")) for k in ("per_class", "sensitivity", "sweep")}
-        return {**self.summary, **tables}
+        return {"model": self.model, **self.savings.to_dict(), "best_threshold": self.best_threshold,
+                "iou_accept": self.iou_accept, "iou_min": self.iou_min, "below_threshold": self.below_threshold,
+                **tables}
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The JSON summary without the tables (deprecated: read :attr:`savings` and the attributes)."""
+        warnings.warn("SavingsReport.summary is deprecated; read .savings and the report's attributes",
+                      DeprecationWarning, stacklevel=2)
+        d = self.to_dict()
+        return {k: v for k, v in d.items() if k not in ("per_class", "sensitivity", "sweep")}
+
+    def to_pandas(self) -> Any:
+        """The threshold sweep (one row per threshold)."""
+        return self.sweep
+
+    def __repr__(self) -> str:
+        s = self.savings
+        lo, hi = s.saved_fraction_ci95
+        at = "every prediction" if s.conf is None else f"conf {s.conf:.2f}"
+        return (f"SavingsReport({self.model!r}, {s.images} images, {at}: saved {s.saved_fraction:.1%} "
+                f"(95% CI {lo:.1%} to {hi:.1%}), {s.per_1000_images.saved_hours:.2f} h and {s.currency} "
+                f"{s.per_1000_images.net_saving:,.2f} net per 1,000 images; best threshold {self.best_threshold})")
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return f"<p><code>{html.escape(repr(self))}</code></p>" + self.savings.to_pandas().to_html(index=False)
 
 
 def savings_report(
@@ -161,23 +196,34 @@ def savings_report(
     at = best if conf == "best" else conf
     chosen = next((m for m in matchings if m.conf == at), matchings[-1])
     edits = EditCounts.of(chosen)
-    summary = summarize(edits, profile, machine_seconds, n_boot)
     name = model or pred.model_id or "predictions"
     below = 0 if at is None else int(sum((d.scores < at).sum() for d in pred))
-    summary = {"model": name, **summary, "best_threshold": best, "iou_accept": iou_accept, "iou_min": iou_min,
-               "below_threshold": below}
-    return SavingsReport(name, summary, edits.per_class(profile), sensitivity(edits, machine_seconds=machine_seconds),
-                         sweep, chosen)
+    return SavingsReport(name, summarize(edits, profile, machine_seconds, n_boot), best, iou_accept, iou_min, below,
+                         edits.per_class(profile), sensitivity(edits, machine_seconds=machine_seconds), sweep, chosen)
 
 
-@dataclass(eq=False)
-class Comparison:
-    """Several models' :class:`SavingsReport` on one dataset under one cost profile."""
+@dataclass(frozen=True, eq=False, repr=False)
+class Comparison(Record):
+    """Several models' :class:`SavingsReport` on one dataset under one cost profile.
+
+    :meth:`to_pandas` and the notebook view: :attr:`summary`, one row per model."""
 
     reports: list[SavingsReport]
     dataset: str
     profile: str
-    _figs: dict[str, Any] | None = field(default=None, init=False, repr=False)
+
+    def __repr__(self) -> str:
+        per = "; ".join(f"{r.model} saves {r.savings.saved_fraction:.1%}" for r in self.reports[:4])
+        more = f"; {len(self.reports) - 4} more" if len(self.reports) > 4 else ""
+        return f"Comparison({self.dataset!r}, profile {self.profile!r}: {per}{more})"
+
+    def to_pandas(self) -> Any:
+        return self.summary
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return f"<p><code>{html.escape(repr(self))}</code></p>" + self.summary.to_html(index=False)
 
     @property
     def summary(self) -> Any:
@@ -186,15 +232,15 @@ class Comparison:
 
         rows = []
         for r in self.reports:
-            s, k = r.summary, r.summary["per_1000_images"]
+            s, k = r.savings, r.savings.per_1000_images
             rows.append({
-                "model": r.model, "threshold": s["conf"], "pred_boxes": s["pred_boxes"],
-                "saved_fraction": s["saved_fraction"], "ci95_low": s["saved_fraction_ci95"][0],
-                "ci95_high": s["saved_fraction_ci95"][1], "saved_hours_per_1000": k["saved_hours"],
-                "human_cost_saved_per_1000": k["human_cost_saved"],
-                "machine_s_per_image": None if k["machine_seconds"] is None else k["machine_seconds"] / 1000,
-                "machine_cost_per_1000": k["machine_cost"], "net_saving_per_1000": k["net_saving"],
-                "currency": s["currency"],
+                "model": r.model, "threshold": s.conf, "pred_boxes": s.pred_boxes,
+                "saved_fraction": s.saved_fraction, "ci95_low": s.saved_fraction_ci95[0],
+                "ci95_high": s.saved_fraction_ci95[1], "saved_hours_per_1000": k.saved_hours,
+                "human_cost_saved_per_1000": k.human_cost_saved,
+                "machine_s_per_image": None if k.machine_seconds is None else k.machine_seconds / 1000,
+                "machine_cost_per_1000": k.machine_cost, "net_saving_per_1000": k.net_saving,
+                "currency": s.currency,
             })
         return pd.DataFrame(rows)
 
@@ -210,7 +256,7 @@ class Comparison:
         """DataFrame: edit counts per model at its best threshold."""
         import pandas as pd
 
-        return pd.DataFrame([{"model": r.model, "threshold": r.summary["conf"], **r.summary["edits"]} for r in self.reports])
+        return pd.DataFrame([{"model": r.model, "threshold": r.savings.conf, **r.savings.edits} for r in self.reports])
 
     def figures(self) -> dict[str, Any]:
         """matplotlib Figures: ``saving_vs_threshold``, ``edits``, and
@@ -260,18 +306,18 @@ class Comparison:
     # -- documents: one list of blocks, rendered as Markdown or HTML ------------------------
     def _blocks(self) -> list[tuple[str, Any]]:
         b: list[tuple[str, Any]] = [("h1", f"Pre-labeling savings: {self.dataset}")]
-        first = self.reports[0].summary
-        intro = (f"{first['images']} images, {first['gt_boxes']} ground-truth boxes (crowd regions excluded); "
-                 f"cost profile '{self.profile}'; edits matched at IoU >= {first['iou_min']} "
-                 f"(accepted as is at IoU >= {first['iou_accept']}).")
+        first = self.reports[0]
+        intro = (f"{first.savings.images} images, {first.savings.gt_boxes} ground-truth boxes (crowd regions excluded); "
+                 f"cost profile '{self.profile}'; edits matched at IoU >= {first.iou_min} "
+                 f"(accepted as is at IoU >= {first.iou_accept}).")
         b.append(("p", intro))
         for r in self.reports:
-            b.append(("p", _headline(r.summary)))
+            b.append(("p", _headline(r.model, r.savings)))
         if len(self.reports) > 1:
-            ranked = sorted(self.reports, key=lambda r: -r.summary["saved_seconds"])
+            ranked = sorted(self.reports, key=lambda r: -r.savings.saved_seconds)
             top, rest = ranked[0], ranked[1:]
             diffs = ", ".join(
-                f"{(top.summary['per_1000_images']['saved_hours'] - r.summary['per_1000_images']['saved_hours']):.2f} h "
+                f"{(top.savings.per_1000_images.saved_hours - r.savings.per_1000_images.saved_hours):.2f} h "
                 f"per 1,000 images more than {r.model}" for r in rest)
             b.append(("p", f"Best: {top.model}, saving {diffs}."))
         b += [("h2", "Summary"), ("table", self.summary), ("figure", "saving_vs_threshold")]
@@ -291,41 +337,17 @@ class Comparison:
         b += [("h2", "Method"), ("p", _METHOD), ("table", _profile_table(self.profile))]
         return b
 
+    @cached_property
     def _figures(self) -> dict[str, Any]:
-        if self._figs is None:
-            self._figs = self.figures()
-        return self._figs
+        return self.figures()
 
     def to_markdown(self, figure_files: Mapping[str, str] | None = None) -> str:
         """Markdown; figures are linked from ``figure_files`` (name -> relative path)."""
-        out = []
-        for kind, x in self._blocks():
-            if kind in ("h1", "h2", "h3"):
-                out.append("#" * int(kind[1]) + " " + x)
-            elif kind == "p":
-                out.append(x)
-            elif kind == "table":
-                out.append(md_table(formatted(x)))
-            elif figure_files and x in figure_files:
-                out.append(f"![{x}]({figure_files[x]})")
-        return "\n\n".join(out) + "\n"
+        return markdown(self._blocks(), figure_files)
 
     def to_html(self) -> str:
         """One self-contained HTML page, plots embedded as PNG."""
-        figs = self._figures()
-        out = []
-        for kind, x in self._blocks():
-            if kind in ("h1", "h2", "h3"):
-                out.append(f"<{kind}>{html.escape(x)}</{kind}>")
-            elif kind == "p":
-                out.append(f"<p>{html.escape(x)}</p>")
-            elif kind == "table":
-                out.append(formatted(x).to_html(index=False, border=0))
-            elif x in figs:
-                out.append(f'<img alt="{x}" src="data:image/png;base64,{base64.b64encode(png(figs[x])).decode()}">')
-        title = html.escape(f"Pre-labeling savings: {self.dataset}")
-        return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title><style>{CSS}</style>"
-                f"</head><body>\n" + "\n".join(out) + "\n</body></html>\n")
+        return html_page(self._blocks(), f"Pre-labeling savings: {self.dataset}", self._figures)
 
     def to_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "profile": self.profile, "models": [r.to_dict() for r in self.reports]}
@@ -337,7 +359,7 @@ class Comparison:
 
         os.makedirs(out_dir, exist_ok=True)
         written, files = [], {}
-        for fig_name, fig in self._figures().items():
+        for fig_name, fig in self._figures.items():
             rel = f"{name}-{fig_name.replace('_', '-')}.png"
             path = safe_join(out_dir, rel)
             with open(path, "wb") as f:
@@ -364,15 +386,15 @@ _METHOD = (
 
 
 
-def _headline(s: Mapping[str, Any]) -> str:
-    k, cur = s["per_1000_images"], s["currency"]
-    lo, hi = s["saved_fraction_ci95"]
-    at = "every prediction as given" if s["conf"] is None else f"pre-label threshold {s['conf']:.2f}"
-    machine = (f"; machine time {k['machine_seconds'] / 1000:.3f} s per image costs {cur} {k['machine_cost']:.4f} "
-               f"per 1,000 images, net saving {cur} {k['net_saving']:,.2f}") if k["machine_seconds"] is not None else ""
-    return (f"{s['model']} saves {s['saved_fraction']:.1%} of human labeling time (95% CI {lo:.1%} to {hi:.1%}) "
-            f"at {at}: {k['saved_hours']:.2f} h per 1,000 images ({k['scratch_hours']:.2f} h from scratch, "
-            f"{k['assisted_hours']:.2f} h assisted), {cur} {k['human_cost_saved']:,.2f} of labeling pay{machine}.")
+def _headline(model: str, s: Savings) -> str:
+    k, cur = s.per_1000_images, s.currency
+    lo, hi = s.saved_fraction_ci95
+    at = "every prediction as given" if s.conf is None else f"pre-label threshold {s.conf:.2f}"
+    machine = (f"; machine time {k.machine_seconds / 1000:.3f} s per image costs {cur} {k.machine_cost or 0.0:.4f} "
+               f"per 1,000 images, net saving {cur} {k.net_saving:,.2f}") if k.machine_seconds is not None else ""
+    return (f"{model} saves {s.saved_fraction:.1%} of human labeling time (95% CI {lo:.1%} to {hi:.1%}) "
+            f"at {at}: {k.saved_hours:.2f} h per 1,000 images ({k.scratch_hours:.2f} h from scratch, "
+            f"{k.assisted_hours:.2f} h assisted), {cur} {k.human_cost_saved:,.2f} of labeling pay{machine}.")
 
 
 def _profile_table(profile: str) -> Any:
@@ -420,7 +442,7 @@ def _select(gt: Results, split: str | os.PathLike | Sequence[str] | None) -> Res
             split = [line.strip() for line in f if line.strip()]
     wanted = set(split)
     keep = [d for d in gt if d.image and (d.image.file_name in wanted or os.path.splitext(d.image.file_name)[0] in wanted)]
-    found = {d.image.file_name for d in keep} | {os.path.splitext(d.image.file_name)[0] for d in keep}  # type: ignore[union-attr]
+    found = {d.image.file_name for d in keep} | {os.path.splitext(d.image.file_name)[0] for d in keep}
     unknown = sorted(wanted - found)
     if unknown:
         raise ValueError(f"{len(unknown)} split entries are not ground-truth images (e.g. {unknown[:3]})")
@@ -447,7 +469,7 @@ def compare(
 
     gt = ground_truth if isinstance(ground_truth, Results) else read_coco(ground_truth)
     gt = _select(gt, split)
-    items = [Item(d.image.file_name, os.path.join(str(images), d.image.file_name)) for d in gt]  # type: ignore[union-attr]
+    items = [Item(d.image.file_name, os.path.join(str(images), d.image.file_name)) for d in gt]
     preds: dict[str, Results] = {}
     seconds: dict[str, float] = {}
     for spec in models:

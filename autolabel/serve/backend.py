@@ -63,19 +63,16 @@ class Backend:
         from autolabel.classmap import ClassMap
         from autolabel.detectors import load_detector
         from autolabel.routing import FittedPolicy
-        from autolabel.detectors.thresholds import ClassThresholds
 
         self.detector = load_detector(model, **dict(detector_options or {}))
         det = self.detector
         self.class_map = None if class_map is None else ClassMap.load(class_map, det.class_names)
         self.class_names = self.class_map.target_names if self.class_map else det.class_names
-        thresholds = ClassThresholds(det.conf if conf is None else float(conf)) if conf is None or isinstance(
-            conf, (int, float)) else ClassThresholds.load(conf, default=det.conf)
+        thresholds, self.iou, self.max_det = det.settings(conf, iou, max_det)
         unknown = sorted(set(thresholds.classes) - set(self.class_names))
         if unknown:
             raise ValueError(f"per-class thresholds name classes the model does not emit: {unknown}")
         self.run_conf, self.thresholds = thresholds.floor, thresholds.array(self.class_names)
-        _, self.iou, self.max_det = det.settings(None, iou, max_det)
         self.policy = None if policy is None else (
             policy if isinstance(policy, FittedPolicy) else FittedPolicy.load(policy)
         )

@@ -41,9 +41,17 @@ def evaluate_mot_files(gt_path: str | os.PathLike, pred_path: str | os.PathLike,
     """
     from trackers.eval import evaluate_mot_sequence
 
-    r = evaluate_mot_sequence(gt_path, pred_path, metrics=["CLEAR", "HOTA", "Identity"], threshold=threshold)
-    values = {**r.CLEAR.to_dict(), **r.HOTA.to_dict(), **r.Identity.to_dict()}  # type: ignore[union-attr]
+    r = evaluate_mot_sequence(os.fspath(gt_path), os.fspath(pred_path), metrics=["CLEAR", "HOTA", "Identity"],
+                              threshold=threshold)
+    values = {**_metrics(r.CLEAR), **_metrics(r.HOTA), **_metrics(r.Identity)}
     return {k: values[k] for k in _COLUMNS}
+
+
+def _metrics(group: Any) -> dict[str, Any]:
+    """One metric group of ``trackers.eval`` (all three are requested above)."""
+    if group is None:
+        raise RuntimeError("trackers.eval returned no values for a metric group it was asked for")
+    return dict(group.to_dict())
 
 
 def false_tracks(pred: Results, gt: Results, threshold: float = 0.5) -> dict[tuple[str, int], float]:
@@ -58,7 +66,7 @@ def false_tracks(pred: Results, gt: Results, threshold: float = 0.5) -> dict[tup
         d = m.pred.detections[int(img)]
         if d.track_id is None or edit == IGNORE:
             continue
-        key = (d.image.key.split("#", 1)[0], int(d.track_id[int(box)]))  # type: ignore[union-attr]
+        key = (d.info.sequence, int(d.track_id[int(box)]))
         hits.setdefault(key, [0, 0])
         hits[key][0] += int(edit != DELETE)
         hits[key][1] += 1
@@ -92,17 +100,29 @@ def evaluate_tracks(pred: Results, gt: Results, threshold: float = 0.5, workdir:
     rows = []
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         g_seq, p_seq = sequences(gt), sequences(pred)
-        for name, frames in g_seq.items():
-            if name not in p_seq:
-                raise ValueError(f"sequence {name!r} has ground truth but no predictions")
-            gdir, pdir = os.path.join(tmp, "gt", name), os.path.join(tmp, "pred", name)
+        for i, (name, frames) in enumerate(g_seq.items()):
+            pred_name = _paired(name, p_seq)
+            gdir, pdir = os.path.join(tmp, "gt", str(i)), os.path.join(tmp, "pred", str(i))
             gfile = write_mot(Results(frames, gt.class_names), gdir, ground_truth=True)[0]
-            pfile = write_mot(Results(p_seq[name], pred.class_names, pred.model_id), pdir)[0]
+            pfile = write_mot(Results(p_seq[pred_name], pred.class_names, pred.model_id), pdir)[0]
             metrics = evaluate_mot_files(gfile, pfile, threshold)
             n_gt = len({int(t) for d in frames for t in (d.track_id if d.track_id is not None else [])})
-            mine = {k: v for k, v in shares.items() if k[0] == name}
+            mine = {k: v for k, v in shares.items() if k[0] == pred_name}
             rows.append({"sequence": name, **metrics, "gt_tracks": n_gt, "pred_tracks": len(mine),
                          "false_tracks": int(sum(v < 0.5 for v in mine.values())),
                          "missed_tracks": int(metrics["ML"])})
     return pd.DataFrame(rows)
+
+
+def _paired(name: str, pred: dict[str, list]) -> str:
+    """The predicted sequence for ground-truth sequence ``name``: the same name, or for
+    ground truth read from a file (which knows the video's name, not its folder) the one
+    decoded video of that file name."""
+    if name in pred:
+        return name
+    same = [p for p in pred if os.path.basename(p) == os.path.basename(name)]
+    if len(same) != 1:
+        raise ValueError(f"sequence {name!r} has ground truth but no predictions"
+                         + (f" (or several: {same})" if same else ""))
+    return same[0]
 

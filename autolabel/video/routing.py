@@ -39,7 +39,7 @@ from autolabel.boxes import box_iou
 from autolabel.core import Results
 from autolabel.matching import ACCEPT, IGNORE, match
 from autolabel.routing import clopper_pearson_upper
-from autolabel.video.tracks import sequence_of, sequences, tracks_of
+from autolabel.video.tracks import sequences, tracks_of
 
 __all__ = ["SegmentPolicy", "segments", "route_segments", "check_frames", "segment_errors", "certify"]
 
@@ -70,7 +70,7 @@ def segments(tracked: Results, max_frames: int = 25) -> Any:
 
     rows = []
     for name, frames in sequences(tracked).items():
-        first, last = int(frames[0].image.frame_index), int(frames[-1].image.frame_index)  # type: ignore[arg-type,union-attr]
+        first, last = frames[0].info.frame, frames[-1].info.frame
         overlap = _overlaps(frames)
         keys = ["detected"] if all("detected" in d.data for d in frames) else []
         for t in tracks_of(frames, keys):
@@ -101,7 +101,7 @@ def _overlaps(frames: list) -> dict[tuple[int, int], float]:
         iou = box_iou(d.xyxy, d.xyxy)
         np.fill_diagonal(iou, 0)
         for i, t in enumerate(d.track_id.tolist()):
-            out[(int(d.image.frame_index), int(t))] = float(iou[i].max())
+            out[(d.info.frame, int(t))] = float(iou[i].max())
     return out
 
 
@@ -143,12 +143,11 @@ def segment_errors(segs: Any, tracked: Results, gt: Results, iou_accept: float =
         if edit == IGNORE:
             continue
         d = m.pred.detections[img]
-        key = (sequence_of(d.image), int(d.track_id[box]), int(d.image.frame_index))  # type: ignore[arg-type,index]
+        key = (d.info.sequence, int(d.track_id[box]), d.info.frame)
         state[key] = (edit == ACCEPT, int(gt_ids[g]) if g >= 0 else -1)
     errors = []
     for r in segs.itertuples(index=False):
-        got = [state.get((r.sequence, r.track_id, f)) for f in range(r.start, r.end + 1)]
-        got = [x for x in got if x is not None]
+        got = [state[k] for f in range(r.start, r.end + 1) if (k := (r.sequence, r.track_id, f)) in state]
         errors.append(not all(x[0] for x in got) or len({x[1] for x in got}) > 1)
     return segs.assign(error=errors)
 
