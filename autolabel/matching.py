@@ -28,6 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from autolabel.boxes import box_area, paired_inter_union, safe_ratio
+from autolabel.classmap import align_classes  # public here too: every matching starts with it
 from autolabel.config import IOU_ACCEPT, IOU_MIN
 from autolabel.core import Detections, Results
 
@@ -118,8 +119,6 @@ def _match(
     every candidate pair is taken. The others get ``linear_sum_assignment`` on their
     block, in a canonical box order so that input order never matters.
     """
-    from scipy.optimize import linear_sum_assignment
-
     po = np.lexsort((*p.xyxy.T[::-1], p.cls, -p.score, p.img))
     go = np.lexsort((*g.xyxy.T[::-1], g.cls, g.crowd, g.img))
     p, g = p[po], g[go]
@@ -138,18 +137,10 @@ def _match(
     conflict = np.zeros(n_img, bool)  # a box in two candidate pairs
     conflict[p.img[np.bincount(pi[edge], minlength=len(po)) > 1]] = True
     conflict[g.img[np.bincount(gi[edge], minlength=len(go)) > 1]] = True
-    chosen = [np.flatnonzero(edge & ~conflict[p.img[pi]])]
+    hard = np.flatnonzero(conflict)
     first_pred = np.cumsum(n_p) - n_p
-    for i in np.flatnonzero(conflict):
-        rows, cols, start = n_p[i], n_g[i], pair_start[first_pred[i]]  # the image's block of pairs
-        blk = slice(start, start + rows * cols)
-        ok = edge[blk].reshape(rows, cols)
-        base = min(rows, cols) + 2.0  # tiers: right-class pairs, then pairs, then IoU
-        w = np.where(ok, iou[blk].reshape(rows, cols) + base + base**2 * same[blk].reshape(rows, cols), 0.0)
-        r, c = linear_sum_assignment(w, maximize=True)
-        keep = ok[r, c]
-        chosen.append(start + r[keep] * cols + c[keep])
-    sel = np.concatenate(chosen)
+    sel = np.concatenate([np.flatnonzero(edge & ~conflict[p.img[pi]]),
+                          *_assigned(n_p[hard], n_g[hard], pair_start[first_pred[hard]], edge, iou, same)])
 
     code = np.full(len(po), DELETE, np.int64)
     pred_gt = np.full(len(po), -1, np.int64)
@@ -172,6 +163,25 @@ def _match(
     return out_code, out_gt, out_iou, out_matched
 
 
+def _assigned(n_p: np.ndarray, n_g: np.ndarray, starts: np.ndarray, edge: np.ndarray, iou: np.ndarray,
+              same: np.ndarray) -> list[np.ndarray]:
+    """The pairs ``linear_sum_assignment`` takes in each image whose candidate pairs share
+    a box (``n_p`` x ``n_g`` pairs from ``starts``), weighted in tiers: right-class pairs,
+    then pairs, then IoU."""
+    from scipy.optimize import linear_sum_assignment
+
+    chosen = []
+    for rows, cols, start in zip(n_p.tolist(), n_g.tolist(), starts.tolist()):  # the image's block of pairs
+        blk = slice(start, start + rows * cols)
+        ok = edge[blk].reshape(rows, cols)
+        base = min(rows, cols) + 2.0
+        w = np.where(ok, iou[blk].reshape(rows, cols) + base + base**2 * same[blk].reshape(rows, cols), 0.0)
+        r, c = linear_sum_assignment(w, maximize=True)
+        keep = ok[r, c]
+        chosen.append(start + r[keep] * cols + c[keep])
+    return chosen
+
+
 def match_image(
     pred: Detections, gt: Detections, iou_accept: float = IOU_ACCEPT, iou_min: float = IOU_MIN, relabel: bool = True
 ) -> ImageMatch:
@@ -190,51 +200,6 @@ def match_image(
     n = np.bincount(code, minlength=IGNORE + 1)
     n[DRAW] = int((~gt_matched & ~g.crowd).sum())
     return ImageMatch(_PRED_EDITS[code], pred_gt, pred_iou, gt_matched, dict(zip(EDIT_KINDS, map(int, n))))
-
-
-def align_classes(pred: Results, gt: Results) -> tuple[Results, Results]:
-    """Predictions mapped onto the ground truth's class names (by name) and ordered as
-    the ground truth's images (paired by ``ImageInfo.file_name``), and the ground truth.
-
-    Raises ``ValueError`` listing prediction classes the ground truth lacks, or images
-    present on one side only.
-    """
-    names = tuple(gt.class_names)
-    if len(set(names)) != len(names):
-        raise ValueError(f"ground truth has duplicate class names: {list(names)}")
-    index = {n: i for i, n in enumerate(names)}
-    unknown = [n for n in pred.class_names if n not in index]
-    if unknown:
-        raise ValueError(
-            f"{len(unknown)} prediction classes are not ground-truth categories: {unknown[:10]}; "
-            f"ground truth has {list(names)[:10]}{' ...' if len(names) > 10 else ''}. "
-            "Map model classes onto the label set with a class map when pre-labeling (--class-map)."
-        )
-    lut = np.array([index[n] for n in pred.class_names] or [0], np.int64)
-    pk, gk = _keys(pred, "predictions"), _keys(gt, "ground truth")
-    missing, extra = [k for k in gk if k not in pk], [k for k in pk if k not in gk]
-    if missing or extra:
-        parts = [f"{len(missing)} ground-truth images have no predictions (e.g. {missing[:3]})"] if missing else []
-        parts += [f"{len(extra)} predicted images are not in the ground truth (e.g. {extra[:3]})"] if extra else []
-        raise ValueError("images do not line up: " + "; ".join(parts))
-    for r, what, n in ((pred, "predictions", len(pred.class_names)), (gt, "ground truth", len(names))):
-        for d in r:
-            if len(d) and (d.class_ids.min() < 0 or d.class_ids.max() >= n):
-                raise ValueError(f"{what} image {d.image.file_name!r}: class id outside 0..{n - 1}")
-    same = tuple(pred.class_names) == names
-    dets = [pk[k] if same else replace(pk[k], class_ids=lut[pk[k].class_ids], class_names=names, class_probs=None) for k in gk]
-    return replace(pred, detections=dets, class_names=names), gt
-
-
-def _keys(r: Results, what: str) -> dict[str, Detections]:
-    out: dict[str, Detections] = {}
-    for i, d in enumerate(r):
-        if d.image is None:
-            raise ValueError(f"{what}: detections #{i} have no image (file name) to pair by")
-        if d.image.file_name in out:
-            raise ValueError(f"{what}: image {d.image.file_name!r} appears twice")
-        out[d.image.file_name] = d
-    return out
 
 
 @dataclass(eq=False)

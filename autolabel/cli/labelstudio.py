@@ -46,7 +46,7 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
 
 def _cmd_pull(args: argparse.Namespace) -> int:
-    from autolabel.savings.costfit import measure_cvat
+    from autolabel.savings.measure import measure_cvat
     from autolabel.labelstudio import pull
 
     fixed = {}

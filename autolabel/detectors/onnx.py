@@ -48,6 +48,31 @@ def _names_from_metadata(meta: dict[str, str]) -> list[str] | None:
     return [str(n) for n in names]
 
 
+def _session(path: str, device: str | None, threads: int | None) -> tuple[Any, int]:
+    """An onnxruntime session (CUDA when available and not ``device="cpu"``) and the
+    concurrent batches it is sized for."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    # batch throughput: idle intra-op threads sleep instead of spinning, so they do not
+    # take the CPU from the decode threads (or other processes) between operators
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    providers = ["CPUExecutionProvider"]
+    if device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    streams = 1
+    if not threads and len(providers) == 1:
+        from autolabel.detectors.tuning import cpu_streams, cpu_threads
+
+        threads, streams = cpu_threads(), cpu_streams()
+    if threads:
+        opts.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(path, opts, providers=providers), streams
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise ValueError(f"{path}: not a loadable ONNX model ({type(e).__name__}: {e})") from e
+
+
 class OnnxDetector(Detector):
     """A detector exported to ONNX, run with onnxruntime.
 
@@ -88,30 +113,11 @@ class OnnxDetector(Detector):
         draft: bool = True,
         **defaults: Any,
     ):
-        import onnxruntime as ort
-
         path = str(path)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"ONNX model not found: {path}")
-        opts = ort.SessionOptions()
-        # batch throughput: idle intra-op threads sleep instead of spinning, so they do not
-        # take the CPU from the decode threads (or other processes) between operators
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers = ["CPUExecutionProvider"]
-        if device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        #: concurrent batches the engine runs by default: sized with the threads (engine/tuning.py)
-        self.auto_streams = 1
-        if not threads and len(providers) == 1:
-            from autolabel.detectors.tuning import cpu_streams, cpu_threads
-
-            threads, self.auto_streams = cpu_threads(), cpu_streams()
-        if threads:
-            opts.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(path, opts, providers=providers)
-        except Exception as e:  # onnxruntime raises its own exception types
-            raise ValueError(f"{path}: not a loadable ONNX model ({type(e).__name__}: {e})") from e
+        #: auto_streams: concurrent batches the engine runs by default, sized with the threads (engine/tuning.py)
+        self.session, self.auto_streams = _session(path, device, threads)
         meta = self.session.get_modelmeta().custom_metadata_map
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name

@@ -75,6 +75,18 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
+def _categories(categories: list[Any], name: str) -> tuple[dict[Any, int], Builder]:
+    """Category id -> class index (ids sorted), and a builder with the class names."""
+    cats = sorted(categories, key=lambda c: _field(c, "id", name, "category"))
+    category = {c["id"]: i for i, c in enumerate(cats)}
+    if len(category) != len(cats):
+        raise ValueError(f"{name}: duplicate category ids")
+    builder = Builder(name, [str(_field(c, "name", name, f"category {c['id']}")) for c in cats])
+    if len(set(builder.names)) != len(builder.names):
+        raise ValueError(f"{name}: duplicate category names")
+    return category, builder
+
+
 def read_coco(source: str | os.PathLike | dict[str, Any]) -> Results:
     """A COCO dataset (path or parsed dict): one :class:`Detections` per entry of
     ``images`` in order, even with no boxes. Class names come from ``categories``
@@ -88,13 +100,7 @@ def read_coco(source: str | os.PathLike | dict[str, Any]) -> Results:
     missing = [k for k in ("images", "categories") if not isinstance(data.get(k), list)]
     if missing:
         raise ValueError(f"{name}: not a COCO dataset: missing or non-list {', '.join(missing)}")
-    cats = sorted(data["categories"], key=lambda c: _field(c, "id", name, "category"))
-    category = {c["id"]: i for i, c in enumerate(cats)}
-    if len(category) != len(cats):
-        raise ValueError(f"{name}: duplicate category ids")
-    builder = Builder(name, [str(_field(c, "name", name, f"category {c['id']}")) for c in cats])
-    if len(set(builder.names)) != len(builder.names):
-        raise ValueError(f"{name}: duplicate category names")
+    category, builder = _categories(data["categories"], name)
     rows: dict[Any, tuple[list, list, list, list]] = {}
     track_ids: dict[Any, list[int]] = {}
     infos = []

@@ -50,12 +50,15 @@ class IsotonicCalibrator:
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, np.float64), _EPS, 1 - _EPS)
-    return np.log(p / (1 - p))
+    from scipy.special import logit  # scipy loads on first use, not on import autolabel
+
+    return logit(np.clip(np.asarray(p, np.float64), _EPS, 1 - _EPS))
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1 + np.tanh(0.5 * z))  # overflow-free
+def _expit(z: np.ndarray) -> np.ndarray:
+    from scipy.special import expit
+
+    return expit(z)
 
 
 @dataclass(frozen=True)
@@ -79,14 +82,14 @@ class PlattCalibrator:
             s = ab[0] * z + ab[1]
             # log(1 + e^s) - y*s, stable
             f = np.logaddexp(0, s) - y * s
-            g = _sigmoid(s) - y
+            g = _expit(s) - y
             return float(f.sum()), np.array([(g * z).sum(), g.sum()])
 
         res = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
         return cls(float(res.x[0]), float(res.x[1]))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return _sigmoid(self.a * _logit(x) + self.b)
+        return _expit(self.a * _logit(x) + self.b)
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": "platt", "a": self.a, "b": self.b}

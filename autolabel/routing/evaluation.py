@@ -13,7 +13,7 @@ from autolabel.routing.calibrators import detection_ece
 from autolabel.routing.features import IMAGE_FEATURES
 from autolabel.routing.fit import fit_tables, targets
 from autolabel.routing.policy import image_loss
-from autolabel.routing.routes import Routing
+from autolabel.routing.routes import Routing, assign
 
 __all__ = ["realized_seconds", "evaluate", "cross_validate"]
 
@@ -144,6 +144,6 @@ def cross_validate(
         )
         tb, ti = pol.score_tables(boxes[boxes["image"].isin(test)], truth.loc[truth["image"].isin(test), ["image", "file_name", *IMAGE_FEATURES]])
         row = {"split": i, "seed": seed + i, "calibration_images": len(cal), "threshold": pol.threshold}
-        row.update(_realized(pol.assign(ti), tb, truth, profile, cfg.ece_bins, naive_min_score, cfg.risk))
+        row.update(_realized(assign(pol, ti), tb, truth, profile, cfg.ece_bins, naive_min_score, cfg.risk))
         rows.append(row)
     return pd.DataFrame(rows)

@@ -30,7 +30,7 @@ import numpy as np
 from autolabel.config import DEFAULT_PROFILE
 from autolabel.core import Results
 
-__all__ = ["MachinePrices", "coco_map", "ladder_row", "Ladder", "pareto_front", "run_ladder", "PROFILES"]
+__all__ = ["MachinePrices", "ModelRun", "coco_map", "ladder_row", "Ladder", "pareto_front", "run_ladder", "PROFILES"]
 
 PROFILES = (DEFAULT_PROFILE, "annotation-factory")
 
@@ -83,15 +83,24 @@ def coco_map(pred: Results, gt_coco: Mapping[str, Any]) -> tuple[float, float]:
     return float(ev.stats[0]), float(ev.stats[1])
 
 
+@dataclass(frozen=True)
+class ModelRun:
+    """A model as the ladder measured it: ``name`` shown, ``cpu_s_per_image`` (process CPU
+    seconds) and ``wall_s_per_image`` measured, ``input_size`` (height, width; for the GPU
+    assumption) and ``precision`` (e.g. ``"int8 QDQ"``)."""
+
+    name: str
+    cpu_s_per_image: float
+    wall_s_per_image: float
+    input_size: tuple[int, int] | None = None
+    precision: str = ""
+
+
 def ladder_row(
-    model: str,
+    run: ModelRun,
     pred: Results,
     gt: Results,
     gt_coco: Mapping[str, Any],
-    cpu_s_per_image: float,
-    wall_s_per_image: float,
-    input_size: tuple[int, int] | None = None,
-    precision: str = "",
     prices: MachinePrices = MachinePrices(),
     profiles: Sequence[str] = PROFILES,
     n_boot: int = 1000,
@@ -99,14 +108,10 @@ def ladder_row(
     """One model's rung of the ladder on one data set (see the module docs).
 
     Args:
-        model: name shown.
+        run: the model and its measured time (:class:`ModelRun`).
         pred: its predictions at a low threshold (at most the lowest of the sweep).
         gt: the ground truth.
         gt_coco: the same ground truth as a COCO dict (for pycocotools).
-        cpu_s_per_image: measured process CPU seconds per image.
-        wall_s_per_image: measured wall seconds per image.
-        input_size: model input (height, width), for the GPU assumption.
-        precision: e.g. ``"int8 QDQ"``.
         prices: machine prices.
         profiles: cost profiles priced; the first is the headline.
         n_boot: bootstrap resamples.
@@ -119,11 +124,13 @@ def ladder_row(
     from autolabel.savings.thresholds import per_class_gain
 
     m, m50 = coco_map(pred, gt_coco)
-    cpu_cost = prices.cpu_cost_per_1000(cpu_s_per_image)
-    row: dict[str, Any] = {"model": model, "precision": precision,
-                           "input": "x".join(map(str, input_size)) if input_size else "", "mAP50_95": m, "mAP50": m50}
+    cpu_cost = prices.cpu_cost_per_1000(run.cpu_s_per_image)
+    row: dict[str, Any] = {"model": run.name, "precision": run.precision,
+                           "input": "x".join(map(str, run.input_size)) if run.input_size else "", "mAP50_95": m,
+                           "mAP50": m50}
     for i, prof in enumerate(profiles):
-        rep = savings_report(pred, gt, prof, "best", cpu_s_per_image * len(gt), n_boot=n_boot if i == 0 else 0, model=model)
+        rep = savings_report(pred, gt, prof, "best", run.cpu_s_per_image * len(gt), run.name,
+                             n_boot=n_boot if i == 0 else 0)
         s, k = rep.savings, rep.savings.per_1000_images
         if i == 0:
             row.update(threshold=s.conf, saved_fraction=s.saved_fraction,
@@ -132,8 +139,9 @@ def ladder_row(
                        saved_hours_ci95_high=k.saved_hours_ci95[1])
         row[f"net_{prof}_per_1000"] = k.human_cost_saved - cpu_cost
     gain = per_class_gain(pred, gt, profiles[0])
-    row.update(per_class_gain_fraction=gain["gain_fraction"], cpu_s_per_image=cpu_s_per_image, wall_s_per_image=wall_s_per_image,
-               cpu_cost_per_1000=cpu_cost, gpu_cost_per_1000=prices.gpu_cost_per_1000(input_size),
+    row.update(per_class_gain_fraction=gain["gain_fraction"], cpu_s_per_image=run.cpu_s_per_image,
+               wall_s_per_image=run.wall_s_per_image, cpu_cost_per_1000=cpu_cost,
+               gpu_cost_per_1000=prices.gpu_cost_per_1000(run.input_size),
                class_thresholds=gain["thresholds"])
     return row
 
@@ -328,7 +336,7 @@ def run_ladder(
             raise ValueError(f"{name}: {len(res.failures)} images could not be read, e.g. {f.key}: {f.reason}")
         cpu = (cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime) / len(items)
         preds[name] = res
-        ladder.add(dataset, ladder_row(name, res, gt, gt_coco, cpu, seconds[name] / len(items), det.input_size,
-                                       getattr(det, "precision", ""), prices))
+        run = ModelRun(name, cpu, seconds[name] / len(items), det.input_size, getattr(det, "precision", ""))
+        ladder.add(dataset, ladder_row(run, res, gt, gt_coco, prices))
     ladder.notes.append(f"Predictions at conf {min_conf}; CPU seconds measured over the whole run on this machine.")
     return ladder, preds, seconds

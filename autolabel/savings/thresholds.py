@@ -30,14 +30,12 @@ thresholds fitted on one half are measured on the other, and the other way round
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from autolabel.config import DEFAULT_PROFILE, DEFAULT_THRESHOLDS, IOU_ACCEPT, IOU_MIN, CostProfile, load_yaml
-from autolabel.core import Detections, Results
+from autolabel.config import DEFAULT_PROFILE, DEFAULT_THRESHOLDS, IOU_ACCEPT, IOU_MIN, CostProfile
+from autolabel.core import Results
 from autolabel.matching import Matching, match, match_sweep
 from autolabel.detectors.thresholds import ClassThresholds
 from autolabel.savings.edits import EditCounts, summarize
