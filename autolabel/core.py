@@ -11,6 +11,7 @@ concatenated with the named arrays, as supervision's ``Detections.data`` is.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Sequence
 
@@ -298,11 +299,18 @@ class Detections:
     def _repr_html_(self) -> str:
         return f"<p><code>{self.__repr__()}</code></p>" + self.to_pandas().head(20).to_html(index=False)
 
-    def plot(self, image: np.ndarray | str | None = None, ax=None, min_score: float = 0.0):
-        """Draw the boxes on the image (array or path; default: ``image.path``); returns the axes."""
+    def plot(self, image: np.ndarray | str | None = None, ax: Any = None, conf: float = 0.0,
+             **deprecated: float) -> Any:
+        """Draw the boxes scoring at least ``conf`` on the image (array or path; default:
+        ``image.path``); returns the axes. (``min_score=`` is the old name of ``conf``.)"""
         from autolabel.viz import plot_detections
 
-        return plot_detections(self, image, ax=ax, min_score=min_score)
+        if "min_score" in deprecated:
+            warnings.warn("Detections.plot(min_score=) is deprecated; use conf=", DeprecationWarning, stacklevel=2)
+            conf = deprecated.pop("min_score")
+        if deprecated:
+            raise TypeError(f"plot() got unexpected keyword arguments {sorted(deprecated)}")
+        return plot_detections(self, image, ax=ax, conf=conf)
 
 
 @dataclass(frozen=True)

@@ -69,19 +69,19 @@ def candidates(
     pred: Results,
     labels: Results,
     conf: float = 0.25,
-    low_conf: float = 0.01,
-    support_conf: float = 0.001,
+    missing_conf: float = 0.01,
+    evidence_conf: float = 0.001,
     iou_accept: float = IOU_ACCEPT,
     calibrator: ClassCalibrator | None = None,
 ) -> Any:
     """Every candidate error with its kind, location and evidence.
 
     Args:
-        pred: model predictions (all scores down to ``low_conf`` or lower).
+        pred: model predictions (all scores down to ``missing_conf`` or lower).
         labels: the human labels (COCO ``iscrowd`` regions are never suspects).
         conf: a prediction at least this confident is evidence (loose, wrong class).
-        low_conf: predictions from here on that no label pairs with are missing-candidates.
-        support_conf: predictions from here on are evidence for or against a label.
+        missing_conf: predictions from here on that no label pairs with are missing-candidates.
+        evidence_conf: predictions from here on are evidence for or against a label.
         iou_accept: tau, the IoU from which a label fits the object.
         calibrator: P(correct | score, class); default :func:`box_calibrator`.
 
@@ -97,7 +97,7 @@ def candidates(
     pred, labels = align_classes(pred, labels)
     cal = calibrator or box_calibrator(pred, labels)
     names = np.asarray(labels.class_names, dtype=object)
-    hi, lo = match_sweep(pred, labels, [conf, low_conf], iou_accept=iou_accept, iou_min=LOOSE_IOU, relabel=True)
+    hi, lo = match_sweep(pred, labels, [conf, missing_conf], iou_accept=iou_accept, iou_min=LOOSE_IOU, relabel=True)
     n_labels_all = np.bincount(hi.gt_cls[~hi.gt_crowd], minlength=len(names)).astype(np.float64)
     ctx = _Dataset(names, n_labels_all / max(n_labels_all.sum(), 1), conf, iou_accept,
                    _paired(hi, len(hi.gt_cls)), _paired(lo, len(lo.gt_cls)), hi, lo)
@@ -105,7 +105,7 @@ def candidates(
     rows: list[dict[str, Any]] = []
     for i, (p, g) in enumerate(zip(pred, labels)):
         pcf = cal(p.scores, names[p.class_ids]) if len(p) else np.zeros(0)
-        img = _Image(i, g, p, pcf, support_conf, conf, int(g_start[i]))
+        img = _Image(i, g, p, pcf, evidence_conf, conf, int(g_start[i]))
         rows += _label_candidates(img, ctx)
         rows += _missing_candidates(img, ctx)
     cols = ["image", "file_name", "kind", "x1", "y1", "x2", "y2", "category", "suggested", "label", "pred",
@@ -142,13 +142,13 @@ class _Image:
     supporting ones ``p`` (``pc``), and the label x prediction evidence, for every label
     at once."""
 
-    def __init__(self, i: int, g: Detections, p_all: Detections, pcf: np.ndarray, support_conf: float,
+    def __init__(self, i: int, g: Detections, p_all: Detections, pcf: np.ndarray, evidence_conf: float,
                  conf: float, g_start: int):
         self.i, self.g, self.p_all, self.pcf, self.g_start = i, g, p_all, pcf, g_start
         info = g.image
         self.file_name = info.file_name if info else str(i)
         self.area = float(info.width * info.height) if info and info.width else 1.0
-        keep = p_all.scores >= support_conf
+        keep = p_all.scores >= evidence_conf
         self.p, self.pc = p_all[keep], pcf[keep]
         self.u = box_iou(g.xyxy, self.p.xyxy)
         self.same = g.class_ids[:, None] == self.p.class_ids[None, :]

@@ -282,7 +282,7 @@ def run_ladder(
     ground_truth: str | os.PathLike,
     dataset: str | None = None,
     split: str | os.PathLike | Sequence[str] | None = None,
-    min_conf: float = 0.05,
+    evidence_conf: float = 0.05,
     prices: MachinePrices = MachinePrices(),
     progress: bool = False,
 ) -> tuple[Ladder, dict[str, Results], dict[str, float]]:
@@ -295,7 +295,7 @@ def run_ladder(
         ground_truth: a COCO JSON file.
         dataset: name shown (default: the folder's name).
         split: only these images (see :func:`autolabel.report.compare`).
-        min_conf: pre-label threshold of the runs (the lowest of the sweep).
+        evidence_conf: the score the models predict down to (at most the lowest threshold of the sweep).
         prices: machine prices.
         progress: progress bars.
 
@@ -327,7 +327,7 @@ def run_ladder(
         det = load_detector(spec)
         name = det.name if det.name not in preds else f"{det.name}#{len(preds)}"
         cpu0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        res = prelabel(Source(items, f"{len(items)} images under {images}", len(items)), det, conf=min_conf,
+        res = prelabel(Source(items, f"{len(items)} images under {images}", len(items)), det, conf=evidence_conf,
                        progress=progress)
         seconds[name] = time.perf_counter() - t0
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -338,5 +338,5 @@ def run_ladder(
         preds[name] = res
         run = ModelRun(name, cpu, seconds[name] / len(items), det.input_size, getattr(det, "precision", ""))
         ladder.add(dataset, ladder_row(run, res, gt, gt_coco, prices))
-    ladder.notes.append(f"Predictions at conf {min_conf}; CPU seconds measured over the whole run on this machine.")
+    ladder.notes.append(f"Predictions at conf {evidence_conf}; CPU seconds measured over the whole run on this machine.")
     return ladder, preds, seconds

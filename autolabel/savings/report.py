@@ -276,12 +276,12 @@ def compare(
     ground_truth: str | os.PathLike | Results,
     profile: str = DEFAULT_PROFILE,
     split: str | os.PathLike | Sequence[str] | None = None,
-    min_conf: float = 0.05,
+    evidence_conf: float = 0.05,
     progress: bool = False,
     **options: Any,
 ) -> Comparison:
     """Pre-label the ground truth's images (``images`` folder + ``file_name``; only
-    those in ``split`` if given) with every model at ``min_conf``, time each run, and
+    those in ``split`` if given) with every model at ``evidence_conf``, time each run, and
     compare. ``options`` go to :func:`compare_predictions`."""
     from autolabel.detectors import load_detector
     from autolabel.formats import read_coco
@@ -297,7 +297,7 @@ def compare(
         det = load_detector(spec)
         name = det.name if det.name not in preds else f"{det.name}#{len(preds)}"
         t0 = time.perf_counter()
-        res = prelabel(Source(items, f"{len(items)} images under {images}", len(items)), det, conf=min_conf, progress=progress)
+        res = prelabel(Source(items, f"{len(items)} images under {images}", len(items)), det, conf=evidence_conf, progress=progress)
         seconds[name] = time.perf_counter() - t0
         if res.failures:
             f = res.failures[0]
