@@ -19,7 +19,12 @@ MAX_FUNCTION_LINES = 60
 MAX_PARAMETERS = 8
 
 #: ``"path/to/module.py:qualified.name"`` (or just the path for a module) -> why it may be longer.
-EXCEPTIONS: dict[str, str] = {}
+EXCEPTIONS: dict[str, str] = {
+    "autolabel/engine/job.py:run_job": "option object in issue-17b",
+    "autolabel/labelstudio/push.py:push": "option object in issue-17b",
+    "autolabel/serve/backend.py:Backend.__init__": "issue-17b changes it (thresholds validated against the classes "
+                                                   "served); options object with that change",
+}
 
 
 def _parameters(f: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
