@@ -69,8 +69,7 @@ def write_mot(results: ResultsLike, out_dir: str | os.PathLike, fps: float | Non
                         f.write(f"{box},{num(s)},{c + 1 if multi else -1},-1,-1\n")
         first = frames[0].info
         rate = fps or _rate(frames) or 25.0
-        ini = configparser.ConfigParser()
-        ini.optionxform = str  # type: ignore[assignment,method-assign]  # keep MOT's camelCase keys
+        ini = _CaseKeptParser()
         ini["Sequence"] = {
             "name": name, "frameRate": f"{rate:g}", "seqLength": str(frames[-1].info.frame + 1),
             "imWidth": str(first.width), "imHeight": str(first.height),
@@ -183,11 +182,17 @@ def read_mot(
     return Results(dets, tuple(labels), meta.get("model_id", ""))
 
 
+class _CaseKeptParser(configparser.ConfigParser):
+    """Keeps MOT's camelCase keys (``frameRate``) as written."""
+
+    def optionxform(self, optionstr: str) -> str:
+        return optionstr
+
+
 def _ini(path: str) -> dict[str, Any]:
     if not os.path.isfile(path):
         return {}
-    cp = configparser.ConfigParser()
-    cp.optionxform = str  # type: ignore[assignment,method-assign]
+    cp = _CaseKeptParser()
     try:
         cp.read(path, encoding="utf-8")
     except configparser.Error as e:

@@ -72,9 +72,12 @@ class TreeEnsemble:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TreeEnsemble:
-        dtypes = (np.int64, np.float64, np.int64, np.int64, np.float64)
-        trees = tuple(tuple(np.asarray(a, dt) for a, dt in zip(t, dtypes)) for t in d["trees"])
-        return cls(d["kind"], tuple(d["features"]), float(d["init"]), float(d["learning_rate"]), trees)  # type: ignore[arg-type]
+        trees = tuple((np.asarray(f, np.int64), np.asarray(thr, np.float64), np.asarray(left, np.int64),
+                       np.asarray(right, np.int64), np.asarray(value, np.float64)) for f, thr, left, right, value in d["trees"])
+        if d["kind"] not in ("classifier", "regressor"):
+            raise ValueError(f"tree ensemble kind must be classifier or regressor, got {d['kind']!r}")
+        kind: Literal["classifier", "regressor"] = "classifier" if d["kind"] == "classifier" else "regressor"
+        return cls(kind, tuple(d["features"]), float(d["init"]), float(d["learning_rate"]), trees)
 
 
 def fit_tree_ensemble(

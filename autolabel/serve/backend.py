@@ -143,7 +143,7 @@ class Backend:
             data = task.get("data") if isinstance(task, Mapping) else None
             url = data.get(names.image_field) if isinstance(data, Mapping) else None
             try:
-                items.append(self.images.item(f"task-{tid}-{i}", url))  # type: ignore[arg-type]
+                items.append(self.images.item(f"task-{tid}-{i}", url))
                 where.append(i)
             except RefusedURL as e:
                 log.warning("task %s: %s", tid, e)
@@ -211,6 +211,6 @@ class Backend:
         assert self.policy is not None
         routed = route(Results(dets, self.class_names, self.model_version), self.policy)
         cols = ["queue", "review_rank", "priority", "p_no_edit", "expected_edit_s", "expected_scratch_s", "reason"]
-        keys = [d.image.key for d in dets]  # type: ignore[union-attr]
+        keys = [d.info.key for d in dets]
         rows = task_data(routed.manifest[cols], keys)
         return [{k.removeprefix("routing_"): v for k, v in rows[key].items()} for key in keys]
