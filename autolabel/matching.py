@@ -22,7 +22,7 @@ prediction), ``draw`` (missed object); predictions on crowd regions get ``ignore
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -32,7 +32,8 @@ from autolabel.classmap import align_classes  # public here too: every matching 
 from autolabel.config import IOU_ACCEPT, IOU_MIN
 from autolabel.core import Detections, Results
 
-__all__ = ["EDIT_KINDS", "EDIT_CODES", "ImageMatch", "Matching", "match", "match_sweep", "match_image", "align_classes"]
+__all__ = ["EDIT_KINDS", "EDIT_CODES", "ImageMatch", "Matching", "match", "match_sweep", "match_image", "align_classes",
+           "check_ious"]
 
 EDIT_KINDS = ("accept", "adjust", "relabel", "adjust_relabel", "delete", "draw")
 EDIT_CODES = EDIT_KINDS + ("ignore",)  # a prediction's edit code indexes this
@@ -69,7 +70,8 @@ def _check_boxes(d: Detections, what: str) -> None:
         raise ValueError(f"{what} image {where}, box {i}: xyxy {b[i].tolist()} {why}")
 
 
-def _check_thresholds(iou_accept: float, iou_min: float) -> None:
+def check_ious(iou_accept: float, iou_min: float) -> None:
+    """Raise ``ValueError`` unless ``0 < iou_min <= iou_accept <= 1``."""
     if not 0 < iou_min <= iou_accept <= 1:
         raise ValueError(f"need 0 < iou_min <= iou_accept <= 1, got iou_min={iou_min}, iou_accept={iou_accept}")
 
@@ -192,7 +194,7 @@ def match_image(
     confidence first (``pred.filter(conf)``). ``relabel=False`` pairs boxes of the same
     class only (as COCO evaluation does): a wrong-class box is then a delete.
     """
-    _check_thresholds(iou_accept, iou_min)
+    check_ious(iou_accept, iou_min)
     if pred.class_names and gt.class_names and pred.class_names != gt.class_names:
         raise ValueError("predictions and ground truth use different class names; align them with align_classes()")
     p, g = _Boxes.of([pred], "predictions", False), _Boxes.of([gt], "ground truth", True)
@@ -346,7 +348,7 @@ def match_sweep(
         ValueError: images or classes that do not line up, a non-finite or inverted box,
             or ``not 0 < iou_min <= iou_accept <= 1``.
     """
-    _check_thresholds(iou_accept, iou_min)
+    check_ious(iou_accept, iou_min)
     pred, gt = align_classes(pred, gt)
     p = _Boxes.of(pred.detections, "predictions", False)
     g = _Boxes.of(gt.detections, "ground truth", True)

@@ -10,11 +10,13 @@ import dataclasses
 import html
 import math
 import warnings
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, TypeVar
 
 import numpy as np
 
-__all__ = ["Record", "plain"]
+__all__ = ["Record", "Options", "plain"]
+
+_O = TypeVar("_O", bound="Options")
 
 
 def plain(v: Any) -> Any:
@@ -102,3 +104,26 @@ class Record:
             return getattr(self, key)
         except AttributeError:
             raise KeyError(key) from None
+
+
+class Options:
+    """Mixin of the frozen option dataclasses (``SavingsOptions``, ``AuditOptions``,
+    ``MeasureOptions``): validated in their ``__post_init__``, built from keywords by
+    :meth:`of`."""
+
+    @classmethod
+    def of(cls: type[_O], options: _O | None = None, **kw: Any) -> _O:
+        """``options`` (default: the defaults) with the keyword options ``kw`` in place
+        (``None`` values leave a default), refusing unknown names as scikit-learn's
+        ``set_params`` does.
+
+        Raises:
+            TypeError: an unknown option, naming the known ones.
+        """
+        known = {f.name for f in _fields(cls)}
+        unknown = sorted(set(kw) - known)
+        if unknown:
+            raise TypeError(f"unknown {cls.__name__} {unknown}; choose from {sorted(known)}")
+        base: Any = options or cls()
+        out: _O = dataclasses.replace(base, **{k: v for k, v in kw.items() if v is not None})
+        return out

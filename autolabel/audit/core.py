@@ -5,14 +5,15 @@ predictions, with a per-image label-quality score and the outputs a review team 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
-from typing import Any, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
 from autolabel.boxes import box_iou
 from autolabel.core import Detections, Results
 from autolabel.matching import align_classes
+from autolabel.results import Options
 
 from autolabel.audit.corrupt import add_boxes
 from autolabel.audit.features import KINDS, candidates
@@ -170,7 +171,7 @@ class Audit:
 
 
 @dataclass(frozen=True)
-class AuditOptions:
+class AuditOptions(Options):
     """How :func:`audit` ranks and reports.
 
     Attributes:
@@ -205,16 +206,6 @@ class AuditOptions:
             v = getattr(self, name)
             if v is not None and not 0 <= v <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {v}")
-
-    @classmethod
-    def of(cls, options: AuditOptions | None = None, **kw: Any) -> AuditOptions:
-        """``options`` with the keyword options ``kw`` in place, refusing unknown names
-        (as scikit-learn's ``set_params``)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(kw) - known)
-        if unknown:
-            raise TypeError(f"unknown audit options {unknown}; choose from {sorted(known)}")
-        return replace(options or cls(), **kw)
 
 
 def audit(

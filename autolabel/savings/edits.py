@@ -19,13 +19,14 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from autolabel.config import DEFAULT_PROFILE, ConfigError, CostProfile, config_names
+from autolabel.config import DEFAULT_PROFILE, IOU_ACCEPT, IOU_MIN, ConfigError, CostProfile, config_names
 from autolabel.core import Results
-from autolabel.matching import DRAW, EDIT_KINDS, Matching, match_sweep
-from autolabel.results import Record
+from autolabel.matching import DRAW, EDIT_KINDS, Matching, check_ious, match_sweep
+from autolabel.results import Options, Record
 
 __all__ = [
     "EditCounts",
+    "MatchOptions",
     "Savings",
     "Per1000",
     "count_edits",
@@ -37,6 +38,26 @@ __all__ = [
     "sensitivity",
     "list_profiles",
 ]
+
+@dataclass(frozen=True)
+class MatchOptions(Options):
+    """The options every savings measurement shares: ``iou_accept`` (IoU from which a box
+    is accepted as is), ``iou_min`` (IoU from which a box counts as finding its object),
+    ``n_boot`` (bootstrap resamples of the 95% intervals).
+
+    Raises:
+        ValueError: IoUs not ``0 < iou_min <= iou_accept <= 1``, or ``n_boot < 0``.
+    """
+
+    iou_accept: float = IOU_ACCEPT
+    iou_min: float = IOU_MIN
+    n_boot: int = 1000
+
+    def __post_init__(self) -> None:
+        check_ious(self.iou_accept, self.iou_min)
+        if self.n_boot < 0:
+            raise ValueError(f"n_boot must be >= 0, got {self.n_boot}")
+
 
 _FINAL = np.array([1, 1, 1, 1, 0, 1], np.float64)  # kinds that leave a box in the finished labels
 _DRAW_ONLY = np.eye(len(EDIT_KINDS))[DRAW]

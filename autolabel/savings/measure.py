@@ -12,22 +12,22 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from autolabel.config import DEFAULT_PROFILE, IOU_ACCEPT, IOU_MIN, CostProfile
+from autolabel.config import DEFAULT_PROFILE, CostProfile
 from autolabel.core import Detections, ImageInfo, Results
 from autolabel.matching import EDIT_KINDS, align_classes
 from autolabel.savings.costfit import CostFit, fit_costs
-from autolabel.savings.edits import edit_seconds, scratch_seconds
+from autolabel.savings.edits import MatchOptions, edit_seconds, scratch_seconds
 
 __all__ = ["Measurement", "MeasureOptions", "measure", "measure_cvat"]
 
 
 @dataclass(frozen=True)
-class MeasureOptions:
+class MeasureOptions(MatchOptions):
     """How :func:`measure` matches and fits: ``profile`` (the base cost profile, name or
     YAML), ``fit`` (fit the constants when some row is timed), ``fixed`` (constants pinned
     to known values, see :func:`~autolabel.savings.costfit.fit_costs`), ``iou_accept``,
@@ -41,24 +41,6 @@ class MeasureOptions:
     profile: str | CostProfile = DEFAULT_PROFILE
     fit: bool = True
     fixed: Mapping[str, float] = field(default_factory=dict)
-    iou_accept: float = IOU_ACCEPT
-    iou_min: float = IOU_MIN
-    n_boot: int = 1000
-
-    def __post_init__(self) -> None:
-        if not 0 < self.iou_min <= self.iou_accept <= 1:
-            raise ValueError(f"need 0 < iou_min <= iou_accept <= 1, got {self.iou_min} and {self.iou_accept}")
-        if self.n_boot < 0:
-            raise ValueError(f"n_boot must be >= 0, got {self.n_boot}")
-
-    @classmethod
-    def of(cls, options: Mapping[str, Any]) -> MeasureOptions:
-        """From keyword options, refusing unknown names (as scikit-learn's ``set_params``)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise TypeError(f"unknown measure options {unknown}; choose from {sorted(known)}")
-        return cls(**{k: v for k, v in options.items() if v is not None})
 
 
 @dataclass(eq=False)
@@ -166,7 +148,7 @@ def measure(
         ValueError: pre-labels and final boxes with different classes, bad boxes, or a
             fit that breaks the profile's rules.
     """
-    opts = MeasureOptions.of(options)
+    opts = MeasureOptions.of(None, **options)
     pairs = list(pairs)
     df = _edit_rows(pairs, ground_truth, opts)
     cost_fit = None

@@ -13,7 +13,7 @@ import json
 import os
 import time
 import warnings
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -23,7 +23,7 @@ from autolabel.core import Results
 from autolabel.matching import Matching, match_sweep
 from autolabel.results import Record
 from autolabel.savings.comparison import Comparison
-from autolabel.savings.edits import EditCounts, Savings, sensitivity, summarize
+from autolabel.savings.edits import EditCounts, MatchOptions, Savings, sensitivity, summarize
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -147,7 +147,7 @@ class SavingsReport(Record):
 
 
 @dataclass(frozen=True)
-class SavingsOptions:
+class SavingsOptions(MatchOptions):
     """How a savings report sweeps and scores: ``thresholds`` (the sweep grid, default
     :data:`DEFAULT_THRESHOLDS`), ``iou_accept`` (IoU from which a box is accepted as is),
     ``iou_min`` (IoU from which a box counts as finding its object), ``n_boot``
@@ -158,27 +158,11 @@ class SavingsOptions:
     """
 
     thresholds: tuple[float, ...] | None = None
-    iou_accept: float = IOU_ACCEPT
-    iou_min: float = IOU_MIN
-    n_boot: int = 1000
 
     def __post_init__(self) -> None:
-        if not 0 < self.iou_min <= self.iou_accept <= 1:
-            raise ValueError(f"need 0 < iou_min <= iou_accept <= 1, got {self.iou_min} and {self.iou_accept}")
-        if self.n_boot < 0:
-            raise ValueError(f"n_boot must be >= 0, got {self.n_boot}")
+        super().__post_init__()
         if self.thresholds is not None:
             object.__setattr__(self, "thresholds", tuple(float(t) for t in self.thresholds))
-
-    @classmethod
-    def of(cls, options: SavingsOptions | None = None, **kw: Any) -> SavingsOptions:
-        """``options`` with the keyword options ``kw`` in place, refusing unknown names
-        (as scikit-learn's ``set_params``)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(kw) - known)
-        if unknown:
-            raise TypeError(f"unknown savings options {unknown}; choose from {sorted(known)}")
-        return replace(options or cls(), **kw)
 
 
 def savings_report(
