@@ -113,9 +113,8 @@ class Options:
 
     @classmethod
     def of(cls: type[_O], options: _O | None = None, **kw: Any) -> _O:
-        """``options`` (default: the defaults) with the keyword options ``kw`` in place
-        (``None`` values leave a default), refusing unknown names as scikit-learn's
-        ``set_params`` does.
+        """``options`` (default: the defaults) with the keyword options ``kw`` in place,
+        refusing unknown names as scikit-learn's ``set_params`` does.
 
         Raises:
             TypeError: an unknown option, naming the known ones.
@@ -125,5 +124,5 @@ class Options:
         if unknown:
             raise TypeError(f"unknown {cls.__name__} {unknown}; choose from {sorted(known)}")
         base: Any = options or cls()
-        out: _O = dataclasses.replace(base, **{k: v for k, v in kw.items() if v is not None})
+        out: _O = dataclasses.replace(base, **kw)
         return out
