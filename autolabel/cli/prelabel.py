@@ -20,7 +20,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
                           max_det=args.max_det, progress=not args.quiet, class_map=args.class_map,
                           **given(every=args.every, every_seconds=args.every_seconds))
     written = write(res, args.out, args.format)
-    tracks = len({(d.image.key.split("#")[0], int(t)) for d in res for t in (d.track_id if d.track_id is not None else [])})
+    tracks = len({(d.info.sequence, int(t)) for d in res for t in (d.track_id if d.track_id is not None else [])})
     print(json.dumps({"status": "completed", "model_id": res.model_id, "frames": len(res), "boxes": res.num_boxes,
                       "tracks": tracks, "skipped": len(res.failures), "written": written}, indent=2))
     return EXIT_OK if not res.failures else EXIT_SKIPPED
