@@ -8,7 +8,7 @@ negative width or height has area 0; pairs whose union is 0 have IoU 0.
 
 from __future__ import annotations
 
-from typing import Sequence
+from numpy.typing import ArrayLike
 
 import numpy as np
 
@@ -99,7 +99,7 @@ def paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def best_same_class_iou(
-    a: np.ndarray, a_labels: Sequence[object], b: np.ndarray, b_labels: Sequence[object]
+    a: np.ndarray, a_labels: ArrayLike, b: np.ndarray, b_labels: ArrayLike
 ) -> np.ndarray:
     """For every box of ``a``, the best IoU with a box of ``b`` of the same label.
 

@@ -1,4 +1,5 @@
-"""Map a model's classes onto a project's label set: rename, merge, drop.
+"""Map a model's classes onto a project's label set: rename, merge, drop; and line
+predictions up with ground truth by class name and image (:func:`align_classes`).
 
 Config (``configs/classmaps/*.yaml``, validated by :class:`autolabel.config.ClassMapConfig`)::
 
@@ -14,15 +15,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from autolabel.config import ClassMapConfig, ConfigError
-from autolabel.core import Detections
+from autolabel.core import Detections, Results
 from autolabel.boxes import batched_nms
 
-__all__ = ["ClassMap"]
+__all__ = ["ClassMap", "align_classes"]
 
 
 class ClassMap:
@@ -47,7 +48,7 @@ class ClassMap:
         self.merges = len(set(lut[lut >= 0].tolist())) < int((lut >= 0).sum())
 
     @classmethod
-    def load(cls, spec: ClassMap | ClassMapConfig | dict[str, Any] | str | os.PathLike, source_names: Sequence[str]) -> ClassMap:
+    def load(cls, spec: ClassMap | ClassMapConfig | Mapping[str, Any] | str | os.PathLike, source_names: Sequence[str]) -> ClassMap:
         """From a ClassMap, a config, a dict, a YAML path or a name under ``configs/classmaps/``."""
         if isinstance(spec, ClassMap):
             if spec.source_names != tuple(source_names):
@@ -73,3 +74,48 @@ class ClassMap:
 
     def __repr__(self) -> str:
         return f"ClassMap({len(self.source_names)} model classes -> {list(self.target_names)})"
+
+
+def align_classes(pred: Results, gt: Results) -> tuple[Results, Results]:
+    """Predictions mapped onto the ground truth's class names (by name) and ordered as
+    the ground truth's images (paired by ``ImageInfo.file_name``), and the ground truth.
+
+    Raises ``ValueError`` listing prediction classes the ground truth lacks, or images
+    present on one side only.
+    """
+    names = tuple(gt.class_names)
+    if len(set(names)) != len(names):
+        raise ValueError(f"ground truth has duplicate class names: {list(names)}")
+    index = {n: i for i, n in enumerate(names)}
+    unknown = [n for n in pred.class_names if n not in index]
+    if unknown:
+        raise ValueError(
+            f"{len(unknown)} prediction classes are not ground-truth categories: {unknown[:10]}; "
+            f"ground truth has {list(names)[:10]}{' ...' if len(names) > 10 else ''}. "
+            "Map model classes onto the label set with a class map when pre-labeling (--class-map)."
+        )
+    lut = np.array([index[n] for n in pred.class_names] or [0], np.int64)
+    pk, gk = _keys(pred, "predictions"), _keys(gt, "ground truth")
+    missing, extra = [k for k in gk if k not in pk], [k for k in pk if k not in gk]
+    if missing or extra:
+        parts = [f"{len(missing)} ground-truth images have no predictions (e.g. {missing[:3]})"] if missing else []
+        parts += [f"{len(extra)} predicted images are not in the ground truth (e.g. {extra[:3]})"] if extra else []
+        raise ValueError("images do not line up: " + "; ".join(parts))
+    for r, what, n in ((pred, "predictions", len(pred.class_names)), (gt, "ground truth", len(names))):
+        for d in r:
+            if len(d) and (d.class_ids.min() < 0 or d.class_ids.max() >= n):
+                raise ValueError(f"{what} image {d.image.file_name!r}: class id outside 0..{n - 1}")
+    same = tuple(pred.class_names) == names
+    dets = [pk[k] if same else replace(pk[k], class_ids=lut[pk[k].class_ids], class_names=names, class_probs=None) for k in gk]
+    return replace(pred, detections=dets, class_names=names), gt
+
+
+def _keys(r: Results, what: str) -> dict[str, Detections]:
+    out: dict[str, Detections] = {}
+    for i, d in enumerate(r):
+        if d.image is None:
+            raise ValueError(f"{what}: detections #{i} have no image (file name) to pair by")
+        if d.image.file_name in out:
+            raise ValueError(f"{what}: image {d.image.file_name!r} appears twice")
+        out[d.image.file_name] = d
+    return out

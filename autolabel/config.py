@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, Mapping, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -70,7 +70,7 @@ class StrictModel(BaseModel):
     default_name: ClassVar[str | None] = None
 
     @classmethod
-    def load(cls: type[T], source: str | os.PathLike | dict[str, Any] | T | None = None) -> T:
+    def load(cls: type[T], source: str | os.PathLike | Mapping[str, Any] | T | None = None) -> T:
         """From a model instance, a dict, a YAML path, or a bare name under ``configs/<kind>/``
         (default: the kind's default config, where it has one)."""
         if source is None:
@@ -80,9 +80,11 @@ class StrictModel(BaseModel):
         if isinstance(source, cls):
             return source
         where = "<dict>"
-        if not isinstance(source, dict):
+        if isinstance(source, (str, os.PathLike)):
             path = config_path(cls.config_kind, source) if cls.config_kind else Path(source)
             where, source = str(path), load_yaml(path)
+        elif not isinstance(source, Mapping):
+            raise ConfigError(f"{cls.__name__}.load() takes a config, a dict or a YAML path, not {type(source).__name__}")
         try:
             return cls.model_validate(source)
         except ValidationError as e:

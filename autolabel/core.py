@@ -11,12 +11,14 @@ concatenated with the named arrays, as supervision's ``Detections.data`` is.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from autolabel.boxes import box_area
+from autolabel.io.images import VIDEO_EXTENSIONS
 
 __all__ = ["ImageInfo", "Detections", "Failure", "Results"]
 
@@ -41,15 +43,44 @@ class ImageInfo:
         """Name used for this image in exported datasets (relative, ``/``-separated)."""
         if self.frame_index is None:
             return self.key
-        stem = self.key.split("#", 1)[0].rsplit(".", 1)[0]
+        stem = self.sequence_name.rsplit(".", 1)[0]
         return f"{stem}/frame_{self.frame_index:06d}.jpg"
+
+    @property
+    def sequence_name(self) -> str:
+        """The sequence's name as keys and written files carry it: the key before ``#``
+        (a video's file name, a MOTChallenge sequence's name); see :attr:`sequence`."""
+        return self.key.split("#", 1)[0]
+
+    @property
+    def sequence(self) -> str:
+        """The video or sequence this frame belongs to, the one grouping key of every stage.
+
+        The video file's path for frames decoded from a video (so two ``clip.mp4`` in
+        different folders never merge), else the key before ``#`` (numbered image files,
+        frames read back from a dataset); an image that is not a frame is its own key.
+        """
+        if self.path and self.path.lower().endswith(VIDEO_EXTENSIONS):
+            return self.path
+        return self.sequence_name
+
+    @property
+    def frame(self) -> int:
+        """The frame index (0-based) of a video frame.
+
+        Raises:
+            ValueError: this image is not a video frame (no ``frame_index``).
+        """
+        if self.frame_index is None:
+            raise ValueError(f"image {self.key!r} is not a video frame (no frame_index)")
+        return self.frame_index
 
 
 _PER_BOX = ("xyxy", "scores", "class_ids", "class_probs", "iscrowd", "track_id")  # named per-box arrays
 
 
 def _as(a: object, dtype: type, shape_tail: tuple[int, ...]) -> np.ndarray:
-    arr = np.asarray(a, dtype=dtype)
+    arr: np.ndarray = np.asarray(a, dtype=dtype)
     if arr.size == 0:
         arr = arr.reshape((0, *shape_tail))
     return arr
@@ -102,6 +133,18 @@ class Detections:
             if v.ndim == 0 or len(v) != n:
                 raise ValueError(f"data[{k!r}] must have {n} rows (one per box), got shape {v.shape}")
 
+    @property
+    def info(self) -> ImageInfo:
+        """The image these boxes belong to (the ``image`` field, which is optional).
+
+        Raises:
+            ValueError: these detections carry no image info.
+        """
+        if self.image is None:
+            raise ValueError("these detections carry no image info (ImageInfo): the image key, size and "
+                             "path are needed here")
+        return self.image
+
     # -- construction -------------------------------------------------------------
     @classmethod
     def empty(
@@ -111,11 +154,11 @@ class Detections:
         return cls(np.zeros((0, 4)), np.zeros(0), np.zeros(0), tuple(class_names), image, probs)
 
     @classmethod
-    def from_xywh(cls, xywh: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, **kw: object) -> Detections:
+    def from_xywh(cls, xywh: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, **kw: Any) -> Detections:
         """From COCO-style ``[x, y, w, h]`` boxes."""
         b = _as(xywh, np.float32, (4,)).copy()
         b[:, 2:] += b[:, :2]
-        return cls(b, scores, class_ids, **kw)  # type: ignore[arg-type]
+        return cls(b, scores, class_ids, **kw)
 
     @staticmethod
     def concat(items: Iterable[Detections]) -> Detections:
@@ -131,13 +174,14 @@ class Detections:
         if any(set(d.data) != keys for d in items):
             raise ValueError("cannot concatenate detections whose data keys differ")
 
-        def cat(parts: list[np.ndarray | None]) -> np.ndarray | None:
-            return None if any(p is None for p in parts) else np.concatenate(parts)  # type: ignore[arg-type]
+        def cat(field: str) -> Any:
+            parts = [getattr(d, field) for d in items]
+            return None if any(p is None for p in parts) else np.concatenate(parts)
 
-        named = {f: cat([getattr(d, f) for d in items]) for f in _PER_BOX}
+        named = {f: cat(f) for f in _PER_BOX}
         return Detections(
-            **named, class_names=first.class_names, image=first.image,  # type: ignore[arg-type]
-            data={k: cat([d.data[k] for d in items]) for k in first.data},  # type: ignore[misc]
+            **named, class_names=first.class_names, image=first.image,
+            data={k: np.concatenate([d.data[k] for d in items]) for k in first.data},
         )
 
     # -- container protocol -------------------------------------------------------
@@ -148,10 +192,10 @@ class Detections:
         if isinstance(index, (int, np.integer)):
             index = [int(index)]
         idx = np.asarray(index) if not isinstance(index, slice) else index
-        named = {f: None if getattr(self, f) is None else getattr(self, f)[idx] for f in _PER_BOX}
+        named: dict[str, Any] = {f: None if getattr(self, f) is None else getattr(self, f)[idx] for f in _PER_BOX}
         return replace(self, **named, data={k: v[idx] for k, v in self.data.items()})
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self):
         for i in range(len(self)):
             yield self[i]
 
@@ -159,7 +203,7 @@ class Detections:
         if not isinstance(other, Detections):
             return NotImplemented
         def same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
-            return (a is None) == (b is None) and (a is None or np.array_equal(a, b))  # type: ignore[arg-type]
+            return a is None and b is None or a is not None and b is not None and np.array_equal(a, b)
 
         return (
             self.class_names == other.class_names
@@ -168,8 +212,6 @@ class Detections:
             and self.data.keys() == other.data.keys()
             and all(same(v, other.data[k]) for k, v in self.data.items())
         )
-
-    __hash__ = None  # type: ignore[assignment]  # mutable arrays
 
     # -- derived views ----------------------------------------------------------------
     @property
@@ -208,21 +250,21 @@ class Detections:
         return self[keep]
 
     # -- hand-offs (autolabel.interop) -------------------------------------------------------
-    def to_supervision(self):  # type: ignore[no-untyped-def]
+    def to_supervision(self):
         """A ``supervision.Detections`` with everything kept (see :func:`autolabel.interop.to_supervision`)."""
         from autolabel.interop import to_supervision
 
         return to_supervision(self)
 
     @classmethod
-    def from_supervision(cls, detections, class_names=None, image=None) -> Detections:  # type: ignore[no-untyped-def]
+    def from_supervision(cls, detections, class_names=None, image=None) -> Detections:
         """From a ``supervision.Detections`` (see :func:`autolabel.interop.from_supervision`)."""
         from autolabel.interop import from_supervision
 
         return from_supervision(detections, class_names, image)
 
     # -- notebook niceties --------------------------------------------------------------
-    def to_pandas(self):  # type: ignore[no-untyped-def]
+    def to_pandas(self):
         """One row per box: image key, class, score, ``x1, y1, x2, y2``, then ``track_id``
         and the 1-D ``data`` arrays when present."""
         import pandas as pd
@@ -257,11 +299,18 @@ class Detections:
     def _repr_html_(self) -> str:
         return f"<p><code>{self.__repr__()}</code></p>" + self.to_pandas().head(20).to_html(index=False)
 
-    def plot(self, image: np.ndarray | str | None = None, ax=None, min_score: float = 0.0):  # type: ignore[no-untyped-def]
-        """Draw the boxes on the image (array or path; default: ``image.path``); returns the axes."""
+    def plot(self, image: np.ndarray | str | None = None, ax: Any = None, conf: float = 0.0,
+             **deprecated: float) -> Any:
+        """Draw the boxes scoring at least ``conf`` on the image (array or path; default:
+        ``image.path``); returns the axes. (``min_score=`` is the old name of ``conf``.)"""
         from autolabel.viz import plot_detections
 
-        return plot_detections(self, image, ax=ax, min_score=min_score)
+        if "min_score" in deprecated:
+            warnings.warn("Detections.plot(min_score=) is deprecated; use conf=", DeprecationWarning, stacklevel=2)
+            conf = deprecated.pop("min_score")
+        if deprecated:
+            raise TypeError(f"plot() got unexpected keyword arguments {sorted(deprecated)}")
+        return plot_detections(self, image, ax=ax, conf=conf)
 
 
 @dataclass(frozen=True)
@@ -298,7 +347,7 @@ class Results:
     def __len__(self) -> int:
         return len(self.detections)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self):
         return iter(self.detections)
 
     def __getitem__(self, key: int | str) -> Detections:
@@ -317,7 +366,7 @@ class Results:
         """Same filter as :meth:`Detections.filter`, applied to every image."""
         return replace(self, detections=[d.filter(conf, classes) for d in self.detections])
 
-    def to_pandas(self):  # type: ignore[no-untyped-def]
+    def to_pandas(self):
         """One row per box over all images (columns as :meth:`Detections.to_pandas`)."""
         import pandas as pd
 

@@ -69,7 +69,7 @@ def to_supervision(det: Detections) -> sv.Detections:
     """
     import supervision as sv
 
-    data: dict[str, np.ndarray] = {"class_name": np.array(det.labels, dtype=str).reshape(len(det))}
+    data: dict[str, Any] = {"class_name": np.array(det.labels, dtype=str).reshape(len(det))}
     for attr, key in _SV_NAMED.items():
         if getattr(det, attr) is not None:
             data[key] = getattr(det, attr)
@@ -121,7 +121,7 @@ def from_supervision(
     named = {attr: data.pop(key, None) for attr, key in _SV_NAMED.items()}
     return Detections(
         detections.xyxy, scores, ids, names, image if image is not None else meta.get("image"),
-        track_id=detections.tracker_id, data=data, **named,  # type: ignore[arg-type]
+        track_id=detections.tracker_id, data=data, **named,
     )
 
 
@@ -243,10 +243,11 @@ def from_fiftyone_document(
         frame = s.get("autolabel_frame_index")
         info = ImageInfo(key, w, h, s.get("filepath"), frame, s.get("autolabel_timestamp") if frame is not None else None)
         out.append(Detections(
-            box, [o.get("confidence", 1.0) for o in dets], [names.index(o["label"]) for o in dets], names, info,
+            box, np.array([o.get("confidence", 1.0) for o in dets]), np.array([names.index(o["label"]) for o in dets]),
+            names, info,
             class_probs=column("class_probs", np.float32, (len(names),)), iscrowd=column("iscrowd", bool),
             track_id=column("index") if dets else column("track_id", np.int64),
-            data={k: column(k, *dtypes.get(k, (None, ()))) for k in sorted(keys)},  # type: ignore[misc]
+            data={k: v for k in sorted(keys) if (v := column(k, *dtypes.get(k, (None, ())))) is not None},
         ))
     return Results(out, names, str(meta.get("model_id") or ""))
 

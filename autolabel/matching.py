@@ -22,16 +22,18 @@ prediction), ``draw`` (missed object); predictions on crowd regions get ``ignore
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
 from autolabel.boxes import box_area, paired_inter_union, safe_ratio
+from autolabel.classmap import align_classes  # public here too: every matching starts with it
 from autolabel.config import IOU_ACCEPT, IOU_MIN
 from autolabel.core import Detections, Results
 
-__all__ = ["EDIT_KINDS", "EDIT_CODES", "ImageMatch", "Matching", "match", "match_sweep", "match_image", "align_classes"]
+__all__ = ["EDIT_KINDS", "EDIT_CODES", "ImageMatch", "Matching", "match", "match_sweep", "match_image", "align_classes",
+           "check_ious"]
 
 EDIT_KINDS = ("accept", "adjust", "relabel", "adjust_relabel", "delete", "draw")
 EDIT_CODES = EDIT_KINDS + ("ignore",)  # a prediction's edit code indexes this
@@ -68,7 +70,8 @@ def _check_boxes(d: Detections, what: str) -> None:
         raise ValueError(f"{what} image {where}, box {i}: xyxy {b[i].tolist()} {why}")
 
 
-def _check_thresholds(iou_accept: float, iou_min: float) -> None:
+def check_ious(iou_accept: float, iou_min: float) -> None:
+    """Raise ``ValueError`` unless ``0 < iou_min <= iou_accept <= 1``."""
     if not 0 < iou_min <= iou_accept <= 1:
         raise ValueError(f"need 0 < iou_min <= iou_accept <= 1, got iou_min={iou_min}, iou_accept={iou_accept}")
 
@@ -87,8 +90,8 @@ class _Boxes:
     xyxy: np.ndarray
     cls: np.ndarray
     img: np.ndarray
-    score: np.ndarray | None = None  # predictions
-    crowd: np.ndarray | None = None  # ground truth
+    score: np.ndarray  # predictions (1 for ground truth)
+    crowd: np.ndarray  # ground truth (False for predictions)
 
     @classmethod
     def of(cls, dets: Sequence[Detections], what: str, ground_truth: bool) -> _Boxes:
@@ -100,12 +103,11 @@ class _Boxes:
         img = np.repeat(np.arange(len(dets)), [len(d) for d in dets])
         cl = cat([d.class_ids for d in dets], np.zeros(0, np.int64))
         if ground_truth:
-            return cls(xyxy, cl, img, crowd=cat([d.crowd for d in dets], np.zeros(0, bool)))
-        return cls(xyxy, cl, img, score=cat([d.scores for d in dets], np.zeros(0, np.float32)))
+            return cls(xyxy, cl, img, np.ones(len(xyxy), np.float32), cat([d.crowd for d in dets], np.zeros(0, bool)))
+        return cls(xyxy, cl, img, cat([d.scores for d in dets], np.zeros(0, np.float32)), np.zeros(len(xyxy), bool))
 
     def __getitem__(self, keep: np.ndarray) -> _Boxes:
-        score, crowd = (None if a is None else a[keep] for a in (self.score, self.crowd))
-        return _Boxes(self.xyxy[keep], self.cls[keep], self.img[keep], score, crowd)
+        return _Boxes(self.xyxy[keep], self.cls[keep], self.img[keep], self.score[keep], self.crowd[keep])
 
 
 def _match(
@@ -119,9 +121,7 @@ def _match(
     every candidate pair is taken. The others get ``linear_sum_assignment`` on their
     block, in a canonical box order so that input order never matters.
     """
-    from scipy.optimize import linear_sum_assignment
-
-    po = np.lexsort((*p.xyxy.T[::-1], p.cls, -p.score, p.img))  # type: ignore[operator]
+    po = np.lexsort((*p.xyxy.T[::-1], p.cls, -p.score, p.img))
     go = np.lexsort((*g.xyxy.T[::-1], g.cls, g.crowd, g.img))
     p, g = p[po], g[go]
     n_p, n_g = np.bincount(p.img, minlength=n_img), np.bincount(g.img, minlength=n_img)
@@ -133,24 +133,16 @@ def _match(
     inter, area_p, area_g = paired_inter_union(p.xyxy[pi], g.xyxy[gi])
     iou = safe_ratio(inter, area_p + area_g - inter)
     same = p.cls[pi] == g.cls[gi]
-    crowd = g.crowd[gi]  # type: ignore[index]
+    crowd = g.crowd[gi]
     edge = ~crowd & (iou >= iou_min) & (same | relabel)
 
     conflict = np.zeros(n_img, bool)  # a box in two candidate pairs
     conflict[p.img[np.bincount(pi[edge], minlength=len(po)) > 1]] = True
     conflict[g.img[np.bincount(gi[edge], minlength=len(go)) > 1]] = True
-    chosen = [np.flatnonzero(edge & ~conflict[p.img[pi]])]
+    hard = np.flatnonzero(conflict)
     first_pred = np.cumsum(n_p) - n_p
-    for i in np.flatnonzero(conflict):
-        rows, cols, start = n_p[i], n_g[i], pair_start[first_pred[i]]  # the image's block of pairs
-        blk = slice(start, start + rows * cols)
-        ok = edge[blk].reshape(rows, cols)
-        base = min(rows, cols) + 2.0  # tiers: right-class pairs, then pairs, then IoU
-        w = np.where(ok, iou[blk].reshape(rows, cols) + base + base**2 * same[blk].reshape(rows, cols), 0.0)
-        r, c = linear_sum_assignment(w, maximize=True)
-        keep = ok[r, c]
-        chosen.append(start + r[keep] * cols + c[keep])
-    sel = np.concatenate(chosen)
+    sel = np.concatenate([np.flatnonzero(edge & ~conflict[p.img[pi]]),
+                          *_assigned(n_p[hard], n_g[hard], pair_start[first_pred[hard]], edge, iou, same)])
 
     code = np.full(len(po), DELETE, np.int64)
     pred_gt = np.full(len(po), -1, np.int64)
@@ -173,6 +165,25 @@ def _match(
     return out_code, out_gt, out_iou, out_matched
 
 
+def _assigned(n_p: np.ndarray, n_g: np.ndarray, starts: np.ndarray, edge: np.ndarray, iou: np.ndarray,
+              same: np.ndarray) -> list[np.ndarray]:
+    """The pairs ``linear_sum_assignment`` takes in each image whose candidate pairs share
+    a box (``n_p`` x ``n_g`` pairs from ``starts``), weighted in tiers: right-class pairs,
+    then pairs, then IoU."""
+    from scipy.optimize import linear_sum_assignment
+
+    chosen = []
+    for rows, cols, start in zip(n_p.tolist(), n_g.tolist(), starts.tolist()):  # the image's block of pairs
+        blk = slice(start, start + rows * cols)
+        ok = edge[blk].reshape(rows, cols)
+        base = min(rows, cols) + 2.0
+        w = np.where(ok, iou[blk].reshape(rows, cols) + base + base**2 * same[blk].reshape(rows, cols), 0.0)
+        r, c = linear_sum_assignment(w, maximize=True)
+        keep = ok[r, c]
+        chosen.append(start + r[keep] * cols + c[keep])
+    return chosen
+
+
 def match_image(
     pred: Detections, gt: Detections, iou_accept: float = IOU_ACCEPT, iou_min: float = IOU_MIN, relabel: bool = True
 ) -> ImageMatch:
@@ -183,59 +194,14 @@ def match_image(
     confidence first (``pred.filter(conf)``). ``relabel=False`` pairs boxes of the same
     class only (as COCO evaluation does): a wrong-class box is then a delete.
     """
-    _check_thresholds(iou_accept, iou_min)
+    check_ious(iou_accept, iou_min)
     if pred.class_names and gt.class_names and pred.class_names != gt.class_names:
         raise ValueError("predictions and ground truth use different class names; align them with align_classes()")
     p, g = _Boxes.of([pred], "predictions", False), _Boxes.of([gt], "ground truth", True)
     code, pred_gt, pred_iou, gt_matched = _match(p, g, 1, iou_accept, iou_min, relabel)
     n = np.bincount(code, minlength=IGNORE + 1)
-    n[DRAW] = int((~gt_matched & ~g.crowd).sum())  # type: ignore[operator]
+    n[DRAW] = int((~gt_matched & ~g.crowd).sum())
     return ImageMatch(_PRED_EDITS[code], pred_gt, pred_iou, gt_matched, dict(zip(EDIT_KINDS, map(int, n))))
-
-
-def align_classes(pred: Results, gt: Results) -> tuple[Results, Results]:
-    """Predictions mapped onto the ground truth's class names (by name) and ordered as
-    the ground truth's images (paired by ``ImageInfo.file_name``), and the ground truth.
-
-    Raises ``ValueError`` listing prediction classes the ground truth lacks, or images
-    present on one side only.
-    """
-    names = tuple(gt.class_names)
-    if len(set(names)) != len(names):
-        raise ValueError(f"ground truth has duplicate class names: {list(names)}")
-    index = {n: i for i, n in enumerate(names)}
-    unknown = [n for n in pred.class_names if n not in index]
-    if unknown:
-        raise ValueError(
-            f"{len(unknown)} prediction classes are not ground-truth categories: {unknown[:10]}; "
-            f"ground truth has {list(names)[:10]}{' ...' if len(names) > 10 else ''}. "
-            "Map model classes onto the label set with a class map when pre-labeling (--class-map)."
-        )
-    lut = np.array([index[n] for n in pred.class_names] or [0], np.int64)
-    pk, gk = _keys(pred, "predictions"), _keys(gt, "ground truth")
-    missing, extra = [k for k in gk if k not in pk], [k for k in pk if k not in gk]
-    if missing or extra:
-        parts = [f"{len(missing)} ground-truth images have no predictions (e.g. {missing[:3]})"] if missing else []
-        parts += [f"{len(extra)} predicted images are not in the ground truth (e.g. {extra[:3]})"] if extra else []
-        raise ValueError("images do not line up: " + "; ".join(parts))
-    for r, what, n in ((pred, "predictions", len(pred.class_names)), (gt, "ground truth", len(names))):
-        for d in r:
-            if len(d) and (d.class_ids.min() < 0 or d.class_ids.max() >= n):
-                raise ValueError(f"{what} image {d.image.file_name!r}: class id outside 0..{n - 1}")  # type: ignore[union-attr]
-    same = tuple(pred.class_names) == names
-    dets = [pk[k] if same else replace(pk[k], class_ids=lut[pk[k].class_ids], class_names=names, class_probs=None) for k in gk]
-    return replace(pred, detections=dets, class_names=names), gt
-
-
-def _keys(r: Results, what: str) -> dict[str, Detections]:
-    out: dict[str, Detections] = {}
-    for i, d in enumerate(r):
-        if d.image is None:
-            raise ValueError(f"{what}: detections #{i} have no image (file name) to pair by")
-        if d.image.file_name in out:
-            raise ValueError(f"{what}: image {d.image.file_name!r} appears twice")
-        out[d.image.file_name] = d
-    return out
 
 
 @dataclass(eq=False)
@@ -275,7 +241,7 @@ class Matching:
     @property
     def images(self) -> tuple[str, ...]:
         """The join key of every image (``ImageInfo.file_name``), in order."""
-        return tuple(d.image.file_name for d in self.gt)  # type: ignore[union-attr]
+        return tuple(d.image.file_name for d in self.gt)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -382,23 +348,23 @@ def match_sweep(
         ValueError: images or classes that do not line up, a non-finite or inverted box,
             or ``not 0 < iou_min <= iou_accept <= 1``.
     """
-    _check_thresholds(iou_accept, iou_min)
+    check_ious(iou_accept, iou_min)
     pred, gt = align_classes(pred, gt)
     p = _Boxes.of(pred.detections, "predictions", False)
     g = _Boxes.of(gt.detections, "ground truth", True)
     if min_gt_area < 0:
         raise ValueError(f"min_gt_area must be >= 0, got {min_gt_area}")
     if min_gt_area > 0:
-        g.crowd = g.crowd | (box_area(g.xyxy) < min_gt_area)  # type: ignore[operator]
+        g.crowd = g.crowd | (box_area(g.xyxy) < min_gt_area)
     box = np.concatenate([np.arange(len(d)) for d in pred]) if len(pred) else np.zeros(0, np.int64)
     out = []
     for t in thresholds:
-        keep = np.ones(len(p.cls), bool) if t is None else p.score >= t  # type: ignore[operator]
+        keep: np.ndarray = np.ones(len(p.cls), bool) if t is None else np.asarray(p.score >= t)
         q = p[keep]
         code, pred_gt, pred_iou, gt_matched = _match(q, g, len(gt), iou_accept, iou_min, relabel)
         out.append(Matching(
-            pred, gt, t, iou_accept, iou_min, relabel, q.img, box[keep].astype(np.int64), q.score, q.cls,  # type: ignore[arg-type]
-            code, pred_gt, pred_iou, g.img, g.cls, g.crowd, gt_matched,  # type: ignore[arg-type]
+            pred, gt, t, iou_accept, iou_min, relabel, q.img, box[keep].astype(np.int64), q.score, q.cls,
+            code, pred_gt, pred_iou, g.img, g.cls, g.crowd, gt_matched,
         ))
     return out
 

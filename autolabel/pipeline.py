@@ -14,10 +14,11 @@ import sys
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Generator, Iterable, Iterator, Mapping, Sequence
 
 from autolabel.core import Detections, Failure, ImageInfo, Results
 from autolabel.detectors import Detector, load_detector
+from autolabel.detectors.thresholds import ClassThresholds
 from autolabel.detectors.tuning import engine_settings
 from autolabel.sources import Item, Source, open_source
 from autolabel.io.images import ImageReadError
@@ -52,13 +53,13 @@ def _load(detector: Detector, item: Item) -> tuple[Any, ImageInfo] | Failure:
 def iter_prelabel(
     source: Source | Iterable[Item],
     detector: Detector,
-    conf: float | None = None,
+    conf: float | Mapping[str, Any] | ClassThresholds | None = None,
     iou: float | None = None,
     max_det: int | None = None,
     workers: int | None = None,
     prefetch_batches: int = 4,
     streams: int | None = None,
-) -> Iterator[list[Detections | Failure]]:
+) -> Generator[list[Detections | Failure], None, None]:
     """Pre-label ``source`` batch by batch, decoding ahead of inference.
 
     ``workers`` threads decode and :meth:`~Detector.prepare` up to ``prefetch_batches``
@@ -89,17 +90,15 @@ def iter_prelabel(
     streams, workers = engine_settings(detector, streams, workers)  # defaults: autolabel.detectors.tuning
     if streams > 1 and not detector.thread_safe:
         raise ValueError(f"{type(detector).__name__} cannot run concurrent batches; use streams=1")
-    conf, iou, max_det = detector.settings(conf, iou, max_det)
-    per_class = None if isinstance(conf, (int, float)) else conf  # per-class: run at the lowest, then filter
-    run_conf = per_class.floor if per_class else conf
+    thresholds, iou, max_det = detector.settings(conf, iou, max_det)  # per class: run at the lowest, then filter
     bs = detector.batch_size
     window: deque[Future] = deque()
     items = iter(source)
 
     def label(loaded: list[tuple[Any, ImageInfo] | Failure]) -> list[Detections | Failure]:
         good = [x for x in loaded if not isinstance(x, Failure)]
-        found = detector.predict_prepared([g[0] for g in good], run_conf, iou, max_det) if good else []
-        dets = iter([per_class.apply(d) for d in found] if per_class else found)
+        found = detector.predict_prepared([g[0] for g in good], thresholds.floor, iou, max_det) if good else []
+        dets = iter([thresholds.apply(d) for d in found] if thresholds.per_class else found)
         return [x if isinstance(x, Failure) else next(dets).with_image(x[1]) for x in loaded]
 
     with ThreadPoolExecutor(workers, "autolabel-decode", initializer=_lower_priority) as pool:
@@ -166,10 +165,10 @@ def prelabel(
     det = detector if isinstance(detector, Detector) else load_detector(detector)
     src = open_source(source, **source_options)
     cmap = None if class_map is None else ClassMap.load(class_map, det.class_names)
-    conf, iou, max_det = det.settings(conf, iou, max_det)
+    thresholds, iou, max_det = det.settings(conf, iou, max_det)
     out: list[Detections] = []
     failures: list[Failure] = []
-    for batch in tracked(iter_prelabel(src, det, conf, iou, max_det), src.length, f"prelabel {det.name}", progress):
+    for batch in tracked(iter_prelabel(src, det, thresholds, iou, max_det), src.length, f"prelabel {det.name}", progress):
         for x in batch:
             if isinstance(x, Failure):
                 failures.append(x)

@@ -9,8 +9,9 @@ from autolabel.core import Detections
 __all__ = ["plot_detections"]
 
 
-def plot_detections(det: Detections, image: np.ndarray | str | None = None, ax=None, min_score: float = 0.0):  # type: ignore[no-untyped-def]
-    """Draw boxes with ``label score`` captions on the image; returns the matplotlib axes.
+def plot_detections(det: Detections, image: np.ndarray | str | None = None, ax=None, conf: float = 0.0):
+    """Draw the boxes scoring at least ``conf`` with ``label score`` captions on the
+    image; returns the matplotlib axes.
 
     ``image`` is an RGB array or a path; by default the detections' own ``image.path``.
     """
@@ -27,7 +28,7 @@ def plot_detections(det: Detections, image: np.ndarray | str | None = None, ax=N
         _, ax = plt.subplots(figsize=(8, 8 * arr.shape[0] / max(arr.shape[1], 1)))
     ax.imshow(arr)
     colors = plt.get_cmap("tab20")
-    shown = det[det.scores >= min_score]
+    shown = det[det.scores >= conf]
     for (x1, y1, x2, y2), score, cid, label in zip(shown.xyxy, shown.scores, shown.class_ids, shown.labels):
         c = colors(int(cid) % 20)
         ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=c, linewidth=1.5))

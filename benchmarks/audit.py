@@ -179,11 +179,11 @@ def suspects_ap(suspects: Any, injected: Injected, file_names: list[str], recall
     return (ap, tp) if return_found else ap
 
 
-def plain_rule(pred: Results, labels: Results, conf: float = 0.25, support_conf: float = 0.001) -> Any:
+def plain_rule(pred: Results, labels: Results, conf: float = 0.25, evidence_conf: float = 0.001) -> Any:
     """A plain rule-based audit, for scale (rows like ``suspects.csv``): predictions at
     ``conf`` or more that the matcher (``match_sweep``, IoU from 0.3, wrong-class pairs
     allowed) pairs with no label are *missing*, scored by their confidence; a label with
-    no prediction (any class, from ``support_conf``) at IoU >= 0.5 is *spurious*, scored
+    no prediction (any class, from ``evidence_conf``) at IoU >= 0.5 is *spurious*, scored
     1 - its best IoU with any prediction; a label with a confident other-class
     prediction at IoU >= 0.5 and no confident same-class one there is *wrong class*,
     scored by that confidence; a label whose best confident same-class prediction fits
@@ -201,7 +201,7 @@ def plain_rule(pred: Results, labels: Results, conf: float = 0.25, support_conf:
         fn = g.image.file_name
         for b in m.pred_box[(m.pred_image == i) & (m.pred_edit == DELETE)]:
             rows.append((fn, "missing", *p.xyxy[b], names[p.class_ids[b]], float(p.scores[b])))
-        ps = p[p.scores >= support_conf]
+        ps = p[p.scores >= evidence_conf]
         u = box_iou(g.xyxy, ps.xyxy)
         same = g.class_ids[:, None] == ps.class_ids[None]
         sure = ps.scores >= conf

@@ -140,7 +140,7 @@ def main() -> int:
     import autolabel as al
     from autolabel.detectors.health import BrokenModelError
     from autolabel.formats import read_coco
-    from autolabel.savings.ladder import Ladder, MachinePrices, ladder_row
+    from autolabel.savings.ladder import Ladder, MachinePrices, ModelRun, ladder_row
 
     t_start = time.perf_counter()
     cache = Path(args.cache)
@@ -172,8 +172,8 @@ def main() -> int:
             ds = datasets[dsname]
             pred = _predictions(det, spec, name, dsname, ds, cache)
             gt = read_coco(ds["gt"])
-            row = ladder_row(name, pred, gt, ds["gt"], cpu_s, wall_s, det.input_size,
-                             getattr(det, "precision", "fp32 (PyTorch)"), prices)
+            run = ModelRun(name, cpu_s, wall_s, det.input_size, getattr(det, "precision", "fp32 (PyTorch)"))
+            row = ladder_row(run, pred, gt, ds["gt"], prices)
             ladder.add(dsname, row)
             print(f"{dsname:13s} {name:28s} mAP {row['mAP50_95']:.3f}  saved {row['saved_fraction']:6.1%} "
                   f"[{row['ci95_low']:.1%}, {row['ci95_high']:.1%}] at {row['threshold']:.2f}  "

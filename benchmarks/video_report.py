@@ -136,10 +136,10 @@ def main() -> int:
         e = segment_errors(routed, t, gt, iou_accept=acc)
         for unit in (None, 24):
             c = certify(e, delta=0.1, unit_frames=unit)
-            share = e.loc[e["route"] == "accept", "error"].mean() if (e["route"] == "accept").any() else float("nan")
-            summary.append({"error = box IoU below": acc, "unit": c["unit"], "units": c["units"],
-                            "failed units": c["failed_units"], "bound (delta 0.1)": c["bound"],
-                            "accepted segments": c["accepted_segments"], "accepted frames": c["accepted_frames"],
+            share = e.loc[e["route"] == "auto_accept", "error"].mean() if (e["route"] == "auto_accept").any() else float("nan")
+            summary.append({"error = box IoU below": acc, "unit": c.unit, "units": c.units,
+                            "failed units": c.failed_units, "bound (delta 0.1)": c.bound,
+                            "accepted segments": c.accepted_segments, "accepted frames": c.accepted_frames,
                             "accepted segments with an error": share})
         if acc == 0.7:
             errs = e

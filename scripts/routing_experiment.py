@@ -28,7 +28,8 @@ import autolabel as al
 from autolabel.config import CostProfile, RoutingPolicy
 from autolabel.core import Results
 from autolabel.formats import read_coco, write_coco
-from autolabel.savings.report import _md_table, _select
+from autolabel.savings.render import md_table
+from autolabel.savings.report import _select
 from autolabel.routing import cross_validate
 from autolabel.routing.fit import targets
 from autolabel.routing.planner import plan
@@ -79,7 +80,7 @@ def fmt(df: pd.DataFrame, digits: int = 3) -> str:
             return "–" if np.isnan(v) else f"{v:.{digits}f}"
         return str(v)
 
-    return _md_table(pd.DataFrame({c: [cell(v) for v in df[c]] for c in df.columns}))
+    return md_table(pd.DataFrame({c: [cell(v) for v in df[c]] for c in df.columns}))
 
 
 def summarize(label: str, cv: pd.DataFrame, alpha: float, money_rate: float) -> dict[str, object]:

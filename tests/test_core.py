@@ -120,4 +120,6 @@ def test_plot_draws_every_box(yolov5n, coco150):
     det = yolov5n(str(coco150 / "images" / "000000000139.jpg"))
     ax = det.plot()
     assert len(ax.patches) == len(det) > 0 and len(ax.texts) == len(det)
-    assert len(det.plot(min_score=0.99).patches) == int((det.scores >= 0.99).sum())
+    assert len(det.plot(conf=0.99).patches) == int((det.scores >= 0.99).sum())
+    with pytest.warns(DeprecationWarning):  # the old keyword, for one release
+        assert len(det.plot(min_score=0.99).patches) == int((det.scores >= 0.99).sum())

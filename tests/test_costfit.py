@@ -12,7 +12,8 @@ import pytest
 import autolabel as al
 from autolabel.cli import main as cli
 from autolabel.config import CostProfile
-from autolabel.savings.costfit import FIT_PARAMS, fit_costs, measure_cvat
+from autolabel.savings.costfit import FIT_PARAMS, fit_costs
+from autolabel.savings.measure import measure_cvat
 from autolabel.formats import read_coco, read_cvat, write_coco, write_cvat
 from autolabel.matching import EDIT_KINDS
 from autolabel.savings.edits import count_edits, edit_seconds, scratch_seconds

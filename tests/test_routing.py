@@ -448,9 +448,10 @@ def test_evaluate_matches_the_manifest(coco, loose_policy):
     r = route(preds, loose_policy)
     ev = evaluate(r, gt)
     auto = r.manifest.queue.eq("auto_accept")
-    assert ev["auto_accepted"] == auto.sum() and ev["coverage"] == pytest.approx(auto.mean())
-    assert ev["routed_s"] <= ev["review_everything_s"] < ev["scratch_everything_s"]
-    assert 0 <= ev["risk"] <= 1 and ev["ece_after"] < ev["ece_before"]
+    assert ev.auto_accepted == auto.sum() and ev.coverage == pytest.approx(auto.mean())
+    assert ev.routed_s <= ev.review_everything_s < ev.scratch_everything_s
+    assert 0 <= ev.risk <= 1 and ev.ece_after < ev.ece_before
+    assert len(repr(ev)) < 400 and "<table" in ev._repr_html_() and ev.to_dict()["coverage"] == ev.coverage
 
 
 def test_risk_coverage_plot(loose_policy, tmp_path):

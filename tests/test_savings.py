@@ -23,7 +23,7 @@ from autolabel.cli import main
 from autolabel.config import ConfigError, CostProfile, config_path
 from autolabel.formats import read_coco
 from autolabel.boxes import box_iou
-from autolabel.savings.report import compare_predictions, threshold_sweep
+from autolabel.savings.report import compare_predictions, savings_report, threshold_sweep
 from autolabel.matching import EDIT_KINDS, align_classes, match_image
 from autolabel.savings.edits import (
     count_edits,
@@ -238,7 +238,7 @@ def test_no_predictions_saves_nothing(gt):
         assert edit_seconds(match_image(empty, gt).counts, name) == pytest.approx(scratch_seconds(int((~gt.iscrowd).sum()), name))
     res = count_edits(al.Results([empty], NAMES), al.Results([gt], NAMES))
     s = summarize(res, machine_seconds=1.0, n_boot=0)
-    assert s["saved_seconds"] <= 0 and s["per_1000_images"]["net_saving"] < 0
+    assert s.saved_seconds <= 0 and s.per_1000_images.net_saving < 0
 
 
 @SETTINGS
@@ -356,15 +356,15 @@ def test_yolov5n_saves_more_than_yolov5n_320_and_the_report_says_where(coco_gt, 
     md = cmp.to_markdown()
     for r in cmp.reports:
         sw = r.sweep
-        assert sw["best"].sum() == 1 and r.summary["conf"] == r.best_threshold
+        assert sw["best"].sum() == 1 and r.savings.conf == r.best_threshold
         saved = sw["scratch_seconds"] - sw["assisted_seconds"]
         assert saved[sw["best"]].iloc[0] == saved.max()
         # too low a threshold is all deleting, too high all drawing: both save less
         assert saved.iloc[0] < saved.max() and saved.iloc[-1] < saved.max()
-        assert f"{r.model} saves {r.summary['saved_fraction']:.1%}" in md
+        assert f"{r.model} saves {r.savings.saved_fraction:.1%}" in md
         assert f"at pre-label threshold {r.best_threshold:.2f}" in md
         pc = r.per_class
-        assert pc["gt_boxes"].sum() == r.summary["gt_boxes"] and pc[list(EDIT_KINDS)].sum().to_dict() == r.summary["edits"]
+        assert pc["gt_boxes"].sum() == r.savings.gt_boxes and pc[list(EDIT_KINDS)].sum().to_dict() == r.savings.edits
         assert set(r.sensitivity["profile"]) == set(list_profiles())
     figs = cmp.figures()
     assert set(figs) == {"saving_vs_threshold", "edits", "saving_vs_machine"}
@@ -377,12 +377,33 @@ def test_yolov5n_saves_more_than_yolov5n_320_and_the_report_says_where(coco_gt, 
     assert json.loads((tmp_path / "coco.json").read_text())["models"][0]["model"] == "yolov5n"
 
 
+def test_results_read_as_attributes_show_short_reprs_and_keep_the_json_keys(coco_gt, coco_preds):
+    pred, secs = coco_preds["yolov5n"]
+    rep = savings_report(pred, coco_gt, machine_seconds=secs, n_boot=50)
+    text = repr(rep)
+    assert len(text) < 400 and rep.model in text and f"{rep.savings.saved_fraction:.1%}" in text
+    page = rep._repr_html_()
+    assert "<table" in page and "per_1000_images.saved_hours" in page
+    d = rep.to_dict()  # the keys the JSON reports have always had, in the same order
+    assert list(d)[:17] == ["model", "images", "gt_boxes", "pred_boxes", "ignored_predictions", "conf", "profile",
+                            "currency", "edits", "scratch_seconds", "assisted_seconds", "saved_seconds",
+                            "saved_fraction", "saved_fraction_ci95", "per_1000_images", "best_threshold",
+                            "iou_accept"]
+    assert d["per_1000_images"]["saved_hours"] == rep.savings.per_1000_images.saved_hours
+    assert json.loads(json.dumps(d))["saved_fraction_ci95"] == list(rep.savings.saved_fraction_ci95)
+    with pytest.warns(DeprecationWarning):
+        assert rep.savings["saved_fraction"] == rep.savings.saved_fraction  # the old key access, for one release
+    ed = count_edits(pred, coco_gt, 0.3)
+    assert len(repr(ed)) < 300 and coco_gt.detections[0].image.key not in repr(ed)
+    assert "<table" in ed._repr_html_() and len(ed.to_pandas()) == len(coco_gt)
+
+
 def test_bccd_custom_detector_saves(bccd_val):
     gt, pred, secs = bccd_val
     assert len(gt) == 87
     cmp = compare_predictions({"yolov8n-bccd": pred}, gt, {"yolov8n-bccd": secs}, n_boot=300, dataset="BCCD val")
-    s = cmp.reports[0].summary
-    assert s["saved_fraction_ci95"][0] > 0 and s["per_1000_images"]["net_saving"] > 0
+    s = cmp.reports[0].savings
+    assert s.saved_fraction_ci95[0] > 0 and s.per_1000_images.net_saving > 0
     assert {"RBC", "WBC", "Platelets"} == set(cmp.reports[0].per_class["class"])
 
 
@@ -392,18 +413,18 @@ def test_totals_per_image_per_class_money_and_machine_cost_add_up(coco_gt, coco_
     p = CostProfile.load("annotation-factory")
     s = summarize(ed, p, machine_seconds=secs, n_boot=0)
     per_img, per_cls = ed.per_image(p), ed.per_class(p)
-    assert per_img["scratch_s"].sum() == pytest.approx(s["scratch_seconds"])
-    assert per_img["assisted_s"].sum() == pytest.approx(s["assisted_seconds"])
-    assert per_cls["saved_s"].sum() == pytest.approx(s["saved_seconds"])  # the image overhead cancels
-    k, per = s["per_1000_images"], 1000 / len(coco_gt)
-    assert k["human_cost_saved"] == pytest.approx(s["saved_seconds"] * per / 3600 * p.hourly_wage)
-    assert k["machine_cost"] == pytest.approx(secs * per / 3600 * p.machine_price_per_hour)
-    piece = summarize(ed, "annotation-factory-piece-rate", n_boot=0)["per_1000_images"]
-    assert piece["human_cost_scratch"] == pytest.approx(0.25 * 1000)
-    assert piece["human_cost_assisted"] == pytest.approx(0.25 * 1000 * s["assisted_seconds"] / s["scratch_seconds"])
+    assert per_img["scratch_s"].sum() == pytest.approx(s.scratch_seconds)
+    assert per_img["assisted_s"].sum() == pytest.approx(s.assisted_seconds)
+    assert per_cls["saved_s"].sum() == pytest.approx(s.saved_seconds)  # the image overhead cancels
+    k, per = s.per_1000_images, 1000 / len(coco_gt)
+    assert k.human_cost_saved == pytest.approx(s.saved_seconds * per / 3600 * p.hourly_wage)
+    assert k.machine_cost == pytest.approx(secs * per / 3600 * p.machine_price_per_hour)
+    piece = summarize(ed, "annotation-factory-piece-rate", n_boot=0).per_1000_images
+    assert piece.human_cost_scratch == pytest.approx(0.25 * 1000)
+    assert piece.human_cost_assisted == pytest.approx(0.25 * 1000 * s.assisted_seconds / s.scratch_seconds)
     sweep = threshold_sweep(pred, coco_gt, p)
     row = sweep[np.isclose(sweep["threshold"], 0.3)].iloc[0]
-    assert row["assisted_seconds"] == pytest.approx(s["assisted_seconds"]) and row["pred_boxes"] == ed.pred_boxes
+    assert row["assisted_seconds"] == pytest.approx(s.assisted_seconds) and row["pred_boxes"] == ed.pred_boxes
 
 
 # -- command line ---------------------------------------------------------------------------------
@@ -415,7 +436,7 @@ def test_cli_savings_scores_a_predictions_file(coco150, coco_gt, coco_preds, tmp
     assert main(["savings", "--predictions", pfile, "--ground-truth", gt_file, "--json", str(out), "--conf", "0.3"]) == 0
     assert "saved" in capsys.readouterr().out
     s = json.loads(out.read_text())
-    expected = summarize(count_edits(read_coco(pfile), coco_gt, 0.3))
+    expected = summarize(count_edits(read_coco(pfile), coco_gt, 0.3)).to_dict()
     for key in ("images", "gt_boxes", "scratch_seconds", "assisted_seconds", "saved_fraction", "edits"):
         assert s[key] == pytest.approx(expected[key]), key
     assert s["images"] == 150 and s["best_threshold"] in {r["threshold"] for r in s["sweep"]}

@@ -85,7 +85,7 @@ def test_per_class_gain_is_measured_out_of_sample(low_conf_file, coco150):
     # in sample (fitted and measured on all images) the per-class thresholds look better than out of sample
     ct = g["thresholds"]
     kept = al.Results([ct.apply(d) for d in pred], pred.class_names, pred.model_id)
-    in_sample = summarize(EditCounts.of(match(kept, gt)), n_boot=0)["saved_fraction"]
+    in_sample = summarize(EditCounts.of(match(kept, gt)), n_boot=0).saved_fraction
     assert in_sample > g["per_class_saved_fraction"]
     print(f"per-class thresholds: in sample {in_sample:.2%}; out of sample {g['per_class_saved_fraction']:.2%} "
           f"against one global threshold {g['global_saved_fraction']:.2%}")

@@ -20,13 +20,15 @@ def client(server):
 def test_tracks_go_in_as_video_tasks_and_come_back_within_tau(client):
     gt = open_sequence(DATA / "tud-campus").ground_truth
     out = push_video(gt, "tud video", client=client, fps=25)
-    assert out["created"] == ["TUD-Campus"] and len(out["task_ids"]) == 1
+    assert out.created == 1 and list(out.task_ids) == ["TUD-Campus"] and len(out.task_ids) == 1
     again = push_video(gt, "tud video", client=client, fps=25)
-    assert again["created"] == [] and again["skipped"] == ["TUD-Campus"] and again["project"] == out["project"]
+    assert again.created == 0 and again.unchanged == 1 and not again.task_ids and again.project_id == out.project_id
+    assert again.to_dict() == {"project_id": out.project_id, "project_url": out.project_url, "created": 0,
+                               "unchanged": 1, "task_ids": {}}
 
-    project = client.request("GET", f"/api/projects/{out['project']}")
+    project = client.request("GET", f"/api/projects/{out.project_id}")
     assert "<VideoRectangle" in project["label_config"]
-    tasks = list(client.pages("/api/tasks", {"project": out["project"], "fields": "all"}, "tasks"))
+    tasks = list(client.pages("/api/tasks", {"project": out.project_id, "fields": "all"}, "tasks"))
     assert len(tasks) == 1 and tasks[0]["data"]["video"].endswith("TUD-Campus.mp4")
     back = read_labelstudio_video(tasks, class_names=["person"], use="predictions")
     assert len(back) == 71

@@ -75,3 +75,36 @@ def test_without_imdir_the_frames_are_found_in_img(tmp_path):
     (tmp_path / "seqinfo.ini").write_text("[Sequence]\nname=walk\nframeRate=30\nseqLength=3\n")
     src = open_source(str(tmp_path))
     assert [i.key for i in src] == ["walk#0", "walk#1", "walk#2"] and src.ground_truth is None
+
+
+def test_two_videos_of_one_name_in_two_folders_stay_two_sequences(tmp_path, yolov5n):
+    import cv2
+
+    import autolabel as al
+    from autolabel.core import Detections, ImageInfo, Results
+    from autolabel.engine.temporal import frame_table
+    from autolabel.io.images import load_image
+    from autolabel.video.tracks import sequences
+
+    paths = []
+    for folder, first in (("a", 1), ("b", 40)):
+        (tmp_path / folder).mkdir()
+        path = tmp_path / folder / "clip.avi"
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (640, 480))
+        for n in range(first, first + 3):
+            writer.write(np.ascontiguousarray(load_image(TUD / "img1" / f"{n:06d}.jpg")[..., ::-1]))
+        writer.release()
+        paths.append(str(path))
+    runs = [al.prelabel(p, yolov5n, progress=False) for p in paths]
+    both = Results(runs[0].detections + runs[1].detections, runs[0].class_names)
+    assert [d.image.key for d in both][:3] == ["clip.avi#0", "clip.avi#1", "clip.avi#2"]  # the same keys twice
+    groups = sequences(both)
+    assert sorted(groups) == sorted(paths) and all(len(g) == 3 for g in groups.values())
+    assert [d.info.frame for d in groups[paths[1]]] == [0, 1, 2]
+    table = frame_table(both)
+    assert sorted(set(table["video"])) == sorted(paths) and len(table) == 6
+    assert both[0].info.sequence_name == "clip.avi"
+    with pytest.raises(ValueError, match="not a video frame"):
+        ImageInfo("photo.jpg", 10, 10).frame
+    with pytest.raises(ValueError, match="no image info"):
+        Detections.empty(("person",)).info

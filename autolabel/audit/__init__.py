@@ -4,10 +4,10 @@
 benchmark's protocol and the ranker's training data).
 """
 
-from autolabel.audit.core import SUSPECT_COLUMNS, Audit, audit
+from autolabel.audit.core import SUSPECT_COLUMNS, Audit, AuditOptions, audit
 from autolabel.audit.corrupt import DEFAULT_RATES, Injected, corrupt_images, corrupt_labels
 from autolabel.audit.features import KINDS
 from autolabel.audit.ranker import Ranker, average_precision, fit_ranker, hits
 
-__all__ = ["audit", "Audit", "SUSPECT_COLUMNS", "corrupt_labels", "corrupt_images", "Injected", "DEFAULT_RATES", "KINDS", "Ranker",
+__all__ = ["audit", "Audit", "AuditOptions", "SUSPECT_COLUMNS", "corrupt_labels", "corrupt_images", "Injected", "DEFAULT_RATES", "KINDS", "Ranker",
            "fit_ranker", "hits", "average_precision"]

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from autolabel.boxes import box_iou
 from autolabel.core import Detections, Results
 from autolabel.matching import align_classes
+from autolabel.results import Options
 
 from autolabel.audit.corrupt import add_boxes
 from autolabel.audit.features import KINDS, candidates
@@ -142,7 +143,7 @@ class Audit:
         for d in self.labels:
             base = replace(d, class_names=names, class_probs=None, data={}, track_id=None,
                            scores=np.ones(len(d), np.float32))
-            g = by_img.get(d.image.file_name)  # type: ignore[union-attr]
+            g = by_img.get(d.image.file_name)
             if g is not None:
                 xywh = g[["x", "y", "w", "h"]].to_numpy(np.float32)
                 add = Detections.from_xywh(xywh, g["score"].to_numpy(np.float32),
@@ -155,7 +156,7 @@ class Audit:
         order = [f for f in q.index if f in by_img]
         data = {f: {"audit_quality": float(q.loc[f, "quality"]), "audit_suspects": int(len(by_img[f])),
                     "audit_evidence": "; ".join(by_img[f]["evidence"].head(5))} for f in order}
-        keys = {d.image.file_name: d.image.key for d in self.labels}  # type: ignore[union-attr]
+        keys = {d.image.file_name: d.image.key for d in self.labels}
         return (Results(dets, names, "audit"), [keys[f] for f in order], {keys[f]: v for f, v in data.items()})
 
     def save(self, out_dir: str | os.PathLike, image_root: str | os.PathLike | None = None, examples: int = 12,
@@ -169,28 +170,11 @@ class Audit:
         return write_audit(self, out_dir, image_root, examples, min_score)
 
 
-def audit(
-    labels: Results | str | os.PathLike,
-    predictions: Results | str | os.PathLike,
-    reference: Results | str | os.PathLike | None = None,
-    ranker: Ranker | None = None,
-    conf: float = 0.25,
-    seeds: Sequence[int] = (101, 102, 103),
-    min_score: float = 0.05,
-    clean_score: float | None = 0.2,
-    dedup_iou: float | None = 0.5,
-) -> Audit:
-    """Rank the suspected errors in human labels.
+@dataclass(frozen=True)
+class AuditOptions(Options):
+    """How :func:`audit` ranks and reports.
 
-    Args:
-        labels: the human labels (Results or a COCO JSON path).
-        predictions: a model's predictions on the same images (Results or COCO JSON),
-            kept down to a low confidence (0.001-0.01): weak predictions are evidence too.
-        reference: reviewed, correct labels of some of the images (Results or COCO JSON):
-            scores are then calibrated to P(real error) on them; without it they are
-            uncalibrated ranker scores.
-        ranker: a fitted :class:`~autolabel.audit.ranker.Ranker`; default: fitted here on
-            copies of ``labels`` with injected errors (one per seed in ``seeds``).
+    Attributes:
         conf: a prediction at least this confident is evidence of a loose box or a wrong
             class.
         seeds: corruption seeds for the ranker's training copies.
@@ -204,23 +188,68 @@ def audit(
             same image (any kind: the same object) is left out of ``suspects``; ``None``
             keeps them all. The image quality still counts them.
 
+    Raises:
+        TypeError: an unknown option (:meth:`of`). ValueError: a value out of range.
+    """
+
+    conf: float = 0.25
+    seeds: tuple[int, ...] = (101, 102, 103)
+    min_score: float = 0.05
+    clean_score: float | None = 0.2
+    dedup_iou: float | None = 0.5
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "seeds", tuple(int(x) for x in self.seeds))
+        if not self.seeds:
+            raise ValueError("seeds: the ranker needs at least one corruption seed")
+        for name in ("conf", "min_score", "clean_score", "dedup_iou"):
+            v = getattr(self, name)
+            if v is not None and not 0 <= v <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {v}")
+
+
+def audit(
+    labels: Results | str | os.PathLike,
+    predictions: Results | str | os.PathLike,
+    reference: Results | str | os.PathLike | None = None,
+    ranker: Ranker | None = None,
+    options: AuditOptions | None = None,
+    **kw: Any,
+) -> Audit:
+    """Rank the suspected errors in human labels.
+
+    Args:
+        labels: the human labels (Results or a COCO JSON path).
+        predictions: a model's predictions on the same images (Results or COCO JSON),
+            kept down to a low confidence (0.001-0.01): weak predictions are evidence too.
+        reference: reviewed, correct labels of some of the images (Results or COCO JSON):
+            scores are then calibrated to P(real error) on them; without it they are
+            uncalibrated ranker scores.
+        ranker: a fitted :class:`~autolabel.audit.ranker.Ranker`; default: fitted here on
+            copies of ``labels`` with injected errors (one per seed in ``seeds``).
+        options, kw: :class:`AuditOptions` (``conf``, ``seeds``, ``min_score``,
+            ``clean_score``, ``dedup_iou``), as an object and/or keywords.
+
     Returns:
         An :class:`Audit`.
 
     Raises:
+        TypeError: an unknown option.
         FileNotFoundError: a path that does not exist.
         ValueError: images or classes of the two sides that do not line up (see
             :func:`autolabel.matching.align_classes`), or a reference with images the
             labels lack.
     """
+    opts = AuditOptions.of(options, **kw)
+    conf, seeds = opts.conf, opts.seeds
     lab, pred = _results(labels, "labels"), _results(predictions, "predictions")
     pred, lab = align_classes(pred, lab)
-    rk = ranker or fit_ranker(pred, lab, tuple(seeds), conf=conf)
+    rk = ranker or fit_ranker(pred, lab, seeds, conf=conf)
     cand = candidates(pred, lab, conf=conf)
-    if ranker is None and clean_score is not None:
+    if ranker is None and opts.clean_score is not None:
         first = cand[cand["kind"] != "ok"]
-        fixed = cleaned_labels(lab, first[rk.score(first) >= clean_score])
-        rk = fit_ranker(pred, fixed, tuple(seeds), conf=conf)
+        fixed = cleaned_labels(lab, first[rk.score(first) >= opts.clean_score])
+        rk = fit_ranker(pred, fixed, seeds, conf=conf)
     if reference is not None:
         rk = calibrate(rk, cand, lab, _results(reference, "reference"))
     cand = cand[cand["kind"] != "ok"].reset_index(drop=True)
@@ -239,7 +268,7 @@ def audit(
     })
     for k in _EVIDENCE:
         sus[k] = cand[k].to_numpy()
-    names = [d.image.file_name for d in lab]  # type: ignore[union-attr]
+    names = [d.image.file_name for d in lab]
     logq = np.zeros(len(lab))
     np.add.at(logq, sus["image"].to_numpy(), np.log1p(-np.clip(sus["score"].to_numpy(), 0, 1 - 1e-9)))
     n = np.bincount(sus["image"].to_numpy(), minlength=len(lab))
@@ -249,8 +278,8 @@ def audit(
         "top_kind": [first["kind"].get(i, "") for i in range(len(lab))],
         "top_score": [float(first["score"].get(i, 0.0)) for i in range(len(lab))],
     }).sort_values(["quality", "file_name"], kind="stable").reset_index(drop=True)
-    keep = sus["score"].to_numpy() >= min_score
-    if dedup_iou is not None:
-        keep &= ~_shadowed(sus, dedup_iou)
+    keep = sus["score"].to_numpy() >= opts.min_score
+    if opts.dedup_iou is not None:
+        keep &= ~_shadowed(sus, opts.dedup_iou)
     sus = sus[keep].reset_index(drop=True)
     return Audit(sus, images, lab, rk.calibrated, rk)

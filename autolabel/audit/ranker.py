@@ -50,12 +50,13 @@ def hits(cand: Any, injected: Injected, order: np.ndarray | None = None, either:
     img = cand["image"].to_numpy()
     box = cand[["x1", "y1", "x2", "y2"]].to_numpy(np.float64)
     taken = np.zeros(len(injected), bool)
-    by_img: dict[int, np.ndarray] = {}
+    rows: dict[int, list[int]] = {}
     for e, i in enumerate(injected.image):
-        by_img.setdefault(int(i), []).append(e)  # type: ignore[attr-defined]
-    ious = {i: box_iou(box[img == i], injected.xyxy[np.asarray(e)]) for i, e in by_img.items()}
+        rows.setdefault(int(i), []).append(e)
+    by_img = {i: np.asarray(e) for i, e in rows.items()}
+    ious = {i: box_iou(box[img == i], injected.xyxy[e]) for i, e in by_img.items()}
     if either:
-        ious = {i: np.maximum(v, box_iou(box[img == i], injected.alt[np.asarray(by_img[i])])) for i, v in ious.items()}
+        ious = {i: np.maximum(v, box_iou(box[img == i], injected.alt[by_img[i]])) for i, v in ious.items()}
     local = np.zeros(len(cand), np.int64)
     for i in by_img:
         local[img == i] = np.arange(int((img == i).sum()))
@@ -63,11 +64,11 @@ def hits(cand: Any, injected: Injected, order: np.ndarray | None = None, either:
         i = int(img[c])
         if i not in by_img:
             continue
-        e = np.asarray(by_img[i])
-        u = np.where(taken[e], -1, ious[i][local[c]])
+        members = by_img[i]
+        u = np.where(taken[members], -1, ious[i][local[c]])
         k = int(np.argmax(u))
         if u[k] >= HIT_IOU:
-            taken[e[k]], out[c] = True, True
+            taken[members[k]], out[c] = True, True
     return out
 
 
@@ -162,13 +163,13 @@ def reference_truth(cand: Any, labels: Results, reference: Results) -> tuple[np.
     """
     import dataclasses
 
-    keys = {d.image.file_name for d in reference}  # type: ignore[union-attr]
-    sub = dataclasses.replace(labels, detections=[d for d in labels if d.image.file_name in keys])  # type: ignore[union-attr]
+    keys = {d.image.file_name for d in reference}
+    sub = dataclasses.replace(labels, detections=[d for d in labels if d.image.file_name in keys])
     if len(sub) != len(reference):
         raise ValueError(f"reference has {len(reference)} images, {len(sub)} of them in the labels")
     lab, ref = align_classes(sub, reference)
     m = match(lab, ref, relabel=True)
-    pos = {d.image.file_name: i for i, d in enumerate(lab)}  # type: ignore[union-attr]
+    pos = {d.image.file_name: i for i, d in enumerate(lab)}
     reviewed = cand["file_name"].isin(keys).to_numpy()
     real = np.zeros(len(cand), bool)
     for c in np.flatnonzero(reviewed):

@@ -3,13 +3,13 @@ queue, a Markdown/HTML summary and the top suspects drawn (OpenCV)."""
 
 from __future__ import annotations
 
-import html
 import os
 from typing import Any
 
 import numpy as np
 
 from autolabel.io.files import atomic_write, safe_join
+from autolabel.savings.render import Block, html_page, markdown
 
 __all__ = ["write_audit", "draw_suspect"]
 
@@ -85,30 +85,26 @@ def write_audit(a: Any, out_dir: str | os.PathLike, image_root: str | os.PathLik
     paths += pics
     how = "calibrated on the reviewed reference" if a.calibrated else \
         "uncalibrated (ranker scores; give a reviewed reference to calibrate)"
-    counts = a.suspects["kind"].value_counts()
-    lines = [f"# Label audit: {len(a.images)} images, {len(a.suspects)} suspects", "",
-             f"Scores: {how}.", "", "| kind | suspects | score >= 0.5 |", "| --- | --- | --- |"]
-    lines += [f"| {k} | {int(counts.get(k, 0))} | {int(((a.suspects.kind == k) & (a.suspects.score >= 0.5)).sum())} |"
-              for k in counts.index]
-    lines += ["", "## Top suspects", "", "| rank | file | kind | category | score | evidence |", "| --- | --- | --- | --- | --- | --- |"]
-    lines += [f"| {r} | {s.file_name} | {s.kind} | {s.category} | {s.score:.3f} | {s.evidence} |"
-              for r, s in enumerate(a.suspects.head(30).itertuples(index=False))]
-    lines += ["", "## Lowest label quality", "", a.images.head(15).to_markdown(index=False) if _tabulate() else
-              a.images.head(15).to_string(index=False)]
-    if pics:
-        lines += ["", "## Examples", ""] + [f"![{os.path.basename(p)}](examples/{os.path.basename(p)})" for p in pics]
-    md = "\n".join(lines) + "\n"
-    paths.append(atomic_write(safe_join(out, "summary.md"), md))
-    body = "".join(f"<p>{html.escape(x)}</p>" for x in (f"{len(a.suspects)} suspects in {len(a.images)} images", f"Scores: {how}."))
-    body += a.suspects.head(50)[["file_name", "kind", "category", "score", "evidence"]].to_html(index=False)
-    body += "".join(f'<img src="examples/{html.escape(os.path.basename(p))}" style="margin:4px">' for p in pics)
-    paths.append(atomic_write(safe_join(out, "summary.html"), f"<html><body><h1>Label audit</h1>{body}</body></html>"))
+    blocks = _summary_blocks(a, how, pics)
+    paths.append(atomic_write(safe_join(out, "summary.md"), markdown(blocks)))
+    paths.append(atomic_write(safe_join(out, "summary.html"), html_page(blocks, "Label audit")))
     return paths
 
 
-def _tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401  # pandas' to_markdown needs it
-    except ImportError:
-        return False
-    return True
+def _summary_blocks(a: Any, how: str, pics: list[str]) -> list[Block]:
+    """The audit summary: suspects per kind, the top suspects, the lowest-quality images, examples."""
+    import pandas as pd
+
+    s = a.suspects
+    counts = s["kind"].value_counts()
+    kinds = pd.DataFrame({"kind": counts.index, "suspects": [int(counts[k]) for k in counts.index],
+                          "score >= 0.5": [int(((s.kind == k) & (s.score >= 0.5)).sum()) for k in counts.index]})
+    top = s.head(30)
+    top = pd.DataFrame({"rank": range(len(top)), "file": top.file_name, "kind": top.kind, "category": top.category,
+                        "score": [f"{x:.3f}" for x in top.score], "evidence": top.evidence})
+    blocks: list[Block] = [("h1", f"Label audit: {len(a.images)} images, {len(s)} suspects"), ("p", f"Scores: {how}."),
+                           ("table", kinds), ("h2", "Top suspects"), ("table", top),
+                           ("h2", "Lowest label quality"), ("table", a.images.head(15))]
+    if pics:
+        blocks += [("h2", "Examples")] + [("image", f"examples/{os.path.basename(p)}") for p in pics]
+    return blocks

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from autolabel.config import IOU_ACCEPT, IOU_MIN
 
 __all__ = ["given", "match_options"]
 
 
-def given(**options: object) -> dict[str, object]:
+def given(**options: Any) -> dict[str, Any]:
     """The options the user set (argparse leaves the others ``None``)."""
     return {k: v for k, v in options.items() if v is not None}
 

@@ -52,7 +52,7 @@ def _cmd_inspect_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's subcommands."""
     a = sub.add_parser("audit", help="rank suspected errors in human labels against a model's predictions")
     a.add_argument("--labels", required=True, help="human labels, COCO JSON")

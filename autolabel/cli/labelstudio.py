@@ -13,7 +13,7 @@ from autolabel.cli._common import match_options
 
 
 
-def _ls_client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _ls_client(args: argparse.Namespace):
     import os
 
     from autolabel.labelstudio import Client
@@ -46,7 +46,7 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
 
 def _cmd_pull(args: argparse.Namespace) -> int:
-    from autolabel.savings.costfit import measure_cvat
+    from autolabel.savings.measure import measure_cvat
     from autolabel.labelstudio import pull
 
     fixed = {}
@@ -75,7 +75,7 @@ def _cmd_pull(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's subcommands."""
     ls_opts = argparse.ArgumentParser(add_help=False)
     ls_opts.add_argument("--url", default=None, help="Label Studio URL (default: $LABEL_STUDIO_URL)")

@@ -20,7 +20,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
                           max_det=args.max_det, progress=not args.quiet, class_map=args.class_map,
                           **given(every=args.every, every_seconds=args.every_seconds))
     written = write(res, args.out, args.format)
-    tracks = len({(d.image.key.split("#")[0], int(t)) for d in res for t in (d.track_id if d.track_id is not None else [])})
+    tracks = len({(d.info.sequence, int(t)) for d in res for t in (d.track_id if d.track_id is not None else [])})
     print(json.dumps({"status": "completed", "model_id": res.model_id, "frames": len(res), "boxes": res.num_boxes,
                       "tracks": tracks, "skipped": len(res.failures), "written": written}, indent=2))
     return EXIT_OK if not res.failures else EXIT_SKIPPED
@@ -58,7 +58,7 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
             **src_opts,
         )
     except Exception as e:  # a crash mid-job (exit status 2 in autolabel.cli.main): the log keeps what is done
-        if not isinstance(e, (FileNotFoundError, ValueError, KeyError)):
+        if sys.version_info >= (3, 11) and not isinstance(e, (FileNotFoundError, ValueError, KeyError)):
             e.add_note(f"Batches finished before the error are kept in {args.out}/.autolabel/; "
                        "the same command resumes after them.")
         raise
@@ -85,7 +85,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's subcommands."""
     pre = sub.add_parser("prelabel", help="run a detector over images / a dataset / a video and write pre-labels")
     pre.add_argument("source", help="image folder, glob, image, video, COCO .json, VOC or YOLO dataset root")

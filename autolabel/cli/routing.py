@@ -64,7 +64,7 @@ def _record_prelabel_conf(out_dir: str, conf: float) -> None:
     atomic_write(path, json.dumps(summary, indent=1))
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's subcommands."""
     cal = sub.add_parser("calibrate", help="fit box calibration and the auto-accept threshold on labeled images")
     cal.add_argument("--predictions", required=True, help="pre-labels as a COCO JSON (prelabel at a low --conf, e.g. 0.05)")

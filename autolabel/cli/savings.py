@@ -63,7 +63,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
     prices = MachinePrices(args.cpu_hour, args.gpu_hour, args.gpu_images_per_second)
     ladder, preds, seconds = run_ladder(args.models, args.images, args.ground_truth, split=args.split_file,
-                                        min_conf=args.min_conf, prices=prices, progress=not args.quiet)
+                                        evidence_conf=args.min_conf, prices=prices, progress=not args.quiet)
     gt = _select(read_coco(args.ground_truth), args.split_file)
     cmp = compare_predictions(preds, gt, seconds, args.profile, dataset=os.path.basename(os.path.abspath(args.images)))
     print(cmp.summary.to_string(index=False))
@@ -78,7 +78,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's subcommands."""
     sav = sub.add_parser("savings", parents=[match_options()],
                          help="score pre-labels against ground truth: edits, human seconds and money saved")

@@ -51,7 +51,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add ``autolabel serve``."""
     s = sub.add_parser("serve", help="serve a detector as a Label Studio ML backend (/health, /setup, /predict)")
     s.add_argument("--model", default=None, help="model path or name (default: bundled yolov5n.onnx)")

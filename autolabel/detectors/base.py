@@ -83,19 +83,19 @@ class Detector(ABC):
         conf: float | Mapping[str, Any] | ClassThresholds | None = None,
         iou: float | None = None,
         max_det: int | None = None,
-    ) -> tuple[Any, float, int]:
+    ) -> tuple[ClassThresholds, float, int]:
         """``conf``, ``iou`` and ``max_det``, the detector's defaults where not given.
 
-        ``conf`` may be per class (a ``{class name: threshold}`` mapping, optionally with
-        ``"default"``, or a :class:`~autolabel.thresholds.ClassThresholds`): it comes back
-        as a ``ClassThresholds`` whose ``default`` is the detector's ``conf`` unless given.
+        ``conf`` is one score threshold or per class (a ``{class name: threshold}``
+        mapping, optionally with ``"default"``, a YAML path or a
+        :class:`~autolabel.detectors.thresholds.ClassThresholds`); it always comes back as
+        a ``ClassThresholds`` (one threshold: no per-class entries) whose ``default`` is
+        the detector's ``conf`` unless given.
         """
-        if conf is not None and not isinstance(conf, (int, float)):
-            from autolabel.detectors.thresholds import ClassThresholds
+        from autolabel.detectors.thresholds import ClassThresholds
 
-            conf = ClassThresholds.load(conf, default=self.conf)  # type: ignore[arg-type]
         return (
-            self.conf if conf is None else conf,
+            ClassThresholds.load(self.conf if conf is None else conf, default=self.conf),
             self.iou if iou is None else iou,
             self.max_det if max_det is None else max_det,
         )
@@ -118,20 +118,18 @@ class Detector(ABC):
     def predict(
         self,
         images: Sequence[np.ndarray],
-        conf: float | Mapping[str, Any] | None = None,
+        conf: float | Mapping[str, Any] | ClassThresholds | None = None,
         iou: float | None = None,
         max_det: int | None = None,
     ) -> list[Detections]:
         """Detect objects in RGB ``uint8`` (H, W, 3) images, ``batch_size`` at a time
         (``conf`` a threshold or per class, see :meth:`settings`)."""
-        conf, iou, max_det = self.settings(conf, iou, max_det)
-        per_class = None if isinstance(conf, (int, float)) else conf
-        run_conf = per_class.floor if per_class else conf
+        thresholds, iou, max_det = self.settings(conf, iou, max_det)
 
         def run(i: int) -> list[Detections]:
             found = self.predict_prepared([self.prepare(im) for im in images[i: i + self.batch_size]],
-                                          run_conf, iou, max_det)
-            return [per_class.apply(d) for d in found] if per_class else found
+                                          thresholds.floor, iou, max_det)
+            return [thresholds.apply(d) for d in found] if thresholds.per_class else found
 
         starts = range(0, len(images), self.batch_size)
         streams = getattr(self, "auto_streams", 1) if self.thread_safe else 1

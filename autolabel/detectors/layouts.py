@@ -125,7 +125,7 @@ def _cxcywh(b: np.ndarray) -> np.ndarray:
 
 def decode_outputs(
     layout: Layout, outs: Sequence[np.ndarray], input_size: tuple[int, int], conf: float, iou: float, max_det: int
-) -> dict[str, np.ndarray | None]:
+) -> dict[str, Any]:
     """One image's raw outputs -> its detections in letterboxed input pixels.
 
     Args:

@@ -48,6 +48,31 @@ def _names_from_metadata(meta: dict[str, str]) -> list[str] | None:
     return [str(n) for n in names]
 
 
+def _session(path: str, device: str | None, threads: int | None) -> tuple[Any, int]:
+    """An onnxruntime session (CUDA when available and not ``device="cpu"``) and the
+    concurrent batches it is sized for."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    # batch throughput: idle intra-op threads sleep instead of spinning, so they do not
+    # take the CPU from the decode threads (or other processes) between operators
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    providers = ["CPUExecutionProvider"]
+    if device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    streams = 1
+    if not threads and len(providers) == 1:
+        from autolabel.detectors.tuning import cpu_streams, cpu_threads
+
+        threads, streams = cpu_threads(), cpu_streams()
+    if threads:
+        opts.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(path, opts, providers=providers), streams
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise ValueError(f"{path}: not a loadable ONNX model ({type(e).__name__}: {e})") from e
+
+
 class OnnxDetector(Detector):
     """A detector exported to ONNX, run with onnxruntime.
 
@@ -75,6 +100,7 @@ class OnnxDetector(Detector):
 
     backend = "onnx"
     thread_safe = True  # InferenceSession.run is
+    input_size: tuple[int, int]  # always known: the model's fixed input
 
     def __init__(
         self,
@@ -87,30 +113,11 @@ class OnnxDetector(Detector):
         draft: bool = True,
         **defaults: Any,
     ):
-        import onnxruntime as ort
-
         path = str(path)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"ONNX model not found: {path}")
-        opts = ort.SessionOptions()
-        # batch throughput: idle intra-op threads sleep instead of spinning, so they do not
-        # take the CPU from the decode threads (or other processes) between operators
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers = ["CPUExecutionProvider"]
-        if device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        #: concurrent batches the engine runs by default: sized with the threads (engine/tuning.py)
-        self.auto_streams = 1
-        if not threads and len(providers) == 1:
-            from autolabel.detectors.tuning import cpu_streams, cpu_threads
-
-            threads, self.auto_streams = cpu_threads(), cpu_streams()
-        if threads:
-            opts.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(path, opts, providers=providers)
-        except Exception as e:  # onnxruntime raises its own exception types
-            raise ValueError(f"{path}: not a loadable ONNX model ({type(e).__name__}: {e})") from e
+        #: auto_streams: concurrent batches the engine runs by default, sized with the threads (engine/tuning.py)
+        self.session, self.auto_streams = _session(path, device, threads)
         meta = self.session.get_modelmeta().custom_metadata_map
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
@@ -159,7 +166,7 @@ class OnnxDetector(Detector):
         ratio (input pixels per original pixel) and (left, top) offset, and the original
         width and height. ``original_size`` (width, height): the full size of an image
         that was decoded smaller (boxes are then mapped to the full size)."""
-        region, ratio, (left, top) = letterbox_resize(image, self.input_size)  # type: ignore[arg-type]
+        region, ratio, (left, top) = letterbox_resize(image, self.input_size)
         w, h = original_size or (image.shape[1], image.shape[0])
         return region, ratio * image.shape[1] / w, (float(left), float(top)), w, h
 
@@ -200,8 +207,8 @@ class OnnxDetector(Detector):
         if buf is None or len(buf) < len(batch):
             buf = self._buffers.x = np.empty((max(len(batch), self.batch_size), 3, *self.input_size), np.float32)
         raw = self._run(self.to_input(batch, buf))
-        return [self.decode([r[i] for r in raw], *b[1:], conf=conf, iou=iou, max_det=max_det)
-                for i, b in enumerate(batch)]
+        return [self.decode([r[i] for r in raw], ratio, pad, w, h, conf=conf, iou=iou, max_det=max_det)
+                for i, (_, ratio, pad, w, h) in enumerate(batch)]
 
     def decode(
         self, outs: Sequence[np.ndarray], ratio: float, pad: tuple[float, float], width: int, height: int,
@@ -209,19 +216,19 @@ class OnnxDetector(Detector):
     ) -> Detections:
         """One image's raw outputs (batch dimension removed) -> detections in
         original-image pixels (with ``data["polygons"]`` for segmentation models)."""
-        d = decode_outputs(self.layout, outs, self.input_size, conf, iou, max_det)  # type: ignore[arg-type]
+        d = decode_outputs(self.layout, outs, self.input_size, conf, iou, max_det)
         xyxy = d["xyxy"]
         data = {}
         if d["mask_coefs"] is not None:
-            data[POLYGONS] = mask_polygons(d["mask_coefs"], outs[1], xyxy, self.input_size,  # type: ignore[arg-type]
+            data[POLYGONS] = mask_polygons(d["mask_coefs"], outs[1], xyxy, self.input_size,
                                            ratio, pad, width, height)
         cls = d["class_ids"]
-        ok = (cls >= 0) & (cls < len(self.class_names))  # type: ignore[operator]
+        ok = (cls >= 0) & (cls < len(self.class_names))
         if not ok.all():  # an end-to-end head's class column outside the names: refuse, naming it
-            raise ValueError(f"{self.path}: class id {int(cls[~ok][0])} outside the model's "  # type: ignore[index]
+            raise ValueError(f"{self.path}: class id {int(cls[~ok][0])} outside the model's "
                              f"{len(self.class_names)} class names")
         return Detections(
-            unletterbox(xyxy, ratio, pad, width, height), d["scores"], cls, self.class_names,  # type: ignore[arg-type]
+            unletterbox(xyxy, ratio, pad, width, height), d["scores"], cls, self.class_names,
             class_probs=d["class_probs"], data=data,
         )
 

@@ -42,16 +42,19 @@ class ClassThresholds:
         self.classes = {str(k): float(v) for k, v in self.classes.items()}
 
     @classmethod
-    def load(cls, source: str | os.PathLike | Mapping[str, Any] | ClassThresholds,
+    def load(cls, source: float | str | os.PathLike | Mapping[str, Any] | ClassThresholds,
              default: float | None = None) -> ClassThresholds:
-        """From a YAML file, a mapping ``{"default": t, "classes": {...}}`` or a plain
-        ``{class name: threshold}`` mapping (then ``default`` applies to the others).
+        """From one threshold for every class, a YAML file, a mapping ``{"default": t,
+        "classes": {...}}`` or a plain ``{class name: threshold}`` mapping (then
+        ``default`` applies to the others).
 
         Raises:
             ValueError: naming the file, for a malformed file or a threshold outside [0, 1].
         """
         if isinstance(source, ClassThresholds):
             return source
+        if isinstance(source, (int, float)):  # the one place a global threshold is told from per-class ones
+            return cls(float(source))
         where = str(source) if isinstance(source, (str, os.PathLike)) else "conf mapping"
         raw = load_yaml(source) if isinstance(source, (str, os.PathLike)) else dict(source)
         if not isinstance(raw, dict):
@@ -70,6 +73,16 @@ class ClassThresholds:
             return cls(float(d), {str(k): float(v) for k, v in classes.items()})
         except (TypeError, ValueError) as e:
             raise ValueError(f"{where}: {e}") from e
+
+    @property
+    def per_class(self) -> bool:
+        """Whether any class has its own threshold (else ``default`` applies to all)."""
+        return bool(self.classes)
+
+    def as_conf(self) -> float | dict[str, Any]:
+        """As a ``conf`` argument is written to a manifest: the one threshold, or
+        ``{"default": t, "classes": {...}}``."""
+        return {"default": self.default, "classes": dict(self.classes)} if self.classes else self.default
 
     @property
     def floor(self) -> float:

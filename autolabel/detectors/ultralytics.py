@@ -91,6 +91,10 @@ class UltralyticsDetector(Detector):
     """
 
     backend = "ultralytics"
+    input_size: tuple[int, int]  # always known: the checkpoint's imgsz
+    # Ultralytics annotates its model (``str | None`` fields) and ``predict`` (``Results | Tensor``)
+    # more loosely than it behaves for a loaded detection checkpoint
+    model: Any
 
     def __init__(
         self,
@@ -145,7 +149,7 @@ class UltralyticsDetector(Detector):
             return []
         with no_autoinstall():
             results = self.model.predict(
-                list(batch), imgsz=list(self.input_size), conf=conf, iou=iou, max_det=max_det,  # type: ignore[arg-type]
+                list(batch), imgsz=list(self.input_size), conf=conf, iou=iou, max_det=max_det,
                 device=self.device, batch=len(batch), rect=False, verbose=False,
             )
         out = []

@@ -238,10 +238,10 @@ def run_job(
         ClassMap.load(class_map, det.class_names)  # a bad class map fails before any work
     streams, workers = engine_settings(det, streams, workers)  # defaults from cores and model
     conf, iou, max_det = det.settings(conf, iou, max_det)
-    if not isinstance(conf, (int, float)) and engine == "ray":
+    if conf.per_class and engine == "ray":
         raise ValueError("per-class thresholds need engine='local'")
     src = open_source(source, **source_options)
-    logged_conf = conf if isinstance(conf, (int, float)) else {"default": conf.default, "classes": conf.classes}
+    logged_conf = conf.as_conf()
     manifest = {"model_id": det.model_id, "class_names": det.class_names, "conf": logged_conf, "iou": iou,
                 "max_det": max_det}
     processed = 0
@@ -255,7 +255,7 @@ def run_job(
         else:
             from autolabel.engine.ray_engine import iter_prelabel_ray
 
-            batches = iter_prelabel_ray(pending, detector, det, conf, iou, max_det, ray_options,
+            batches = iter_prelabel_ray(pending, detector, det, conf.default, iou, max_det, ray_options,
                                         detector_options or {})
         total = None if src.length is None else max(src.length - len(done), 0)
         writer = _Writer(log, det.model_id)

@@ -38,7 +38,7 @@ import copy
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
@@ -109,8 +109,8 @@ def decode_record(rec: dict[str, Any], class_names: Sequence[str], probs: bool =
         data["polygons"] = np.empty(len(rec["polygons"]), object)
         for k, polys in enumerate(rec["polygons"]):  # element by element: numpy would nest the lists
             data["polygons"][k] = polys
-    return Detections(np.asarray(rec["xyxy"], np.float32).reshape(-1, 4), rec["scores"], rec["class_ids"],
-                      class_names, info, dense, data=data)
+    return Detections(np.asarray(rec["xyxy"], np.float32).reshape(-1, 4), np.asarray(rec["scores"]),
+                      np.asarray(rec["class_ids"]), tuple(class_names), info, dense, data=data)
 
 
 class ShardLog:
@@ -255,6 +255,8 @@ class ShardLog:
         view = self.view(probs)
         return Results(list(view), view.class_names, view.model_id, list(view.failures))
 
+_Record = TypeVar("_Record", Detections, Failure)
+
 
 class LogResults:
     """The results in a shard log, read from it as they are iterated, so that an export
@@ -286,8 +288,8 @@ class LogResults:
 
     def __iter__(self) -> Iterator[Detections]:
         boxes = 0
-        for x in self._read(self._labeled):
-            d = x if self._transform is None else self._transform(x)  # type: ignore[arg-type]
+        for x in self._read(self._labeled, Detections):
+            d = x if self._transform is None else self._transform(x)
             boxes += len(d)
             yield d
         self._boxes = boxes
@@ -301,9 +303,8 @@ class LogResults:
     def num_boxes(self) -> int:
         """Boxes in all images (counted on the first full iteration)."""
         if self._boxes is None:
-            for _ in self:
-                pass
-        return self._boxes  # type: ignore[return-value]
+            self._boxes = sum(len(d) for d in self)
+        return self._boxes
 
     def map(self, transform: Callable[[Detections], Detections], class_names: Sequence[str]) -> LogResults:
         """A view whose images are ``transform(image)``, with these class names."""
@@ -311,8 +312,8 @@ class LogResults:
         out._transform, out.class_names, out._boxes = transform, tuple(class_names), None
         return out
 
-    def _read(self, positions: np.ndarray) -> Iterator[Detections | Failure]:
-        """The records at ``positions`` ((shard, offset) rows), decoded."""
+    def _read(self, positions: np.ndarray, kind: type[_Record]) -> Iterator[_Record]:
+        """The records at ``positions`` ((shard, offset) rows), decoded: each a ``kind``."""
         files: dict[int, Any] = {}
         try:
             for row in positions:
@@ -322,7 +323,10 @@ class LogResults:
                 f = files[shard]
                 if f.tell() != offset:  # records of one shard mostly come in order: no seek
                     f.seek(offset)
-                yield decode_record(json.loads(f.readline()), self.class_names, self.probs)
+                x = decode_record(json.loads(f.readline()), self.class_names, self.probs)
+                if not isinstance(x, kind):
+                    raise RuntimeError(f"{self.shards[shard]}: the record at byte {offset} is not a {kind.__name__}")
+                yield x
         finally:
             for f in files.values():
                 f.close()
@@ -338,4 +342,4 @@ class _Failures:
         return len(self.results._failed)
 
     def __iter__(self) -> Iterator[Failure]:
-        return self.results._read(self.results._failed)  # type: ignore[return-value]
+        return self.results._read(self.results._failed, Failure)

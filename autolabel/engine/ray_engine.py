@@ -71,7 +71,10 @@ class _Labeler:
         return [x for b in iter_prelabel(items, self.detector, j.conf, j.iou, j.max_det, j.decode_threads) for x in b]
 
 
-def _model_spec(spec: str | os.PathLike | None) -> str:
+def _model_spec(spec: str | os.PathLike | Detector | None) -> str:
+    if isinstance(spec, Detector):
+        raise ValueError("engine='ray' needs the model as a path or name that each Ray actor loads, "
+                         "not a loaded Detector")
     s = os.fspath(spec or DEFAULT_MODEL)
     return os.path.abspath(s) if os.path.isfile(s) else s
 
@@ -92,7 +95,7 @@ def _chunks(items: Iterable[Item], size: int) -> Iterator[list[tuple[str, str]]]
 
 def iter_prelabel_ray(
     items: Iterable[Item],
-    spec: str | os.PathLike | None,
+    spec: str | os.PathLike | Detector | None,
     detector: Detector,
     conf: float,
     iou: float,
@@ -138,7 +141,7 @@ def iter_prelabel_ray(
         res = ray.cluster_resources()
         actors = int(res.get("GPU", 0) // opts.num_gpus) if opts.num_gpus else int(res.get("CPU", 1) // opts.num_cpus)
     remote = ray.remote(num_cpus=opts.num_cpus, num_gpus=opts.num_gpus)(_Labeler)
-    handles = [remote.remote(job) for _ in range(max(1, actors))]  # type: ignore[attr-defined]
+    handles: list[Any] = [remote.remote(job) for _ in range(max(1, actors))]
     pool = ActorPool(handles)
     window = 2 * len(handles)
     try:

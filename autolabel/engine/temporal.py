@@ -17,11 +17,11 @@ Definitions (``A`` and ``B`` are the detections of two frames):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from autolabel.core import Detections, ImageInfo, Results
+from autolabel.core import Detections
 from autolabel.boxes import best_same_class_iou
 
 if TYPE_CHECKING:
@@ -41,17 +41,7 @@ def frame_similarity(a: Detections, b: Detections) -> float:
     return float((forward.sum() + backward.sum()) / (len(a) + len(b)))
 
 
-def _video(info: ImageInfo) -> str:
-    """What a frame belongs to: its video file, or for frames stored as images (a
-    MOTChallenge folder, numbered frames: every frame its own file) the sequence name."""
-    from autolabel.io.images import VIDEO_EXTENSIONS
-
-    if info.path and info.path.lower().endswith(VIDEO_EXTENSIONS):
-        return info.path
-    return info.key.split("#", 1)[0]
-
-
-def frame_table(results: Results) -> pd.DataFrame:
+def frame_table(results: Iterable[Detections]) -> pd.DataFrame:
     """One row per video frame in ``results``: ``key``, ``video`` (the video file, or the
     sequence name for frames stored as images), ``frame_index``, ``timestamp``, ``boxes``
     and ``temporal_consistency``, sorted by video and frame.
@@ -61,8 +51,8 @@ def frame_table(results: Results) -> pd.DataFrame:
     import pandas as pd
 
     frames = [d for d in results if d.image is not None and d.image.frame_index is not None]
-    frames.sort(key=lambda d: (_video(d.image), d.image.frame_index))  # type: ignore[arg-type,union-attr]
-    videos = [_video(d.image) for d in frames]  # type: ignore[arg-type]
+    frames.sort(key=lambda d: (d.info.sequence, d.info.frame))
+    videos = [d.info.sequence for d in frames]
     scores = np.full(len(frames), np.nan)
     start = 0
     for i in range(1, len(frames) + 1):
@@ -74,10 +64,10 @@ def frame_table(results: Results) -> pd.DataFrame:
             scores[j] = np.mean(near) if near else np.nan
         start = i
     return pd.DataFrame({
-        "key": [d.image.key for d in frames],  # type: ignore[union-attr]
+        "key": [d.info.key for d in frames],
         "video": videos,
-        "frame_index": [d.image.frame_index for d in frames],  # type: ignore[union-attr]
-        "timestamp": [d.image.timestamp for d in frames],  # type: ignore[union-attr]
+        "frame_index": [d.info.frame for d in frames],
+        "timestamp": [d.info.timestamp for d in frames],
         "boxes": [len(d) for d in frames],
         "temporal_consistency": scores,
     })

@@ -27,7 +27,7 @@ with ``tau=None``.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
 from autolabel.core import Results
 from autolabel.formats._common import ResultsLike
@@ -51,11 +51,11 @@ __all__ = [
 FORMATS = ("coco", "yolo", "voc", "labelstudio", "cvat")
 TRACK_FORMATS = ("mot", "cvat-video", "labelstudio-video")  # formats of tracks only: video frames whose boxes carry track_id (coco keeps it too)
 _FILE = {"coco": "annotations.json", "labelstudio": "tasks.json", "cvat": "annotations.xml"}
-_WRITE = {
+_WRITE: dict[str, Callable[..., list[str]]] = {
     "coco": write_coco, "yolo": write_yolo, "voc": write_voc, "labelstudio": write_labelstudio, "cvat": write_cvat,
     "mot": write_mot, "cvat-video": write_cvat_video, "labelstudio-video": write_labelstudio_video,
 }
-_READ = {"coco": read_coco, "yolo": read_yolo, "voc": read_voc, "labelstudio": read_labelstudio, "cvat": read_cvat, "mot": read_mot,
+_READ: dict[str, Callable[..., Results]] = {"coco": read_coco, "yolo": read_yolo, "voc": read_voc, "labelstudio": read_labelstudio, "cvat": read_cvat, "mot": read_mot,
          "cvat-video": read_cvat_video, "labelstudio-video": read_labelstudio_video}
 
 

@@ -19,6 +19,8 @@ import tempfile
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
+
 from autolabel.core import Failure, ImageInfo, Results
 from autolabel.formats._common import Builder, ResultsLike, check_names, labeled, now, num, number
 from autolabel.io.files import atomic_writer, load_json
@@ -45,7 +47,7 @@ def write_coco(results: ResultsLike, path: str | os.PathLike) -> list[str]:
             record: dict[str, Any] = {"id": image_id, "file_name": info.file_name, "width": info.width,
                                       "height": info.height}
             if info.frame_index is not None:
-                record.update(video=info.key.split("#", 1)[0], frame_index=info.frame_index,
+                record.update(video=info.sequence_name, frame_index=info.frame_index,
                               timestamp=info.timestamp)
             f.write(("," if image_id > 1 else "") + _dumps(record))
             tracks = d.track_id.tolist() if d.track_id is not None else [None] * len(d)
@@ -73,6 +75,18 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
+def _categories(categories: list[Any], name: str) -> tuple[dict[Any, int], Builder]:
+    """Category id -> class index (ids sorted), and a builder with the class names."""
+    cats = sorted(categories, key=lambda c: _field(c, "id", name, "category"))
+    category = {c["id"]: i for i, c in enumerate(cats)}
+    if len(category) != len(cats):
+        raise ValueError(f"{name}: duplicate category ids")
+    builder = Builder(name, [str(_field(c, "name", name, f"category {c['id']}")) for c in cats])
+    if len(set(builder.names)) != len(builder.names):
+        raise ValueError(f"{name}: duplicate category names")
+    return category, builder
+
+
 def read_coco(source: str | os.PathLike | dict[str, Any]) -> Results:
     """A COCO dataset (path or parsed dict): one :class:`Detections` per entry of
     ``images`` in order, even with no boxes. Class names come from ``categories``
@@ -86,13 +100,7 @@ def read_coco(source: str | os.PathLike | dict[str, Any]) -> Results:
     missing = [k for k in ("images", "categories") if not isinstance(data.get(k), list)]
     if missing:
         raise ValueError(f"{name}: not a COCO dataset: missing or non-list {', '.join(missing)}")
-    cats = sorted(data["categories"], key=lambda c: _field(c, "id", name, "category"))
-    category = {c["id"]: i for i, c in enumerate(cats)}
-    if len(category) != len(cats):
-        raise ValueError(f"{name}: duplicate category ids")
-    builder = Builder(name, [str(_field(c, "name", name, f"category {c['id']}")) for c in cats])
-    if len(set(builder.names)) != len(builder.names):
-        raise ValueError(f"{name}: duplicate category names")
+    category, builder = _categories(data["categories"], name)
     rows: dict[Any, tuple[list, list, list, list]] = {}
     track_ids: dict[Any, list[int]] = {}
     infos = []
@@ -121,11 +129,11 @@ def read_coco(source: str | os.PathLike | dict[str, Any]) -> Results:
         bbox = a.get("bbox")
         if not isinstance(bbox, list) or len(bbox) != 4:
             raise ValueError(f"{where}: bbox must be [x, y, w, h], got {bbox!r}")
-        x, y, w, h = (number(v, where, "bbox") for v in bbox)
-        if w < 0 or h < 0:
+        x, y, bw, bh = (number(v, where, "bbox") for v in bbox)
+        if bw < 0 or bh < 0:
             raise ValueError(f"{where}: bbox has negative width or height: {bbox!r}")
         boxes, scores, ids, crowd = rows[a["image_id"]]
-        boxes.append([x, y, x + w, y + h])
+        boxes.append([x, y, x + bw, y + bh])
         scores.append(number(a.get("score", 1.0), where, "score"))
         ids.append(category[a["category_id"]])
         crowd.append(bool(a.get("iscrowd", 0)))
@@ -133,12 +141,12 @@ def read_coco(source: str | os.PathLike | dict[str, Any]) -> Results:
     for image_id, info in infos:
         builder.add(info, *rows[image_id])
     tracked = any("track_id" in a for a in data.get("annotations") or [])
-    meta = data.get("info") if isinstance(data.get("info"), dict) else {}
+    meta: dict[str, Any] = data["info"] if isinstance(data.get("info"), dict) else {}
     failures = [Failure(str(f.get("key")), str(f.get("reason")))
                 for f in meta.get("failures") or [] if isinstance(f, dict)]
     results = builder.results(str(meta.get("model_id") or ""), failures)
     if tracked:  # any annotation with a track_id: every image gets the array (-1 where absent)
-        results.detections = [replace(d, track_id=track_ids[i]) for d, (i, _) in zip(results.detections, infos)]
+        results.detections = [replace(d, track_id=np.array(track_ids[i], np.int64)) for d, (i, _) in zip(results.detections, infos)]
     return results
 
 

@@ -49,10 +49,11 @@ def write_cvat(results: ResultsLike, path: str | os.PathLike, polygons: bool | N
             masks = d.data.get("polygons")
             for j, (b, s, name) in enumerate(zip(d.xyxy.tolist(), d.scores, d.labels)):
                 corners = {t: f"{v:.2f}" for t, v in zip(("xtl", "ytl", "xbr", "ybr"), b)}
-                group = {"group_id": str(j + 1)} if masks is not None and masks[j] else {}
+                polygons = masks[j] if masks is not None else None
+                group = {"group_id": str(j + 1)} if polygons else {}
                 box = sub(image, "box", label=name, source="auto", occluded=0, **corners, z_order=0, **group)
                 sub(box, "attribute", num(s), name="score")
-                for flat in masks[j] if group else ():
+                for flat in polygons if polygons else ():
                     points = ";".join(f"{x:.2f},{y:.2f}" for x, y in zip(flat[::2], flat[1::2]))
                     poly = sub(image, "polygon", label=name, source="auto", occluded=0, points=points,
                                z_order=0, **group)
@@ -92,7 +93,7 @@ def read_cvat(path: str | os.PathLike, class_names: Sequence[str] | None = None)
         where = f"{path}: image {image.get('id')} ({image.get('name')})"
         if not image.get("name"):
             raise ValueError(f"{where}: no name")
-        size = [int(number(image.get(t), where, t)) for t in ("width", "height")]
+        width, height = (int(number(image.get(t), where, t)) for t in ("width", "height"))
         boxes, scores, ids = [], [], []
         for j, box in enumerate(image.iter("box")):
             bw = f"{where}: box {j}"
@@ -102,5 +103,5 @@ def read_cvat(path: str | os.PathLike, class_names: Sequence[str] | None = None)
             score = box.find("attribute[@name='score']")
             scores.append(number(score.text, bw, "score") if score is not None else 1.0)
             ids.append(builder.label(box.get("label", ""), bw))
-        builder.add(ImageInfo(image.get("name", ""), *size), boxes, scores, ids)
+        builder.add(ImageInfo(image.get("name", ""), width, height), boxes, scores, ids)
     return builder.results(root.findtext("meta/model_id", ""))

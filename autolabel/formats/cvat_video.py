@@ -56,20 +56,21 @@ def write_cvat_video(results: ResultsLike, out_dir: str | os.PathLike, tau: floa
     """
     check_names(results.class_names)
     written = []
-    for name, frames in sequences(results).items():
-        info = frames[0].image
-        last = int(frames[-1].image.frame_index)  # type: ignore[union-attr,arg-type]
+    for frames in sequences(results).values():
+        info, name = frames[0].info, frames[0].info.sequence_name
+        last = frames[-1].info.frame
         root = ET.Element("annotations")
         sub(root, "version", "1.1")
-        task = sub(sub(root, "meta"), "task")
+        meta = sub(root, "meta")
+        task = sub(meta, "task")
         for tag, v in (("name", name), ("size", last + 1), ("mode", "interpolation"), ("overlap", 0),
                        ("start_frame", 0), ("stop_frame", last), ("model_id", results.model_id)):
             sub(task, tag, v)
         add_labels(task, results.class_names, mutable=True)
         size = sub(task, "original_size")
-        sub(size, "width", info.width)  # type: ignore[union-attr]
-        sub(size, "height", info.height)  # type: ignore[union-attr]
-        sub(root.find("meta"), "dumped", now())  # type: ignore[arg-type]
+        sub(size, "width", info.width)
+        sub(size, "height", info.height)
+        sub(meta, "dumped", now())
         keys = ["occluded"] if all("occluded" in d.data for d in frames) else []
         for t in tracks_of(frames, keys):
             k = track_keyframes(t.frames, t.xyxy, t.scores, t.data.get("occluded"), last, tau)
@@ -141,7 +142,7 @@ def _read_one(path: str, class_names: Sequence[str] | None) -> Results:
             raise ValueError(f"{tw}: two keyframes on one frame")
         if not rows:
             continue
-        k = KeyframeTrack(*(np.array([r[j] for r in rows]) for j in range(5)))  # type: ignore[arg-type]
+        k = KeyframeTrack(*(np.array([r[j] for r in rows]) for j in range(5)))
         f, b, s, occ = track_from_keyframes(k, stop - start)
         if len(f):
             tracks.append(Track(int(number(el.get("id"), tw, "id")), str(el.get("label")), f, b, s,

@@ -199,11 +199,11 @@ def read_labelstudio(
                 labels.append(builder.label(label, rw))
                 sizes.append(wh)
         if data.get("width") and data.get("height"):
-            size = tuple(int(number(data[k], where, f"data.{k}")) for k in ("width", "height"))
+            size = int(number(data["width"], where, "data.width")), int(number(data["height"], where, "data.height"))
         else:
             size = sizes[0] if sizes else size_for(key, image_sizes, where)
         frame = data.get("frame_index")
-        info = ImageInfo(key, *size, None, frame, data.get("timestamp") if frame is not None else None)
+        info = ImageInfo(key, size[0], size[1], None, frame, data.get("timestamp") if frame is not None else None)
         builder.add(info, boxes, scores, labels)
     return builder.results(model_id or "", failures)
 
@@ -214,8 +214,9 @@ def _region(r: dict[str, Any], where: str) -> tuple[list[float], float, str, Siz
     labels = v.get("rectanglelabels") or [""]
     if not labels[0]:
         raise ValueError(f"{where}: no rectanglelabels")
-    wh = tuple(int(number(r.get(f"original_{k}"), where, f"original_{k}")) for k in ("width", "height"))
-    xywh = [number(v.get(k), where, k) for k in ("x", "y", "width", "height")]
+    wh = (int(number(r.get("original_width"), where, "original_width")),
+          int(number(r.get("original_height"), where, "original_height")))
+    xywh = np.array([number(v.get(k), where, k) for k in ("x", "y", "width", "height")])
     x1, y1, x2, y2 = from_relative(xywh, wh, center=False, scale=100.0)[0].tolist()
     box = rotated_bounds(x1, y1, x2, y2, number(v.get("rotation", 0), where, "rotation"), (x1, y1))
     return box, number(r.get("score", 1.0), where, "score"), str(labels[0]), wh

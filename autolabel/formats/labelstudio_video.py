@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from autolabel.core import ImageInfo, Results
+from autolabel.core import Detections, ImageInfo, Results
 from autolabel.formats._common import ResultsLike, check_names, number
 from autolabel.io.files import atomic_writer, load_json
 from autolabel.video.keyframes import TAU, KeyframeTrack, track_from_keyframes, track_keyframes
@@ -62,10 +62,11 @@ def video_tasks(results: ResultsLike, fps: float | None = None,
     """
     check_names(results.class_names)
     tasks = []
-    for name, frames in sequences(results).items():
+    for frames in sequences(results).values():
+        name = frames[0].info.sequence_name
         rate = fps or _rate(frames) or 25.0
-        w, h = frames[0].image.width, frames[0].image.height  # type: ignore[union-attr]
-        last = int(frames[-1].image.frame_index)  # type: ignore[union-attr,arg-type]
+        w, h = frames[0].info.width, frames[0].info.height
+        last = frames[-1].info.frame
         regions = []
         for t in tracks_of(frames):
             k = track_keyframes(t.frames, t.xyxy, t.scores, None, last, tau)
@@ -100,11 +101,11 @@ def write_labelstudio_video(results: ResultsLike, out_dir: str | os.PathLike, fp
     return paths
 
 
-def _rate(frames: Sequence[Any]) -> float | None:
-    a, b = frames[0].image, frames[-1].image
+def _rate(frames: Sequence[Detections]) -> float | None:
+    a, b = frames[0].info, frames[-1].info
     if a.timestamp is None or b.timestamp is None or b.timestamp <= a.timestamp:
         return None
-    return (b.frame_index - a.frame_index) / (b.timestamp - a.timestamp)
+    return (b.frame - a.frame) / (b.timestamp - a.timestamp)
 
 
 def read_labelstudio_video(source: str | os.PathLike | list[dict[str, Any]], class_names: Sequence[str] | None = None,
@@ -172,7 +173,7 @@ def _results(task: dict[str, Any], use: str, where: str) -> list[dict[str, Any]]
 
 
 def _keyframes(seq: list[dict[str, Any]], w: int, h: int, score: float, frames: int, where: str) -> KeyframeTrack:
-    rows = []
+    rows: list[tuple[int, list[float], float, bool]] = []
     for i, s in enumerate(seq):
         kw = f"{where}, keyframe {i}"
         f = int(number(s.get("frame"), kw, "frame")) - 1

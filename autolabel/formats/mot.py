@@ -52,13 +52,14 @@ def write_mot(results: ResultsLike, out_dir: str | os.PathLike, fps: float | Non
     if ground_truth and multi:
         raise ValueError("MOT ground truth has one class (pedestrian); filter the results to one class first")
     written = []
-    for name, frames in sequences(results).items():
+    for frames in sequences(results).values():
+        name = frames[0].info.sequence_name
         base = os.path.join(str(out_dir), safe_relpath(name).replace("/", "_"))
         with atomic_writer(base + ".txt") as f:
             for d in frames:
                 if len(d) and d.track_id is None:
-                    raise ValueError(f"frame {d.image.key!r}: boxes without track_id cannot be written as MOT")  # type: ignore[union-attr]
-                frame = int(d.image.frame_index) + 1  # type: ignore[union-attr,arg-type]
+                    raise ValueError(f"frame {d.info.key!r}: boxes without track_id cannot be written as MOT")
+                frame = d.info.frame + 1
                 ids = d.track_id if d.track_id is not None else np.zeros(0, np.int64)
                 for b, s, c, t in zip(d.xywh.tolist(), d.scores, d.class_ids.tolist(), ids.tolist()):
                     box = f"{frame},{t},{b[0]:.2f},{b[1]:.2f},{b[2]:.2f},{b[3]:.2f}"
@@ -66,13 +67,12 @@ def write_mot(results: ResultsLike, out_dir: str | os.PathLike, fps: float | Non
                         f.write(f"{box},1,1,1\n")
                     else:
                         f.write(f"{box},{num(s)},{c + 1 if multi else -1},-1,-1\n")
-        first = frames[0].image
+        first = frames[0].info
         rate = fps or _rate(frames) or 25.0
-        ini = configparser.ConfigParser()
-        ini.optionxform = str  # type: ignore[assignment,method-assign]  # keep MOT's camelCase keys
+        ini = _CaseKeptParser()
         ini["Sequence"] = {
-            "name": name, "frameRate": f"{rate:g}", "seqLength": str(int(frames[-1].image.frame_index) + 1),  # type: ignore[union-attr,arg-type]
-            "imWidth": str(first.width), "imHeight": str(first.height),  # type: ignore[union-attr]
+            "name": name, "frameRate": f"{rate:g}", "seqLength": str(frames[-1].info.frame + 1),
+            "imWidth": str(first.width), "imHeight": str(first.height),
             "labels": ",".join(results.class_names), "model_id": results.model_id,
         }
         with atomic_writer(base + ".ini") as f:
@@ -82,10 +82,10 @@ def write_mot(results: ResultsLike, out_dir: str | os.PathLike, fps: float | Non
 
 
 def _rate(frames: Sequence[Detections]) -> float | None:
-    a, b = frames[0].image, frames[-1].image
-    if a is None or b is None or a.timestamp is None or b.timestamp is None or b.timestamp <= a.timestamp:
+    a, b = frames[0].info, frames[-1].info
+    if a.timestamp is None or b.timestamp is None or b.timestamp <= a.timestamp:
         return None
-    return round((b.frame_index - a.frame_index) / (b.timestamp - a.timestamp), 3)  # type: ignore[operator]
+    return round((b.frame - a.frame) / (b.timestamp - a.timestamp), 3)
 
 
 def _parse(path: str) -> np.ndarray:
@@ -182,11 +182,17 @@ def read_mot(
     return Results(dets, tuple(labels), meta.get("model_id", ""))
 
 
+class _CaseKeptParser(configparser.ConfigParser):
+    """Keeps MOT's camelCase keys (``frameRate``) as written."""
+
+    def optionxform(self, optionstr: str) -> str:
+        return optionstr
+
+
 def _ini(path: str) -> dict[str, Any]:
     if not os.path.isfile(path):
         return {}
-    cp = configparser.ConfigParser()
-    cp.optionxform = str  # type: ignore[assignment,method-assign]
+    cp = _CaseKeptParser()
     try:
         cp.read(path, encoding="utf-8")
     except configparser.Error as e:

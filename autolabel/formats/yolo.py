@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
+import numpy as np
 import yaml
 
 from autolabel.config import load_yaml
@@ -138,7 +139,9 @@ def _key_and_label(path: str, base: str) -> tuple[str, str]:
 
 
 def _labels(path: str, size: Size, nc: int) -> tuple[list, list, list]:
-    rows, scores, ids = [], [], []
+    rows: list[list[float]] = []
+    scores: list[float] = []
+    ids: list[int] = []
     if not os.path.isfile(path):
         return rows, scores, ids
     with open(path, encoding="utf-8") as f:
@@ -157,4 +160,4 @@ def _labels(path: str, size: Size, nc: int) -> tuple[list, list, list]:
                 raise ValueError(f"{where}: negative box width or height")
             scores.append(number(v[5], where, "confidence") if len(v) == 6 else 1.0)
             ids.append(int(c))
-    return from_relative(rows, size, center=True).tolist(), scores, ids
+    return from_relative(np.array(rows), size, center=True).tolist(), scores, ids

@@ -32,7 +32,7 @@ class ImageReadError(Exception):
         self.reason = reason
 
 
-def open_pil(path: str | os.PathLike):  # type: ignore[no-untyped-def]
+def open_pil(path: str | os.PathLike):
     """Open an image with PIL's own ``Image.open``: Ultralytics replaces it on import with a
     wrapper that tries to pip-install a HEIF plugin whenever a file is not an image."""
     from PIL import Image

@@ -6,7 +6,7 @@
   threshold, task data); :mod:`~autolabel.labelstudio.push`: :func:`push`, chunked and
   idempotent.
 * :mod:`~autolabel.labelstudio.pull`: :func:`pull`, annotations back into a
-  :class:`~autolabel.costfit.Measurement` (edits, lead times, fitted cost constants).
+  :class:`~autolabel.savings.measure.Measurement` (edits, lead times, fitted cost constants).
 """
 
 from autolabel.labelstudio.client import (

@@ -298,9 +298,12 @@ def control(project: Mapping[str, Any], where: str) -> Control:
     return Control(name, c["to_name"][0], str(inputs[0].get("value") or "image"), tuple(c.get("labels") or ()))
 
 
-def get_project(client: Client, project: int | str, class_names: Sequence[str] | None = None) -> dict[str, Any]:
-    """A project by id, or by exact title; created with a config for ``class_names``
-    when given and no project has that title."""
+def get_project(client: Client, project: int | str, class_names: Sequence[str] | None = None,
+                label_config: str | None = None, description: str = "pre-labels pushed by autolabel, in review "
+                "priority order") -> dict[str, Any]:
+    """A project by id, or by exact title; created when ``class_names`` are given and no
+    project has that title, with ``label_config`` (default: the image labeling config of
+    :func:`~autolabel.formats.labelstudio_config` for ``class_names``) and ``description``."""
     if isinstance(project, int):
         return client.request("GET", f"/api/projects/{project}")
     found = [p for p in client.pages("/api/projects", {"title": project}, "results") if p.get("title") == project]
@@ -317,9 +320,9 @@ def get_project(client: Client, project: int | str, class_names: Sequence[str] |
 
     body = {
         "title": project,
-        "label_config": labelstudio_config(class_names),
+        "label_config": label_config or labelstudio_config(class_names),
         "sampling": "Sequential sampling",
-        "description": "pre-labels pushed by autolabel, in review priority order",
+        "description": description,
     }
     return client.request("POST", "/api/projects", body)
 

@@ -47,7 +47,7 @@ def _default_order(results: Results) -> list[str]:
     """Least confident first: ascending mean box score (images without boxes first), then key."""
     from autolabel.formats._common import image_score
 
-    return [d.image.key for d in sorted(results, key=lambda d: (image_score(d), d.image.key))]  # type: ignore[union-attr]
+    return [d.image.key for d in sorted(results, key=lambda d: (image_score(d), d.image.key))]
 
 
 def apply_label_map(results: Results, label_map: LabelMap | None) -> Results:
@@ -59,10 +59,10 @@ def apply_label_map(results: Results, label_map: LabelMap | None) -> Results:
 
     from autolabel.classmap import ClassMap
 
-    plain = isinstance(label_map, Mapping) and "mapping" not in label_map
-    cmap = ClassMap.load(
-        {"mapping": dict(label_map), "keep_unmapped": True} if plain else label_map, results.class_names
-    )
+    spec = label_map
+    if isinstance(label_map, Mapping) and "mapping" not in label_map:
+        spec = {"mapping": dict(label_map), "keep_unmapped": True}
+    cmap = ClassMap.load(spec, results.class_names)
     return replace(results, detections=[cmap(d) for d in results], class_names=cmap.target_names)
 
 
@@ -127,7 +127,7 @@ def routing_plan(results: Results, routing: RoutingLike, queues: Sequence[str], 
     m["_q"] = m["queue"].map(rank)
     m = m.sort_values(["_q", "review_rank", "file_name"], kind="stable", na_position="last")
     dets = [by_name[f] for f in m["file_name"]]
-    keys = [d.image.key for d in dets]  # type: ignore[union-attr]
+    keys = [d.image.key for d in dets]
     data = task_data(m[[c for c in _ROUTING_FIELDS if c in m.columns]], keys)
     scratch = {k for k, q in zip(keys, m["queue"]) if q == "scratch"}
     return Plan(replace(results, detections=dets, failures=[]), keys, data, scratch)

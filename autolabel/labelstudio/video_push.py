@@ -15,14 +15,30 @@ to CVAT's API.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Mapping
 
 from autolabel.core import Results
 from autolabel.formats.labelstudio_video import labelstudio_video_config, video_tasks
+from autolabel.labelstudio.client import Client, LabelStudioError, get_project
+from autolabel.results import Record
 from autolabel.video.keyframes import TAU
-from autolabel.labelstudio import Client, LabelStudioError
 
-__all__ = ["push_video"]
+__all__ = ["push_video", "VideoPushReport"]
+
+
+@dataclass(frozen=True, repr=False)
+class VideoPushReport(Record):
+    """What a video push did, counted as :class:`~autolabel.labelstudio.push.PushReport`
+    counts: sequences ``created`` as tasks, sequences ``unchanged`` (the project already
+    held them), and ``task_ids``: created sequence name -> task id."""
+
+    project_id: int
+    project_url: str
+    created: int
+    unchanged: int
+    task_ids: Mapping[str, int]
+    _REPR = ("project_id", "created", "unchanged")
 
 
 def push_video(
@@ -35,7 +51,7 @@ def push_video(
     fps: float | None = None,
     video_url: str = "/data/local-files/?d={name}.mp4",
     tau: float | None = TAU,
-) -> dict[str, Any]:
+) -> VideoPushReport:
     """Push every sequence of ``results`` (boxes with ``track_id``) as a video task.
 
     Args:
@@ -46,7 +62,7 @@ def push_video(
         fps, video_url, tau: as :func:`~autolabel.formats.labelstudio_video.video_tasks`.
 
     Returns:
-        ``{"project": id, "created": [sequence names], "skipped": [already there], "task_ids": [...]}``.
+        The :class:`VideoPushReport`.
 
     Raises:
         LabelStudioError: the project's config has no ``videorectangle`` control, or the
@@ -54,7 +70,13 @@ def push_video(
     """
     client = client or Client(url, token)
     tasks = video_tasks(results, fps, video_url, tau)
-    pid = _project_id(client, project, results, tasks[0]["meta"]["fps"] if tasks else fps)
+    config = labelstudio_video_config(results.class_names, tasks[0]["meta"]["fps"] if tasks else fps)
+    found = get_project(client, project, results.class_names, config,
+                        "video pre-labels (tracks as keyframes) pushed by autolabel")
+    if "videorectangle" not in str(found.get("label_config", "")).lower():
+        raise LabelStudioError(f"Label Studio project {found.get('id')} ({found.get('title')!r}) has no "
+                               "<VideoRectangle> control: push video tasks to a video tracking project")
+    pid = int(found["id"])
     have = {t["data"].get("sequence") for t in client.pages(
         "/api/tasks", {"project": pid, "fields": "all", "resolve_uri": "false"}, "tasks") if isinstance(t.get("data"), dict)}
     new = [t for t in tasks if t["data"]["sequence"] not in have]
@@ -62,21 +84,5 @@ def push_video(
     if new:
         out = client.request("POST", f"/api/projects/{pid}/import", new, {"return_task_ids": "true"})
         ids = list(out.get("task_ids") or []) if isinstance(out, dict) else []
-    return {"project": pid, "created": [t["data"]["sequence"] for t in new],
-            "skipped": [t["data"]["sequence"] for t in tasks if t["data"]["sequence"] in have], "task_ids": ids}
-
-
-def _project_id(client: Client, project: int | str, results: Results, fps: float | None) -> int:
-    if isinstance(project, int):
-        found = client.request("GET", f"/api/projects/{project}")
-    else:
-        same = [p for p in client.pages("/api/projects", {"title": project}, "results") if p.get("title") == project]
-        if len(same) > 1:
-            raise LabelStudioError(f"Label Studio at {client.url}: {len(same)} projects are titled {project!r}; pass the id")
-        found = client.request("GET", f"/api/projects/{same[0]['id']}") if same else client.request("POST", "/api/projects", {
-            "title": project, "label_config": labelstudio_video_config(results.class_names, fps),
-            "description": "video pre-labels (tracks as keyframes) pushed by autolabel"})
-    if "videorectangle" not in str(found.get("label_config", "")).lower():
-        raise LabelStudioError(f"Label Studio project {found.get('id')} ({found.get('title')!r}) has no "
-                               "<VideoRectangle> control: push video tasks to a video tracking project")
-    return int(found["id"])
+    return VideoPushReport(pid, f"{client.url}/projects/{pid}", len(new), len(tasks) - len(new),
+                           dict(zip((t["data"]["sequence"] for t in new), ids)))

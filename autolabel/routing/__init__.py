@@ -74,7 +74,7 @@ from autolabel.routing.bounds import (
 from autolabel.routing.calibrators import (
     ClassCalibrator, IsotonicCalibrator, PlattCalibrator, detection_ece, reliability_table,
 )
-from autolabel.routing.evaluation import cross_validate, evaluate, realized_seconds
+from autolabel.routing.evaluation import RoutingEvaluation, cross_validate, evaluate, realized_seconds
 from autolabel.routing.features import (
     IMAGE_FEATURES, box_table, class_entropy, class_margin, detector_agreement, image_features, match_targets,
     tta_agreement,
@@ -90,5 +90,5 @@ __all__ = [
     "PlattCalibrator", "detection_ece", "reliability_table", "IMAGE_FEATURES", "box_table", "class_entropy",
     "class_margin", "detector_agreement", "image_features", "match_targets", "tta_agreement", "fit_policy",
     "FittedPolicy", "image_loss", "sequence_start", "Routing", "route", "task_data", "realized_seconds",
-    "evaluate", "cross_validate", "plot_risk_coverage",
+    "evaluate", "RoutingEvaluation", "cross_validate", "plot_risk_coverage",
 ]

@@ -152,7 +152,7 @@ VECTOR_BOUNDS: dict[str, Callable[[np.ndarray, float], float]] = {
 }
 #: Where the fixed sequence of :func:`ltt_threshold` starts, per risk (see :func:`min_certifiable`).
 START_RISK: dict[str, float] = {"image_any_edit": 0.0, "box_error_rate": 0.1}
-BOUND_NAMES = {clopper_pearson_upper: "Clopper-Pearson", hoeffding_bentkus_upper: "Hoeffding-Bentkus"}
+BOUND_NAMES: dict[Callable[..., Any], str] = {clopper_pearson_upper: "Clopper-Pearson", hoeffding_bentkus_upper: "Hoeffding-Bentkus"}
 
 
 @lru_cache(maxsize=256)
@@ -268,7 +268,7 @@ def _check_losses(s: np.ndarray, e: np.ndarray, binary: bool) -> None:
 
 
 def grid_threshold(
-    scores: np.ndarray, losses: np.ndarray, candidates: Sequence[float], alpha: float, delta: float,
+    scores: np.ndarray, losses: np.ndarray, candidates: Sequence[float] | np.ndarray, alpha: float, delta: float,
     bound: str = "clopper_pearson", test: str = "bonferroni", score_name: str = "P(no edit)",
 ) -> LTTResult:
     """Test a few candidate thresholds, fixed before these images were seen, on bound images.

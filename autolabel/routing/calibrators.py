@@ -50,12 +50,15 @@ class IsotonicCalibrator:
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, np.float64), _EPS, 1 - _EPS)
-    return np.log(p / (1 - p))
+    from scipy.special import logit  # scipy loads on first use, not on import autolabel
+
+    return logit(np.clip(np.asarray(p, np.float64), _EPS, 1 - _EPS))
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1 + np.tanh(0.5 * z))  # overflow-free
+def _expit(z: np.ndarray) -> np.ndarray:
+    from scipy.special import expit
+
+    return expit(z)
 
 
 @dataclass(frozen=True)
@@ -79,14 +82,14 @@ class PlattCalibrator:
             s = ab[0] * z + ab[1]
             # log(1 + e^s) - y*s, stable
             f = np.logaddexp(0, s) - y * s
-            g = _sigmoid(s) - y
+            g = _expit(s) - y
             return float(f.sum()), np.array([(g * z).sum(), g.sum()])
 
         res = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
         return cls(float(res.x[0]), float(res.x[1]))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return _sigmoid(self.a * _logit(x) + self.b)
+        return _expit(self.a * _logit(x) + self.b)
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": "platt", "a": self.a, "b": self.b}
@@ -132,13 +135,13 @@ class ClassCalibrator:
         the message)."""
         x = np.asarray(x, np.float64)
         target = np.asarray(target, bool)
-        labels = np.asarray(labels, dtype=object)
+        names_of = np.asarray(labels, dtype=object)
         if not len(x):
             raise ValueError(f"no calibration {what}: cannot fit a calibrator on an empty set")
         fit = IsotonicCalibrator.fit if method == "isotonic" else PlattCalibrator.fit
-        names, counts = np.unique(labels, return_counts=True)
+        names, counts = np.unique(names_of, return_counts=True)
         per = {
-            str(n): fit(x[labels == n], target[labels == n])
+            str(n): fit(x[names_of == n], target[names_of == n])
             for n, c in zip(names, counts)
             if c >= min_class_boxes
         }
@@ -146,10 +149,10 @@ class ClassCalibrator:
 
     def __call__(self, x: np.ndarray, labels: Sequence[str]) -> np.ndarray:
         x = np.asarray(x, np.float64)
-        labels = np.asarray(labels, dtype=object)
+        names_of = np.asarray(labels, dtype=object)
         out = self.global_(x)
         for name, cal in self.per_class.items():
-            m = labels == name
+            m = names_of == name
             if m.any():
                 out[m] = cal(x[m])
         return out
@@ -171,7 +174,7 @@ class ClassCalibrator:
 
 
 # -- calibration error -----------------------------------------------------------------------
-def reliability_table(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10):  # type: ignore[no-untyped-def]
+def reliability_table(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10):
     """Boxes binned by confidence (equal-width bins on [0, 1]): per bin the count, the
     mean confidence and the precision (fraction of boxes correct). A pandas DataFrame."""
     import pandas as pd

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -9,13 +10,14 @@ import pandas as pd
 
 from autolabel.config import CostProfile, RoutingPolicy
 from autolabel.core import Results
+from autolabel.results import Record
 from autolabel.routing.calibrators import detection_ece
 from autolabel.routing.features import IMAGE_FEATURES
 from autolabel.routing.fit import fit_tables, targets
 from autolabel.routing.policy import image_loss
-from autolabel.routing.routes import Routing
+from autolabel.routing.routes import Routing, assign
 
-__all__ = ["realized_seconds", "evaluate", "cross_validate"]
+__all__ = ["realized_seconds", "evaluate", "cross_validate", "RoutingEvaluation"]
 
 
 # -- measuring a policy against ground truth -------------------------------------------------------------
@@ -83,7 +85,41 @@ def _auc(score: np.ndarray, positive: np.ndarray) -> float:
     return float((rankdata(score)[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def evaluate(routing: Routing, ground_truth: Results, naive_min_score: float = 0.5) -> dict[str, Any]:
+@dataclass(frozen=True, repr=False)
+class RoutingEvaluation(Record):
+    """What a routing really did against ground truth (:func:`evaluate`): images and
+    objects, certified boxes; ``coverage`` (share auto-accepted), ``auto_accepted``,
+    realized ``risk`` and ``share_needing_edit`` of them, the edits left in them; the naive
+    rule's ``naive_coverage`` and ``naive_risk``; ``auc_no_edit``; ``ece_before`` and
+    ``ece_after`` calibration; human seconds: ``review_s``, ``scratch_s``, ``routed_s``
+    (their sum) against ``review_everything_s`` and ``scratch_everything_s``, and
+    ``expected_routed_s`` (what the policy predicted)."""
+
+    images: int
+    n_gt: int
+    certified_boxes: int
+    coverage: float
+    auto_accepted: int
+    risk: float
+    share_needing_edit: float
+    edits_left_in_auto_accepted: int
+    naive_coverage: float
+    naive_risk: float
+    auc_no_edit: float
+    ece_before: float
+    ece_after: float
+    review_images: int
+    scratch_images: int
+    review_s: float
+    scratch_s: float
+    routed_s: float
+    review_everything_s: float
+    scratch_everything_s: float
+    expected_routed_s: float
+    _REPR = ("images", "coverage", "risk", "naive_coverage", "naive_risk", "routed_s", "review_everything_s")
+
+
+def evaluate(routing: Routing, ground_truth: Results, naive_min_score: float = 0.5) -> RoutingEvaluation:
     """What a routing really did, against ground truth: ``coverage``, realized ``risk``
     (the policy's risk: mean :func:`image_loss` of the auto-accepted images; NaN when none
     is auto-accepted), ``share_needing_edit`` of them, the edits left in them, the naive
@@ -95,9 +131,9 @@ def evaluate(routing: Routing, ground_truth: Results, naive_min_score: float = 0
     cfg = routing.policy.config
     tb, truth = targets(routing.predictions, ground_truth, cfg)
     boxes = routing.boxes.merge(tb[["file_name", "box", "correct"]], on=["file_name", "box"], how="left")
-    return _realized(
+    return RoutingEvaluation(**_realized(
         routing.manifest, boxes, truth, CostProfile.load(cfg.cost_profile), cfg.ece_bins, naive_min_score, cfg.risk
-    )
+    ))
 
 
 def cross_validate(
@@ -144,6 +180,6 @@ def cross_validate(
         )
         tb, ti = pol.score_tables(boxes[boxes["image"].isin(test)], truth.loc[truth["image"].isin(test), ["image", "file_name", *IMAGE_FEATURES]])
         row = {"split": i, "seed": seed + i, "calibration_images": len(cal), "threshold": pol.threshold}
-        row.update(_realized(pol.assign(ti), tb, truth, profile, cfg.ece_bins, naive_min_score, cfg.risk))
+        row.update(_realized(assign(pol, ti), tb, truth, profile, cfg.ece_bins, naive_min_score, cfg.risk))
         rows.append(row)
     return pd.DataFrame(rows)

@@ -69,7 +69,7 @@ def class_margin(probs: np.ndarray | None, n: int = 0) -> np.ndarray:
 # -- per-box table ------------------------------------------------------------------------------
 def box_table(
     results: Results, prelabel_conf: float = 0.0, agreement: Sequence[np.ndarray] | None = None
-):  # type: ignore[no-untyped-def]
+):
     """One row per predicted box: ``image`` (position in ``results``), ``file_name``,
     ``box`` (index in its image), ``label``, ``score``, ``entropy``, ``margin``,
     ``prelabel`` (``score >= prelabel_conf``) and, with ``agreement`` (one array per image,

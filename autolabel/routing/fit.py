@@ -5,7 +5,7 @@ auto-accept threshold with its bound, and the certified box threshold."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -13,7 +13,7 @@ import pandas as pd
 from autolabel.config import RoutingPolicy
 from autolabel.core import Results
 from autolabel.routing.bounds import (
-    START_RISK, clopper_pearson_upper, grid_threshold, hoeffding_bentkus_upper, ltt_threshold,
+    START_RISK, LTTResult, clopper_pearson_upper, grid_threshold, hoeffding_bentkus_upper, ltt_threshold,
 )
 from autolabel.routing.calibrators import ClassCalibrator, PlattCalibrator, detection_ece
 from autolabel.routing.features import image_features, match_targets
@@ -33,7 +33,7 @@ def targets(
     order), the :func:`image_features` of the predictions."""
     boxes, images = match_targets(predictions, ground_truth, cfg.prelabel_conf, cfg.iou_accept, cfg.iou_min,
                                   agreement, cfg.evidence_conf, cfg.min_gt_area)
-    by_name = {d.image.file_name: i for i, d in enumerate(predictions)}  # type: ignore[union-attr]
+    by_name = {d.image.file_name: i for i, d in enumerate(predictions)}
     order = [by_name[f] for f in images["file_name"]]
     agr = None if agreement is None else [agreement[i] for i in order]
     feats = image_features(Results([predictions[i] for i in order], predictions.class_names), cfg.prelabel_conf,
@@ -112,92 +112,119 @@ def fit_tables(
     """Fit on the tables of :func:`targets` (a subset of images is fine)."""
     if not len(images):
         raise ValueError("the calibration set has no labeled images")
-    ids = images["image"].to_numpy()
-    if cfg.holdout > 0:
-        n_hold = int(round(cfg.holdout * len(ids)))
-        if n_hold == 0 or n_hold == len(ids):
-            raise ValueError(f"holdout={cfg.holdout} of {len(ids)} calibration images leaves one side empty")
-        hold = np.random.default_rng(cfg.seed).permutation(ids)[:n_hold]
-        fit_ids, bound_ids = np.setdiff1d(ids, hold), np.sort(hold)
-    else:
-        fit_ids = bound_ids = ids
+    fit_ids, bound_ids = _split(images["image"].to_numpy(), cfg)
     fb, fi = boxes[boxes["image"].isin(fit_ids)], images[images["image"].isin(fit_ids)]
+    policy = _fit_product(fb, fi, cfg, model_id, class_names, use_agreement)
+    fit_boxes, s = policy.score_tables(fb, fi)
+    col = policy.accept_score
+    fit_scores = s[col].to_numpy()
+    if cfg.scorer == "learned":
+        policy, fit_scores = _fit_learned(policy, s, fi, cfg)
+    bb, bi = boxes[boxes["image"].isin(bound_ids)], images[images["image"].isin(bound_ids)]
+    bound_boxes, sb = policy.score_tables(bb, bi)
+    ltt = _threshold(sb[col], image_loss(bi, cfg.risk), fit_scores, image_loss(fi, cfg.risk), len(bound_ids), cfg,
+                     SCORE_LABEL[col])
+    box_thr, box_table_ = None, pd.DataFrame()
+    if cfg.holdout > 0:  # box certification needs calibrators not fitted on the bound images
+        bp = bound_boxes[bound_boxes["prelabel"]]
+        if len(bp):
+            box_thr, box_table_ = certify_boxes(bp, cfg.box_alpha or cfg.alpha, cfg.delta, _BOX_LEVELS)
+    pre, sub = _prelabels(fb, cfg), fb[~fb["prelabel"]]
+    summary = {
+        "images": int(len(images)), "fit_images": int(len(fit_ids)), "bound_images": int(len(bound_ids)),
+        "images_needing_edit": int(images["needs_edit"].sum()), "prelabels": int(len(pre)),
+        "below_prelabel_conf": int(len(sub)), "scorer": cfg.scorer, "test": cfg.test, "bound": _bound_name(cfg),
+        "miss_model": "constant + pre-label count + sum of P(found) over boxes below prelabel_conf" if len(sub) else
+        f"constant + pre-label count only: no predictions between evidence_conf {cfg.evidence_conf} and "
+        f"prelabel_conf {cfg.prelabel_conf} (predict at a lower conf for a stronger miss model)",
+        "risk": cfg.risk, "min_certifiable": sequence_start(cfg),
+        "classes_with_own_calibrator": sorted(policy.correct.per_class),
+        "classes_on_global_fallback": sorted(set(class_names) - set(policy.correct.per_class)),
+        "ece_before_in_sample": detection_ece(pre["score"], pre["correct"].to_numpy(bool), cfg.ece_bins),
+        "ece_after_in_sample": detection_ece(fit_boxes.loc[pre.index, "p_correct"], pre["correct"].to_numpy(bool),
+                                             cfg.ece_bins),
+        "box_certification": box_table_.to_dict(orient="list"),
+    }
+    return replace(policy, threshold=ltt.threshold, reason=ltt.reason, curve=ltt.curve, summary=summary,
+                   box_threshold=box_thr)
+
+
+def _split(ids: np.ndarray, cfg: RoutingPolicy) -> tuple[np.ndarray, np.ndarray]:
+    """The fit images and the bound images (the same with ``holdout == 0``)."""
+    if cfg.holdout <= 0:
+        return ids, ids
+    n_hold = int(round(cfg.holdout * len(ids)))
+    if n_hold == 0 or n_hold == len(ids):
+        raise ValueError(f"holdout={cfg.holdout} of {len(ids)} calibration images leaves one side empty")
+    hold = np.random.default_rng(cfg.seed).permutation(ids)[:n_hold]
+    return np.setdiff1d(ids, hold), np.sort(hold)
+
+
+def _prelabels(fb: pd.DataFrame, cfg: RoutingPolicy) -> pd.DataFrame:
     pre = fb[fb["prelabel"] & fb["located"].notna()]
     if not len(pre):
         raise ValueError(
             f"the calibration set has no pre-labels (score >= {cfg.prelabel_conf}) outside crowd regions: "
             "nothing to calibrate the boxes on"
         )
-    x = _feature(pre, use_agreement)
-    kw: dict[str, Any] = {"method": cfg.method, "min_class_boxes": cfg.min_class_boxes}
-    cals = {t: ClassCalibrator.fit(x, pre[t].to_numpy(bool), pre["label"], what="pre-labels", **kw) for t in _TARGETS}
-    sub = fb[~fb["prelabel"]]
-    found = ClassCalibrator.fit(_feature(sub, use_agreement), sub["found"], sub["label"], **kw) if len(sub) else None
-    policy = FittedPolicy(cfg, model_id, tuple(class_names), use_agreement, found=found, **cals)
-    # expected misses, then the image-level Platt scaling, each on the fit images
+    return pre
+
+
+def _fit_product(fb: pd.DataFrame, fi: pd.DataFrame, cfg: RoutingPolicy, model_id: str,
+                 class_names: Sequence[str], use_agreement: bool) -> FittedPolicy:
+    """The product model on the fit images: box calibrators, then the expected misses,
+    then the image-level Platt scaling."""
     from scipy.optimize import nnls
 
-    fit_boxes, s = policy.score_tables(fb, fi)
+    pre = _prelabels(fb, cfg)
+    x = _feature(pre, use_agreement)
+    kw: dict[str, Any] = {"method": cfg.method, "min_class_boxes": cfg.min_class_boxes}
+    located, correct, exact = (ClassCalibrator.fit(x, pre[t].to_numpy(bool), pre["label"], what="pre-labels", **kw)
+                               for t in _TARGETS)
+    sub = fb[~fb["prelabel"]]
+    found = ClassCalibrator.fit(_feature(sub, use_agreement), sub["found"], sub["label"], **kw) if len(sub) else None
+    policy = FittedPolicy(cfg, model_id, tuple(class_names), use_agreement, located, correct, exact, found)
+    _, s = policy.score_tables(fb, fi)
     design = np.stack([np.ones(len(s)), s["n_prelabels"], s["sum_p_found"]], 1).astype(np.float64)
     coef, _ = nnls(design, fi["draw"].to_numpy(np.float64))
-    policy = replace(policy, miss=tuple(float(c) for c in coef))
+    policy = replace(policy, miss=(float(coef[0]), float(coef[1]), float(coef[2])))
     _, s = policy.score_tables(fb, fi)
-    policy = replace(policy, image=PlattCalibrator.fit(s["raw_score"], ~fi["needs_edit"].to_numpy(bool)))
-    _, s = policy.score_tables(fb, fi)
-    fit_loss = image_loss(fi, cfg.risk)
-    col = policy.accept_score
-    fit_scores = s[col].to_numpy()
-    if cfg.scorer == "learned":
-        from autolabel.matching import EDIT_KINDS
-        from autolabel.savings.edits import edit_seconds
+    return replace(policy, image=PlattCalibrator.fit(s["raw_score"], ~fi["needs_edit"].to_numpy(bool)))
 
-        xin = s[list(LEARNED_INPUTS)].to_numpy(np.float64)
-        ys = {"no_edit": ("classifier", (~fi["needs_edit"]).to_numpy(np.float64)),
-              "box_error": ("regressor", image_loss(fi, "box_error_rate")),
-              "edit_s": ("regressor", edit_seconds(fi[list(EDIT_KINDS)].to_numpy(np.float64), policy.cost_profile))}
-        learned = {  # one outcome on every fit image (e.g. all need an edit): a constant, nothing is learned
-            k: constant_ensemble(kind, LEARNED_INPUTS, float(y[0])) if kind == "classifier" and len(np.unique(y)) < 2
-            else fit_tree_ensemble(xin, y, kind, LEARNED_INPUTS, cfg.seed) for k, (kind, y) in ys.items()
-        }
-        policy = replace(policy, learned=learned)
-        kind, y = ys["no_edit" if cfg.risk == "image_any_edit" else "box_error"]
-        oof = cross_fitted(xin, y, kind, LEARNED_INPUTS, seed=cfg.seed)  # fit-image scores out of fold
-        fit_scores = oof if cfg.risk == "image_any_edit" else 1 - oof
 
-    bb, bi = boxes[boxes["image"].isin(bound_ids)], images[images["image"].isin(bound_ids)]
-    bound_boxes, sb = policy.score_tables(bb, bi)
+def _fit_learned(policy: FittedPolicy, s: pd.DataFrame, fi: pd.DataFrame,
+                 cfg: RoutingPolicy) -> tuple[FittedPolicy, np.ndarray]:
+    """The learned scorer's ensembles, and the fit images' accept scores out of fold."""
+    from autolabel.matching import EDIT_KINDS
+    from autolabel.savings.edits import edit_seconds
+
+    xin = s[list(LEARNED_INPUTS)].to_numpy(np.float64)
+    ys: dict[str, tuple[Literal["classifier", "regressor"], np.ndarray]] = {
+        "no_edit": ("classifier", (~fi["needs_edit"]).to_numpy(np.float64)),
+        "box_error": ("regressor", image_loss(fi, "box_error_rate")),
+        "edit_s": ("regressor", edit_seconds(fi[list(EDIT_KINDS)].to_numpy(np.float64), policy.cost_profile)),
+    }
+    learned = {  # one outcome on every fit image (e.g. all need an edit): a constant, nothing is learned
+        k: constant_ensemble(kind, LEARNED_INPUTS, float(y[0])) if kind == "classifier" and len(np.unique(y)) < 2
+        else fit_tree_ensemble(xin, y, kind, LEARNED_INPUTS, cfg.seed) for k, (kind, y) in ys.items()
+    }
+    kind, y = ys["no_edit" if cfg.risk == "image_any_edit" else "box_error"]
+    oof = cross_fitted(xin, y, kind, LEARNED_INPUTS, seed=cfg.seed)  # fit-image scores out of fold
+    return replace(policy, learned=learned), oof if cfg.risk == "image_any_edit" else 1 - oof
+
+
+def _threshold(scores: pd.Series, losses: np.ndarray, fit_scores: np.ndarray, fit_loss: np.ndarray, n_bound: int,
+               cfg: RoutingPolicy, score_name: str) -> LTTResult:
+    """The auto-accept threshold tested on the bound images (``scores``, ``losses``)."""
     bound = _bound_name(cfg)
     if cfg.test == "ltt_sequence":
-        ltt = ltt_threshold(sb[col], image_loss(bi, cfg.risk), cfg.alpha, cfg.delta,
-                            clopper_pearson_upper if bound == "clopper_pearson" else hoeffding_bentkus_upper,
-                            SCORE_LABEL[col], START_RISK[cfg.risk])
-    else:
-        cands = candidate_thresholds(fit_scores, cfg.coverage_grid)
-        if cfg.test == "fixed_sequence":
-            cands = _fixed_sequence_order(cands, fit_scores, fit_loss, len(bound_ids), cfg)
-        ltt = grid_threshold(sb[col], image_loss(bi, cfg.risk), cands, cfg.alpha, cfg.delta, bound, cfg.test,
-                             SCORE_LABEL[col])
-    box_thr, box_table_ = None, pd.DataFrame()
-    if cfg.holdout > 0:  # box certification needs calibrators not fitted on the bound images
-        bp = bound_boxes[bound_boxes["prelabel"]]
-        if len(bp):
-            box_thr, box_table_ = certify_boxes(bp, cfg.box_alpha or cfg.alpha, cfg.delta, _BOX_LEVELS)
-    summary = {
-        "images": int(len(images)), "fit_images": int(len(fit_ids)), "bound_images": int(len(bound_ids)),
-        "images_needing_edit": int(images["needs_edit"].sum()), "prelabels": int(len(pre)),
-        "below_prelabel_conf": int(len(sub)), "scorer": cfg.scorer, "test": cfg.test, "bound": bound,
-        "miss_model": "constant + pre-label count + sum of P(found) over boxes below prelabel_conf" if len(sub) else
-        f"constant + pre-label count only: no predictions between evidence_conf {cfg.evidence_conf} and "
-        f"prelabel_conf {cfg.prelabel_conf} (predict at a lower conf for a stronger miss model)",
-        "risk": cfg.risk, "min_certifiable": sequence_start(cfg),
-        "classes_with_own_calibrator": sorted(cals["correct"].per_class),
-        "classes_on_global_fallback": sorted(set(class_names) - set(cals["correct"].per_class)),
-        "ece_before_in_sample": detection_ece(pre["score"], pre["correct"].to_numpy(bool), cfg.ece_bins),
-        "ece_after_in_sample": detection_ece(fit_boxes.loc[pre.index, "p_correct"], pre["correct"].to_numpy(bool), cfg.ece_bins),
-        "box_certification": box_table_.to_dict(orient="list"),
-    }
-    return replace(policy, threshold=ltt.threshold, reason=ltt.reason, curve=ltt.curve, summary=summary,
-                   box_threshold=box_thr)
+        return ltt_threshold(scores, losses, cfg.alpha, cfg.delta,
+                             clopper_pearson_upper if bound == "clopper_pearson" else hoeffding_bentkus_upper,
+                             score_name, START_RISK[cfg.risk])
+    cands = candidate_thresholds(fit_scores, cfg.coverage_grid)
+    if cfg.test == "fixed_sequence":
+        cands = _fixed_sequence_order(cands, fit_scores, fit_loss, n_bound, cfg)
+    return grid_threshold(scores, losses, cands, cfg.alpha, cfg.delta, bound, cfg.test, score_name)
 
 
 def fit_policy(

@@ -52,6 +52,27 @@ def _fit_log(m: np.ndarray, cov: np.ndarray) -> tuple[float, float]:
     return float(a), float(b)
 
 
+def _coverage_curve(boxes: pd.DataFrame, images: pd.DataFrame, cfg: RoutingPolicy, sizes: Sequence[int],
+                    n_repeats: int, rng: np.random.Generator, predictions: Results) -> pd.DataFrame:
+    """Certified coverage of policies fitted on ``n_repeats`` random subsamples of each size."""
+    from autolabel.routing.fit import fit_tables
+
+    n = len(images)
+    rows = []
+    for m in sizes:
+        for r in range(n_repeats if m < n or cfg.holdout > 0 else 1):
+            ids = np.sort(rng.permutation(n)[:m])
+            c = cfg.model_copy(update={"seed": cfg.seed + r})
+            pol = fit_tables(boxes[boxes["image"].isin(ids)], images[images["image"].isin(ids)], c,
+                             predictions.model_id, predictions.class_names, False)
+            cov = 0.0
+            if pol.threshold is not None:
+                hit = pol.curve[pol.curve["threshold"] == pol.threshold]
+                cov = float(hit["coverage"].iloc[0]) if len(hit) else 0.0
+            rows.append({"images": m, "repeat": r, "coverage": cov})
+    return pd.DataFrame(rows)
+
+
 def plan(
     predictions: Results,
     ground_truth: Results,
@@ -78,7 +99,7 @@ def plan(
     Raises:
         ValueError: as ``fit_policy``, or fewer than two distinct subsample sizes.
     """
-    from autolabel.routing.fit import fit_tables, targets
+    from autolabel.routing.fit import targets
 
     cfg = RoutingPolicy.load(config)
     boxes, images = targets(predictions, ground_truth, cfg)
@@ -86,20 +107,7 @@ def plan(
     sizes = sorted({max(4, int(round(f * n))) for f in fractions if f * n >= 4})
     if len(sizes) < 2:
         raise ValueError(f"{n} labeled images are too few for a subsampling curve")
-    rng = np.random.default_rng(seed)
-    rows = []
-    for m in sizes:
-        for r in range(n_repeats if m < n or cfg.holdout > 0 else 1):
-            ids = np.sort(rng.permutation(n)[:m])
-            c = cfg.model_copy(update={"seed": cfg.seed + r})
-            pol = fit_tables(boxes[boxes["image"].isin(ids)], images[images["image"].isin(ids)], c,
-                             predictions.model_id, predictions.class_names, False)
-            cov = 0.0
-            if pol.threshold is not None:
-                hit = pol.curve[pol.curve["threshold"] == pol.threshold]
-                cov = float(hit["coverage"].iloc[0]) if len(hit) else 0.0
-            rows.append({"images": m, "repeat": r, "coverage": cov})
-    curve = pd.DataFrame(rows)
+    curve = _coverage_curve(boxes, images, cfg, sizes, n_repeats, np.random.default_rng(seed), predictions)
     means = curve.groupby("images")["coverage"].mean()
     a, b = _fit_log(means.index.to_numpy(np.float64), means.to_numpy())
     boot_rng = np.random.default_rng(seed + 1)
@@ -185,11 +193,8 @@ def _by_risk_curve(
     loss = image_loss(images, cfg.risk)[np.argsort(-score, kind="stable")]
     est = _needed(loss, cfg, target)
     rng = np.random.default_rng(seed + 2)
-    boot = []
-    for _ in range(200):
-        idx = np.sort(rng.integers(0, n, n))  # a resample of the images, kept in score order
-        boot.append(_needed(loss[idx], cfg, target))
-    boot = np.array(boot)
+    boot = np.array([_needed(loss[np.sort(rng.integers(0, n, n))], cfg, target)  # resamples, kept in score order
+                     for _ in range(200)])
     return {
         "images_needed_by_risk_curve": None if not np.isfinite(est) else int(np.ceil(est)),
         "images_needed_by_risk_curve_lo_hi": _interval(boot),

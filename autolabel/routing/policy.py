@@ -138,11 +138,12 @@ class FittedPolicy:
             raise ValueError(f"{where}: not a routing policy (expected format {POLICY_FORMAT!r})")
         try:
             cal = source["calibrators"]
+            located, correct, exact = (ClassCalibrator.from_dict(cal[t]) for t in _TARGETS)
+            a, b, c = (float(c) for c in source["miss"])
             return cls(
                 RoutingPolicy.load(dict(source["config"])), str(source["model_id"]), tuple(source["class_names"]),
-                bool(source["use_agreement"]), *(ClassCalibrator.from_dict(cal[t]) for t in _TARGETS),
-                None if cal["found"] is None else ClassCalibrator.from_dict(cal["found"]),
-                tuple(float(c) for c in source["miss"]),  # type: ignore[arg-type]
+                bool(source["use_agreement"]), located, correct, exact,
+                None if cal["found"] is None else ClassCalibrator.from_dict(cal["found"]), (a, b, c),
                 PlattCalibrator(float(source["image"]["a"]), float(source["image"]["b"])),
                 None if source["threshold"] is None else float(source["threshold"]), str(source["reason"]),
                 pd.DataFrame(source["curve"]), dict(source["summary"]),
@@ -249,25 +250,23 @@ class FittedPolicy:
         profile = self.cost_profile
         out["expected_edit_s"] = edit_seconds(np.stack([expected[k] for k in EDIT_KINDS], 1), profile)
         out["expected_scratch_s"] = scratch_seconds(total(p_loc, pre) + expected["draw"], profile)
-        if self.learned:  # the learned scorer replaces the product model's scores (kept as *_product)
-            xin = out[list(LEARNED_INPUTS)].to_numpy(np.float64)
-            out["p_no_edit_product"], out["box_score_product"] = out["p_no_edit"], out["box_score"]
-            out["p_no_edit"] = self.learned["no_edit"](xin)
-            out["expected_box_error"] = np.clip(self.learned["box_error"](xin), 0, 1)
-            out["box_score"] = 1 - out["expected_box_error"]
-            # predicted from realized seconds; the scratch decision keeps the product model's pair of
-            # expected seconds (fix vs scratch from the same box probabilities), so they stay comparable
-            out["predicted_edit_s"] = np.maximum(self.learned["edit_s"](xin), 0.0)
+        if self.learned:
+            self._learned_scores(out)
         # certified boxes are not verified one by one: the reviewer saves verify_s on each
         out["certified_credit_s"] = out["n_certified"].to_numpy() * profile.verify_s
         out["expected_edit_s"] = np.maximum(out["expected_edit_s"] - out["certified_credit_s"], 0.0)
         return boxes, out
 
-    def assign(self, images: pd.DataFrame, budget_hours: float | None = None) -> pd.DataFrame:
-        """Queue, reason, review priority and budget status for scored images (a manifest)."""
-        from autolabel.routing.routes import assign
-
-        return assign(self, images, budget_hours)
+    def _learned_scores(self, out: pd.DataFrame) -> None:
+        """The learned scorer replaces the product model's scores in ``out`` (kept as ``*_product``)."""
+        xin = out[list(LEARNED_INPUTS)].to_numpy(np.float64)
+        out["p_no_edit_product"], out["box_score_product"] = out["p_no_edit"], out["box_score"]
+        out["p_no_edit"] = self.learned["no_edit"](xin)
+        out["expected_box_error"] = np.clip(self.learned["box_error"](xin), 0, 1)
+        out["box_score"] = 1 - out["expected_box_error"]
+        # predicted from realized seconds; the scratch decision keeps the product model's pair of
+        # expected seconds (fix vs scratch from the same box probabilities), so they stay comparable
+        out["predicted_edit_s"] = np.maximum(self.learned["edit_s"](xin), 0.0)
 
 
 def _feature(boxes: pd.DataFrame, use_agreement: bool) -> np.ndarray:

@@ -226,4 +226,4 @@ def route(
             f"policy counts such boxes (down to {pol.config.evidence_conf}) as evidence of missed objects: predict "
             f"at conf {pol.config.evidence_conf} as for calibration (autolabel prelabel --conf {pol.config.evidence_conf})"
         )
-    return Routing(predictions, pol, pol.assign(images, budget_hours), boxes, budget_hours)
+    return Routing(predictions, pol, assign(pol, images, budget_hours), boxes, budget_hours)

@@ -11,6 +11,7 @@ same ``x <= threshold`` rule on float32 inputs as scikit-learn and equals its
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
@@ -59,7 +60,9 @@ class TreeEnsemble:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Probability of the positive class (classifier) or the prediction (regressor); (n,)."""
         r = self.raw(x)
-        return 0.5 * (1 + np.tanh(0.5 * r)) if self.kind == "classifier" else r
+        from scipy.special import expit  # loaded on first use, not on import autolabel
+
+        return expit(r) if self.kind == "classifier" else r
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,9 +72,12 @@ class TreeEnsemble:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TreeEnsemble:
-        dtypes = (np.int64, np.float64, np.int64, np.int64, np.float64)
-        trees = tuple(tuple(np.asarray(a, dt) for a, dt in zip(t, dtypes)) for t in d["trees"])
-        return cls(d["kind"], tuple(d["features"]), float(d["init"]), float(d["learning_rate"]), trees)  # type: ignore[arg-type]
+        trees = tuple((np.asarray(f, np.int64), np.asarray(thr, np.float64), np.asarray(left, np.int64),
+                       np.asarray(right, np.int64), np.asarray(value, np.float64)) for f, thr, left, right, value in d["trees"])
+        if d["kind"] not in ("classifier", "regressor"):
+            raise ValueError(f"tree ensemble kind must be classifier or regressor, got {d['kind']!r}")
+        kind: Literal["classifier", "regressor"] = "classifier" if d["kind"] == "classifier" else "regressor"
+        return cls(kind, tuple(d["features"]), float(d["init"]), float(d["learning_rate"]), trees)
 
 
 def fit_tree_ensemble(
@@ -118,8 +124,9 @@ def constant_ensemble(kind: Literal["classifier", "regressor"], features: Sequen
     """An ensemble without trees that predicts ``value`` for every image (a classifier's
     probability is clipped to [1e-6, 1 - 1e-6]); for fit images that all share one outcome."""
     if kind == "classifier":
-        p = min(max(float(value), 1e-6), 1 - 1e-6)
-        value = float(np.log(p / (1 - p)))
+        from scipy.special import logit
+
+        value = float(logit(min(max(float(value), 1e-6), 1 - 1e-6)))
     return TreeEnsemble(kind, tuple(features), float(value), 1.0, ())
 
 
@@ -128,15 +135,36 @@ def cross_fitted(
     folds: int = 5, seed: int = 0,
 ) -> np.ndarray:
     """Out-of-fold predictions of :func:`fit_tree_ensemble` (each image scored by a model
-    not fitted on it), ``folds`` random folds; (n,)."""
+    not fitted on it), ``folds`` random folds; (n,). scikit-learn's ``cross_val_predict``
+    over those folds; a classifier fold whose training images share one outcome predicts it."""
+    from sklearn.model_selection import PredefinedSplit, cross_val_predict
+
     n = len(x)
     fold = np.random.default_rng(seed).permutation(n) % max(2, min(folds, n))
-    out = np.empty(n)
-    for f in np.unique(fold):
-        test = fold == f
-        yt = np.asarray(y)[~test]
-        if kind == "classifier" and len(np.unique(yt)) < 2:
-            out[test] = float(yt[0]) if len(yt) else 0.5
-            continue
-        out[test] = fit_tree_ensemble(x[~test], yt, kind, features, seed)(x[test])
-    return out
+    est = _estimator()(kind, tuple(features), seed)
+    return np.asarray(cross_val_predict(est, np.asarray(x, np.float64), np.asarray(y), cv=PredefinedSplit(fold)),
+                      np.float64)
+
+
+@lru_cache(maxsize=1)
+def _estimator() -> type:
+    """:func:`fit_tree_ensemble` as a scikit-learn estimator, for ``cross_val_predict``
+    (made on first use: ``import autolabel`` does not load scikit-learn)."""
+    from sklearn.base import BaseEstimator
+
+    class TreeEnsembleEstimator(BaseEstimator):
+        def __init__(self, kind: Literal["classifier", "regressor"] = "classifier", features: tuple[str, ...] = (),
+                     seed: int = 0):
+            self.kind, self.features, self.seed = kind, features, seed
+
+        def fit(self, x: np.ndarray, y: np.ndarray) -> Any:
+            y = np.asarray(y)
+            self.constant_ = float(y[0]) if self.kind == "classifier" and len(np.unique(y)) < 2 else None
+            self.model_ = None if self.constant_ is not None else fit_tree_ensemble(x, y, self.kind, self.features,
+                                                                                    self.seed)
+            return self
+
+        def predict(self, x: np.ndarray) -> np.ndarray:
+            return np.full(len(x), self.constant_) if self.model_ is None else self.model_(x)
+
+    return TreeEnsembleEstimator

@@ -5,6 +5,6 @@ builds the savings report; ``thresholds`` fits per-class thresholds; ``costfit``
 constants to measured review logs; ``ladder`` compares models; ``render`` draws tables.
 """
 
-from autolabel.savings.edits import EditCounts, count_edits, edit_seconds, scratch_seconds, summarize, sweep_edits
+from autolabel.savings.edits import EditCounts, Per1000, Savings, count_edits, edit_seconds, scratch_seconds, summarize, sweep_edits
 
-__all__ = ["EditCounts", "count_edits", "edit_seconds", "scratch_seconds", "summarize", "sweep_edits"]
+__all__ = ["EditCounts", "Savings", "Per1000", "count_edits", "edit_seconds", "scratch_seconds", "summarize", "sweep_edits"]

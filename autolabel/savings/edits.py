@@ -19,12 +19,16 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from autolabel.config import DEFAULT_PROFILE, ConfigError, CostProfile, config_names
+from autolabel.config import DEFAULT_PROFILE, IOU_ACCEPT, IOU_MIN, ConfigError, CostProfile, config_names
 from autolabel.core import Results
-from autolabel.matching import DRAW, EDIT_KINDS, Matching, match_sweep
+from autolabel.matching import DRAW, EDIT_KINDS, Matching, check_ious, match_sweep
+from autolabel.results import Options, Record
 
 __all__ = [
     "EditCounts",
+    "MatchOptions",
+    "Savings",
+    "Per1000",
     "count_edits",
     "sweep_edits",
     "kind_seconds",
@@ -35,15 +39,37 @@ __all__ = [
     "list_profiles",
 ]
 
+@dataclass(frozen=True)
+class MatchOptions(Options):
+    """The options every savings measurement shares: ``iou_accept`` (IoU from which a box
+    is accepted as is), ``iou_min`` (IoU from which a box counts as finding its object),
+    ``n_boot`` (bootstrap resamples of the 95% intervals).
+
+    Raises:
+        ValueError: IoUs not ``0 < iou_min <= iou_accept <= 1``, or ``n_boot < 0``.
+    """
+
+    iou_accept: float = IOU_ACCEPT
+    iou_min: float = IOU_MIN
+    n_boot: int = 1000
+
+    def __post_init__(self) -> None:
+        check_ious(self.iou_accept, self.iou_min)
+        if self.n_boot < 0:
+            raise ValueError(f"n_boot must be >= 0, got {self.n_boot}")
+
+
 _FINAL = np.array([1, 1, 1, 1, 0, 1], np.float64)  # kinds that leave a box in the finished labels
 _DRAW_ONLY = np.eye(len(EDIT_KINDS))[DRAW]
 
 
-@dataclass(eq=False)
-class EditCounts:
+@dataclass(frozen=True, eq=False, repr=False)
+class EditCounts(Record):
     """Edits per image and class: ``counts[i, c, k]`` is the number of edits of kind
     ``EDIT_KINDS[k]`` on image ``images[i]`` for class ``class_names[c]``; ``ignored[i]``
-    the predictions ignored on crowd regions; ``conf`` the pre-label threshold used."""
+    the predictions ignored on crowd regions; ``conf`` the pre-label threshold used.
+
+    :meth:`to_pandas` is :meth:`per_image`; in a notebook it shows :meth:`per_class`."""
 
     images: tuple[str, ...]
     class_names: tuple[str, ...]
@@ -67,6 +93,27 @@ class EditCounts:
 
     def totals(self) -> dict[str, int]:
         return dict(zip(EDIT_KINDS, map(int, self.counts.sum((0, 1)))))
+
+    def to_dict(self) -> dict[str, Any]:
+        """``conf``, ``images``, ``class_names``, ``counts`` (images x classes x kinds),
+        ``ignored`` (per image) and the ``totals`` per kind."""
+        return {"conf": self.conf, "images": list(self.images), "class_names": list(self.class_names),
+                "counts": self.counts.astype(int).tolist(), "ignored": self.ignored.astype(int).tolist(),
+                "totals": self.totals()}
+
+    def to_pandas(self) -> Any:
+        return self.per_image()
+
+    def __repr__(self) -> str:
+        conf = "none" if self.conf is None else f"{self.conf:g}"
+        edits = ", ".join(f"{k} {v}" for k, v in self.totals().items())
+        return (f"EditCounts({len(self.images)} images, {len(self.class_names)} classes, conf {conf}, "
+                f"{self.pred_boxes} pre-labels; {edits})")
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return f"<p><code>{html.escape(repr(self))}</code></p>" + self.per_class().to_html(index=False)
 
     def _table(self, c: np.ndarray, index: Sequence[str], name: str, profile: Any, overhead: bool) -> Any:
         import pandas as pd
@@ -167,19 +214,73 @@ def _money_per_second(p: CostProfile, n_images: int, n_gt: int, scratch_s: float
     return price / scratch_s if scratch_s > 0 else 0.0
 
 
+@dataclass(frozen=True, repr=False)
+class Per1000(Record):
+    """Savings per 1,000 images: hours, human money (in the profile's currency), machine
+    seconds and cost (``None`` when not measured), net saving (human money saved less
+    machine cost); ``saved_hours_ci95``: the 95% bootstrap interval."""
+
+    scratch_hours: float
+    assisted_hours: float
+    saved_hours: float
+    saved_hours_ci95: tuple[float, float]
+    human_cost_scratch: float
+    human_cost_assisted: float
+    human_cost_saved: float
+    machine_seconds: float | None
+    machine_cost: float | None
+    net_saving: float
+    _REPR = ("saved_hours", "human_cost_saved", "net_saving")
+
+
+@dataclass(frozen=True, repr=False)
+class Savings(Record):
+    """What one set of pre-labels saves under one cost profile (:func:`summarize`).
+
+    Attributes:
+        images, gt_boxes, pred_boxes, ignored_predictions: counts (ignored: on crowd regions).
+        conf: the pre-label threshold (``None``: every prediction). profile, currency.
+        edits: edit counts per kind. scratch_seconds, assisted_seconds, saved_seconds: human seconds.
+        saved_fraction: ``1 - assisted / scratch``; saved_fraction_ci95: its 95% bootstrap interval.
+        per_1000_images: :class:`Per1000`.
+    """
+
+    images: int
+    gt_boxes: int
+    pred_boxes: int
+    ignored_predictions: int
+    conf: float | None
+    profile: str
+    currency: str
+    edits: Mapping[str, int]
+    scratch_seconds: float
+    assisted_seconds: float
+    saved_seconds: float
+    saved_fraction: float
+    saved_fraction_ci95: tuple[float, float]
+    per_1000_images: Per1000
+    _REPR = ("images", "conf", "profile", "saved_fraction", "saved_fraction_ci95")
+
+    def __repr__(self) -> str:
+        lo, hi = self.saved_fraction_ci95
+        conf = "every prediction" if self.conf is None else f"conf {self.conf:.2f}"
+        return (f"Savings({self.images} images, {conf}, profile {self.profile!r}: saved {self.saved_fraction:.1%} "
+                f"(95% CI {lo:.1%} to {hi:.1%}), {self.per_1000_images.saved_hours:.2f} h per 1,000 images)")
+
+
 def summarize(
     edits: EditCounts,
     profile: str | CostProfile = DEFAULT_PROFILE,
     machine_seconds: float | None = None,
     n_boot: int = 1000,
     seed: int = 0,
-) -> dict[str, Any]:
-    """The savings of one set of pre-labels under one cost profile, JSON-ready.
+) -> Savings:
+    """The savings of one set of pre-labels under one cost profile.
 
     Totals (``scratch_seconds``, ``assisted_seconds``, ``saved_fraction`` ...), edit
     counts, a 95% bootstrap interval over images (``n_boot`` resamples; 0 = none), and
     per 1,000 images: hours, human money, machine cost (``machine_seconds`` = measured
-    inference seconds for these images) and the net saving.
+    inference seconds for these images) and the net saving. ``to_dict()`` is JSON-ready.
     """
     p = CostProfile.load(profile)
     order = np.argsort(np.array(edits.images, dtype=object))  # bootstrap independent of image order
@@ -191,42 +292,29 @@ def summarize(
     frac = 1.0 - a_tot / s_tot if s_tot > 0 else 0.0
     rate = _money_per_second(p, n_img, int(n_gt.sum()), s_tot)
     per = 1000.0 / max(n_img, 1)
-    ci_frac, ci_hours = [frac, frac], [(s_tot - a_tot) * per / 3600] * 2
+    ci_frac, ci_hours = (frac, frac), ((s_tot - a_tot) * per / 3600,) * 2
     if n_boot and n_img:
         idx = np.random.default_rng(seed).integers(0, n_img, (n_boot, n_img))
         sb, ab = scratch[idx].sum(1), assisted[idx].sum(1)
         fb = np.where(sb > 0, 1.0 - ab / np.where(sb > 0, sb, 1.0), 0.0)
-        ci_frac = np.percentile(fb, [2.5, 97.5]).tolist()
-        ci_hours = np.percentile((sb - ab) * per / 3600, [2.5, 97.5]).tolist()
+        ci_frac = _pair(np.percentile(fb, [2.5, 97.5]))
+        ci_hours = _pair(np.percentile((sb - ab) * per / 3600, [2.5, 97.5]))
     machine = None if machine_seconds is None else machine_seconds * per / 3600 * p.machine_price_per_hour
     saved_money = (s_tot - a_tot) * per * rate
-    return {
-        "images": n_img,
-        "gt_boxes": int(n_gt.sum()),
-        "pred_boxes": edits.pred_boxes,
-        "ignored_predictions": int(edits.ignored.sum()),
-        "conf": edits.conf,
-        "profile": profile if isinstance(profile, str) else (p.description or "custom"),
-        "currency": p.currency,
-        "edits": edits.totals(),
-        "scratch_seconds": s_tot,
-        "assisted_seconds": a_tot,
-        "saved_seconds": s_tot - a_tot,
-        "saved_fraction": frac,
-        "saved_fraction_ci95": ci_frac,
-        "per_1000_images": {
-            "scratch_hours": s_tot * per / 3600,
-            "assisted_hours": a_tot * per / 3600,
-            "saved_hours": (s_tot - a_tot) * per / 3600,
-            "saved_hours_ci95": ci_hours,
-            "human_cost_scratch": s_tot * per * rate,
-            "human_cost_assisted": a_tot * per * rate,
-            "human_cost_saved": saved_money,
-            "machine_seconds": None if machine_seconds is None else machine_seconds * per,
-            "machine_cost": machine,
-            "net_saving": saved_money - (machine or 0.0),
-        },
-    }
+    k = Per1000(
+        s_tot * per / 3600, a_tot * per / 3600, (s_tot - a_tot) * per / 3600, ci_hours, s_tot * per * rate,
+        a_tot * per * rate, saved_money, None if machine_seconds is None else machine_seconds * per, machine,
+        saved_money - (machine or 0.0),
+    )
+    return Savings(
+        n_img, int(n_gt.sum()), edits.pred_boxes, int(edits.ignored.sum()), edits.conf,
+        profile if isinstance(profile, str) else (p.description or "custom"), p.currency, edits.totals(),
+        s_tot, a_tot, s_tot - a_tot, frac, ci_frac, k,
+    )
+
+
+def _pair(a: np.ndarray) -> tuple[float, float]:
+    return float(a[0]), float(a[1])
 
 
 def list_profiles() -> list[str]:
@@ -248,11 +336,11 @@ def sensitivity(
     rows = []
     for prof in profiles if profiles is not None else list_profiles():
         s = summarize(edits, prof, machine_seconds, n_boot=0)
-        k = s["per_1000_images"]
+        k = s.per_1000_images
         rows.append({
-            "profile": s["profile"], "draw_s": CostProfile.load(prof).draw_s, "saved_fraction": s["saved_fraction"],
-            "saved_hours_per_1000": k["saved_hours"], "currency": s["currency"],
-            "human_cost_saved_per_1000": k["human_cost_saved"], "machine_cost_per_1000": k["machine_cost"],
-            "net_saving_per_1000": k["net_saving"],
+            "profile": s.profile, "draw_s": CostProfile.load(prof).draw_s, "saved_fraction": s.saved_fraction,
+            "saved_hours_per_1000": k.saved_hours, "currency": s.currency,
+            "human_cost_saved_per_1000": k.human_cost_saved, "machine_cost_per_1000": k.machine_cost,
+            "net_saving_per_1000": k.net_saving,
         })
     return pd.DataFrame(rows)

@@ -19,9 +19,7 @@ dynamic-quantized files run on CPUs only (ONNX Runtime's CUDA provider has no
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import html
 import io
 import os
 from dataclasses import dataclass, field
@@ -32,7 +30,7 @@ import numpy as np
 from autolabel.config import DEFAULT_PROFILE
 from autolabel.core import Results
 
-__all__ = ["MachinePrices", "coco_map", "ladder_row", "Ladder", "pareto_front", "run_ladder", "PROFILES"]
+__all__ = ["MachinePrices", "ModelRun", "coco_map", "ladder_row", "Ladder", "pareto_front", "run_ladder", "PROFILES"]
 
 PROFILES = (DEFAULT_PROFILE, "annotation-factory")
 
@@ -85,15 +83,24 @@ def coco_map(pred: Results, gt_coco: Mapping[str, Any]) -> tuple[float, float]:
     return float(ev.stats[0]), float(ev.stats[1])
 
 
+@dataclass(frozen=True)
+class ModelRun:
+    """A model as the ladder measured it: ``name`` shown, ``cpu_s_per_image`` (process CPU
+    seconds) and ``wall_s_per_image`` measured, ``input_size`` (height, width; for the GPU
+    assumption) and ``precision`` (e.g. ``"int8 QDQ"``)."""
+
+    name: str
+    cpu_s_per_image: float
+    wall_s_per_image: float
+    input_size: tuple[int, int] | None = None
+    precision: str = ""
+
+
 def ladder_row(
-    model: str,
+    run: ModelRun,
     pred: Results,
     gt: Results,
     gt_coco: Mapping[str, Any],
-    cpu_s_per_image: float,
-    wall_s_per_image: float,
-    input_size: tuple[int, int] | None = None,
-    precision: str = "",
     prices: MachinePrices = MachinePrices(),
     profiles: Sequence[str] = PROFILES,
     n_boot: int = 1000,
@@ -101,14 +108,10 @@ def ladder_row(
     """One model's rung of the ladder on one data set (see the module docs).
 
     Args:
-        model: name shown.
+        run: the model and its measured time (:class:`ModelRun`).
         pred: its predictions at a low threshold (at most the lowest of the sweep).
         gt: the ground truth.
         gt_coco: the same ground truth as a COCO dict (for pycocotools).
-        cpu_s_per_image: measured process CPU seconds per image.
-        wall_s_per_image: measured wall seconds per image.
-        input_size: model input (height, width), for the GPU assumption.
-        precision: e.g. ``"int8 QDQ"``.
         prices: machine prices.
         profiles: cost profiles priced; the first is the headline.
         n_boot: bootstrap resamples.
@@ -121,21 +124,24 @@ def ladder_row(
     from autolabel.savings.thresholds import per_class_gain
 
     m, m50 = coco_map(pred, gt_coco)
-    cpu_cost = prices.cpu_cost_per_1000(cpu_s_per_image)
-    row: dict[str, Any] = {"model": model, "precision": precision,
-                           "input": "x".join(map(str, input_size)) if input_size else "", "mAP50_95": m, "mAP50": m50}
+    cpu_cost = prices.cpu_cost_per_1000(run.cpu_s_per_image)
+    row: dict[str, Any] = {"model": run.name, "precision": run.precision,
+                           "input": "x".join(map(str, run.input_size)) if run.input_size else "", "mAP50_95": m,
+                           "mAP50": m50}
     for i, prof in enumerate(profiles):
-        rep = savings_report(pred, gt, prof, "best", cpu_s_per_image * len(gt), n_boot=n_boot if i == 0 else 0, model=model)
-        s, k = rep.summary, rep.summary["per_1000_images"]
+        rep = savings_report(pred, gt, prof, "best", run.cpu_s_per_image * len(gt), run.name,
+                             n_boot=n_boot if i == 0 else 0)
+        s, k = rep.savings, rep.savings.per_1000_images
         if i == 0:
-            row.update(threshold=s["conf"], saved_fraction=s["saved_fraction"],
-                       ci95_low=s["saved_fraction_ci95"][0], ci95_high=s["saved_fraction_ci95"][1],
-                       saved_hours_per_1000=k["saved_hours"], saved_hours_ci95_low=k["saved_hours_ci95"][0],
-                       saved_hours_ci95_high=k["saved_hours_ci95"][1])
-        row[f"net_{prof}_per_1000"] = k["human_cost_saved"] - cpu_cost
+            row.update(threshold=s.conf, saved_fraction=s.saved_fraction,
+                       ci95_low=s.saved_fraction_ci95[0], ci95_high=s.saved_fraction_ci95[1],
+                       saved_hours_per_1000=k.saved_hours, saved_hours_ci95_low=k.saved_hours_ci95[0],
+                       saved_hours_ci95_high=k.saved_hours_ci95[1])
+        row[f"net_{prof}_per_1000"] = k.human_cost_saved - cpu_cost
     gain = per_class_gain(pred, gt, profiles[0])
-    row.update(per_class_gain_fraction=gain["gain_fraction"], cpu_s_per_image=cpu_s_per_image, wall_s_per_image=wall_s_per_image,
-               cpu_cost_per_1000=cpu_cost, gpu_cost_per_1000=prices.gpu_cost_per_1000(input_size),
+    row.update(per_class_gain_fraction=gain["gain_fraction"], cpu_s_per_image=run.cpu_s_per_image,
+               wall_s_per_image=run.wall_s_per_image, cpu_cost_per_1000=cpu_cost,
+               gpu_cost_per_1000=prices.gpu_cost_per_1000(run.input_size),
                class_thresholds=gain["thresholds"])
     return row
 
@@ -145,7 +151,7 @@ def pareto_front(saving: Sequence[float], cost: Sequence[float]) -> np.ndarray:
     the same saving for less)."""
     s, c = np.asarray(saving, float), np.asarray(cost, float)
     better = (s[None, :] >= s[:, None]) & (c[None, :] <= c[:, None]) & ((s[None, :] > s[:, None]) | (c[None, :] < c[:, None]))
-    return ~better.any(1)
+    return np.asarray(~better.any(1))
 
 
 @dataclass(eq=False)
@@ -231,35 +237,14 @@ class Ladder:
         return b
 
     def to_markdown(self, figure_file: str | None = None) -> str:
-        from autolabel.savings.render import formatted, md_table
+        from autolabel.savings.render import markdown
 
-        out = []
-        for kind, x in self._blocks():
-            if kind in ("h1", "h2"):
-                out.append("#" * int(kind[1]) + " " + x)
-            elif kind == "p":
-                out.append(x)
-            elif kind == "table":
-                out.append(md_table(formatted(x)))
-            elif figure_file:
-                out.append(f"![Pareto front]({figure_file})")
-        return "\n\n".join(out) + "\n"
+        return markdown(self._blocks(), {"pareto": figure_file} if figure_file else None, {"pareto": "Pareto front"})
 
     def to_html(self) -> str:
-        from autolabel.savings.render import CSS, formatted, png
+        from autolabel.savings.render import html_page
 
-        out = []
-        for kind, x in self._blocks():
-            if kind in ("h1", "h2"):
-                out.append(f"<{kind}>{html.escape(x)}</{kind}>")
-            elif kind == "p":
-                out.append(f"<p>{html.escape(x)}</p>")
-            elif kind == "table":
-                out.append(formatted(x).to_html(index=False, border=0))
-            else:
-                out.append(f'<img alt="pareto" src="data:image/png;base64,{base64.b64encode(png(self.figure())).decode()}">')
-        return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Model ladder</title><style>{CSS}</style>"
-                "</head><body>\n" + "\n".join(out) + "\n</body></html>\n")
+        return html_page(self._blocks(), "Model ladder", {"pareto": self.figure()})
 
     def save(self, out_dir: str | os.PathLike, name: str = "model-ladder") -> list[str]:
         """Write ``<name>.md`` (+ ``<name>-pareto.png``), ``<name>.html`` and
@@ -297,7 +282,7 @@ def run_ladder(
     ground_truth: str | os.PathLike,
     dataset: str | None = None,
     split: str | os.PathLike | Sequence[str] | None = None,
-    min_conf: float = 0.05,
+    evidence_conf: float = 0.05,
     prices: MachinePrices = MachinePrices(),
     progress: bool = False,
 ) -> tuple[Ladder, dict[str, Results], dict[str, float]]:
@@ -310,7 +295,7 @@ def run_ladder(
         ground_truth: a COCO JSON file.
         dataset: name shown (default: the folder's name).
         split: only these images (see :func:`autolabel.report.compare`).
-        min_conf: pre-label threshold of the runs (the lowest of the sweep).
+        evidence_conf: the score the models predict down to (at most the lowest threshold of the sweep).
         prices: machine prices.
         progress: progress bars.
 
@@ -329,11 +314,11 @@ def run_ladder(
 
     gt = _select(read_coco(ground_truth), split)
     raw, _ = load_json(ground_truth)
-    names = {d.image.file_name for d in gt}  # type: ignore[union-attr]
+    names = {d.image.file_name for d in gt}
     ids = {im["id"] for im in raw["images"] if im["file_name"] in names}
     gt_coco = {**raw, "images": [im for im in raw["images"] if im["id"] in ids],
                "annotations": [a for a in raw.get("annotations", []) if a["image_id"] in ids]}
-    items = [Item(d.image.file_name, os.path.join(str(images), d.image.file_name)) for d in gt]  # type: ignore[union-attr]
+    items = [Item(d.image.file_name, os.path.join(str(images), d.image.file_name)) for d in gt]
     dataset = dataset or os.path.basename(os.path.abspath(str(images)))
     ladder = Ladder(prices=prices)
     preds: dict[str, Results] = {}
@@ -342,7 +327,7 @@ def run_ladder(
         det = load_detector(spec)
         name = det.name if det.name not in preds else f"{det.name}#{len(preds)}"
         cpu0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        res = prelabel(Source(items, f"{len(items)} images under {images}", len(items)), det, conf=min_conf,
+        res = prelabel(Source(items, f"{len(items)} images under {images}", len(items)), det, conf=evidence_conf,
                        progress=progress)
         seconds[name] = time.perf_counter() - t0
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -351,7 +336,7 @@ def run_ladder(
             raise ValueError(f"{name}: {len(res.failures)} images could not be read, e.g. {f.key}: {f.reason}")
         cpu = (cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime) / len(items)
         preds[name] = res
-        ladder.add(dataset, ladder_row(name, res, gt, gt_coco, cpu, seconds[name] / len(items), det.input_size,
-                                       getattr(det, "precision", ""), prices))
-    ladder.notes.append(f"Predictions at conf {min_conf}; CPU seconds measured over the whole run on this machine.")
+        run = ModelRun(name, cpu, seconds[name] / len(items), det.input_size, getattr(det, "precision", ""))
+        ladder.add(dataset, ladder_row(run, res, gt, gt_coco, prices))
+    ladder.notes.append(f"Predictions at conf {evidence_conf}; CPU seconds measured over the whole run on this machine.")
     return ladder, preds, seconds

@@ -30,14 +30,12 @@ thresholds fitted on one half are measured on the other, and the other way round
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from autolabel.config import DEFAULT_PROFILE, DEFAULT_THRESHOLDS, IOU_ACCEPT, IOU_MIN, CostProfile, load_yaml
-from autolabel.core import Detections, Results
+from autolabel.config import DEFAULT_PROFILE, DEFAULT_THRESHOLDS, IOU_ACCEPT, IOU_MIN, CostProfile
+from autolabel.core import Results
 from autolabel.matching import Matching, match, match_sweep
 from autolabel.detectors.thresholds import ClassThresholds
 from autolabel.savings.edits import EditCounts, summarize
@@ -119,12 +117,12 @@ def per_class_gain(
         ``thresholds`` fitted on all images.
     """
     grid = list(thresholds if thresholds is not None else DEFAULT_THRESHOLDS)
-    names = sorted(d.image.file_name for d in gt)  # type: ignore[union-attr]
+    names = sorted(d.image.file_name for d in gt)
     rng = np.random.default_rng(seed)
     half = set(rng.permutation(names)[: len(names) // 2].tolist())
 
     def part(r: Results, inside: bool) -> Results:
-        return Results([d for d in r if (d.image.file_name in half) == inside], r.class_names, r.model_id)  # type: ignore[union-attr]
+        return Results([d for d in r if (d.image.file_name in half) == inside], r.class_names, r.model_id)
 
     folds, totals = [], {"scratch": 0.0, "global": 0.0, "per_class": 0.0}
     for fit_half in (True, False):
@@ -134,9 +132,9 @@ def per_class_gain(
         row: dict[str, Any] = {"fit_on": "A" if fit_half else "B", "global_threshold": ct.default}
         for key, t in (("global", ct.default), ("per_class", ct)):
             s = summarize(EditCounts.of(match(_filtered(p_test, t), g_test, None, iou_accept, iou_min)), profile, n_boot=0)
-            row[f"{key}_saved_seconds"] = s["saved_seconds"]
-            totals[key] += s["saved_seconds"]
-        totals["scratch"] += s["scratch_seconds"]
+            row[f"{key}_saved_seconds"] = s.saved_seconds
+            totals[key] += s.saved_seconds
+        totals["scratch"] += s.scratch_seconds
         folds.append(row)
     g, c = totals["global"] / totals["scratch"], totals["per_class"] / totals["scratch"]
     full = fit_class_thresholds(match_sweep(pred, gt, grid, iou_accept, iou_min), profile, prior_boxes)

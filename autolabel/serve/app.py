@@ -37,18 +37,10 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9090
 
 
-def create_app(backend: Backend, basic_auth: tuple[str, str] | None = None) -> Any:
-    """The FastAPI application serving ``backend``.
-
-    Args:
-        backend: the model side.
-        basic_auth: ``(user, password)`` every request must carry, or ``None``.
-
-    Returns:
-        A ``fastapi.FastAPI`` app (run it with uvicorn, or :func:`serve`).
-    """
-    from fastapi import Body, Depends, FastAPI, HTTPException
-    from fastapi.responses import JSONResponse
+def _authorization(basic_auth: tuple[str, str] | None) -> Any:
+    """The dependency every request passes: HTTP Basic Auth with ``basic_auth``
+    (compared in constant time), or nothing when ``None``."""
+    from fastapi import Depends, HTTPException
     from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
     security = HTTPBasic(auto_error=False)
@@ -63,7 +55,23 @@ def create_app(backend: Backend, basic_auth: tuple[str, str] | None = None) -> A
         if not ok:
             raise HTTPException(401, "this ML backend needs its Basic Auth user and password", {"WWW-Authenticate": "Basic"})
 
-    app = FastAPI(title="autolabel ML backend", dependencies=[Depends(authorized)])
+    return authorized
+
+
+def create_app(backend: Backend, basic_auth: tuple[str, str] | None = None) -> Any:
+    """The FastAPI application serving ``backend``.
+
+    Args:
+        backend: the model side.
+        basic_auth: ``(user, password)`` every request must carry, or ``None``.
+
+    Returns:
+        A ``fastapi.FastAPI`` app (run it with uvicorn, or :func:`serve`).
+    """
+    from fastapi import Body, Depends, FastAPI
+    from fastapi.responses import JSONResponse
+
+    app = FastAPI(title="autolabel ML backend", dependencies=[Depends(_authorization(basic_auth))])
     lock = threading.Lock()  # one batch in inference at a time; a detector need not be thread-safe
 
     def mismatch(e: LabelConfigMismatch) -> JSONResponse:

@@ -63,19 +63,16 @@ class Backend:
         from autolabel.classmap import ClassMap
         from autolabel.detectors import load_detector
         from autolabel.routing import FittedPolicy
-        from autolabel.detectors.thresholds import ClassThresholds
 
         self.detector = load_detector(model, **dict(detector_options or {}))
         det = self.detector
         self.class_map = None if class_map is None else ClassMap.load(class_map, det.class_names)
         self.class_names = self.class_map.target_names if self.class_map else det.class_names
-        thresholds = ClassThresholds(det.conf if conf is None else float(conf)) if conf is None or isinstance(
-            conf, (int, float)) else ClassThresholds.load(conf, default=det.conf)
+        thresholds, self.iou, self.max_det = det.settings(conf, iou, max_det)
         unknown = sorted(set(thresholds.classes) - set(self.class_names))
         if unknown:
             raise ValueError(f"per-class thresholds name classes the model does not emit: {unknown}")
         self.run_conf, self.thresholds = thresholds.floor, thresholds.array(self.class_names)
-        _, self.iou, self.max_det = det.settings(None, iou, max_det)
         self.policy = None if policy is None else (
             policy if isinstance(policy, FittedPolicy) else FittedPolicy.load(policy)
         )
@@ -146,7 +143,7 @@ class Backend:
             data = task.get("data") if isinstance(task, Mapping) else None
             url = data.get(names.image_field) if isinstance(data, Mapping) else None
             try:
-                items.append(self.images.item(f"task-{tid}-{i}", url))  # type: ignore[arg-type]
+                items.append(self.images.item(f"task-{tid}-{i}", url))
                 where.append(i)
             except RefusedURL as e:
                 log.warning("task %s: %s", tid, e)
@@ -214,6 +211,6 @@ class Backend:
         assert self.policy is not None
         routed = route(Results(dets, self.class_names, self.model_version), self.policy)
         cols = ["queue", "review_rank", "priority", "p_no_edit", "expected_edit_s", "expected_scratch_s", "reason"]
-        keys = [d.image.key for d in dets]  # type: ignore[union-attr]
+        keys = [d.info.key for d in dets]
         rows = task_data(routed.manifest[cols], keys)
         return [{k.removeprefix("routing_"): v for k, v in rows[key].items()} for key in keys]

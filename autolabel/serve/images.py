@@ -105,7 +105,7 @@ class ImageAccess:
                 self._token = token
                 self._auth = None
 
-    def item(self, key: str, url: str) -> Item:
+    def item(self, key: str, url: Any) -> Item:
         """The item that loads the image at ``url``. Raises :class:`RefusedURL`."""
         if not isinstance(url, str) or not url:
             raise RefusedURL(f"no image URL in the task (got {url!r})")

@@ -16,7 +16,7 @@ import glob as _glob
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -120,7 +120,7 @@ def from_coco(annotations: str | os.PathLike, image_dir: str | os.PathLike | Non
     gt = read_coco(str(annotations))
     if image_dir is None:
         base = os.path.dirname(os.path.abspath(annotations))
-        first = gt.detections[0].image.key if len(gt) else ""
+        first = gt.detections[0].info.key if len(gt) else ""
         image_dir = base if os.path.exists(os.path.join(base, first)) else os.path.join(base, "images")
     return _dataset_source(gt, str(image_dir), f"COCO {annotations}")
 
@@ -186,7 +186,7 @@ def from_video(path: str | os.PathLike, every: int | None = None, every_seconds:
     return Source(frames, f"video {path} every {step} frames", length)
 
 
-def open_source(spec: Source | str | os.PathLike | Sequence[str | os.PathLike], **kw: object) -> Source:
+def open_source(spec: Source | str | os.PathLike | Sequence[str | os.PathLike], **kw: Any) -> Source:
     """Any source from one argument: a :class:`Source`, an image folder, a glob, a video
     file, a MOTChallenge sequence folder (has ``seqinfo.ini``; numbered frames with
     ``fps=``: see :mod:`autolabel.sources.sequences`), a COCO ``.json``, a VOC root (has ``Annotations/``), a YOLO root (has
@@ -201,19 +201,19 @@ def open_source(spec: Source | str | os.PathLike | Sequence[str | os.PathLike], 
     if any(c in s for c in "*?["):
         return from_glob(s)
     if low.endswith(VIDEO_EXTENSIONS):
-        return from_video(s, **kw)  # type: ignore[arg-type]
+        return from_video(s, **kw)
     if low.endswith(".json"):
-        return from_coco(s, **kw)  # type: ignore[arg-type]
+        return from_coco(s, **kw)
     if os.path.isdir(s):
         from autolabel.sources import sequences  # MOTChallenge folders (seqinfo.ini) and numbered frames at an fps
 
         if sequences.is_sequence(s) or "fps" in kw:
-            return sequences.open_sequence(s, **kw)  # type: ignore[arg-type]
+            return sequences.open_sequence(s, **kw)
         if os.path.isdir(os.path.join(s, "Annotations")) and os.path.isdir(os.path.join(s, "JPEGImages")):
-            return from_voc(s, **kw)  # type: ignore[arg-type]
+            return from_voc(s, **kw)
         if os.path.isfile(os.path.join(s, "data.yaml")):
-            return from_yolo(s, **kw)  # type: ignore[arg-type]
-        return from_folder(s, **kw)  # type: ignore[arg-type]
+            return from_yolo(s, **kw)
+        return from_folder(s, **kw)
     if os.path.isfile(s) and _is_image(s):
         return from_paths([s])
     raise FileNotFoundError(f"no such image folder, image, video or dataset: {s}")

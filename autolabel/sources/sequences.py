@@ -26,7 +26,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from autolabel.core import Results
 from autolabel.sources import Item, Source, from_video
@@ -59,7 +59,7 @@ class SequenceSource(Source):
         fps: frames per second (timestamps are ``frame_index / fps``).
     """
 
-    def __init__(self, items: list[Item] | Callable[[], Iterator[Item]], description: str, name: str, fps: float,
+    def __init__(self, items: Iterable[Item] | Callable[[], Iterator[Item]], description: str, name: str, fps: float,
                  ground_truth: Results | None = None, length: int | None = None):
         n = len(items) if length is None and isinstance(items, list) else length
         super().__init__(items, description, n, ground_truth)
@@ -78,28 +78,34 @@ def read_seqinfo(path: str | os.PathLike) -> SeqInfo:
     """
     cp = configparser.ConfigParser()
     try:
-        cp.read(path, encoding="utf-8")
+        cp.read(os.fspath(path), encoding="utf-8")
     except configparser.Error as e:
         raise ValueError(f"{path}: not a valid seqinfo.ini: {e}") from None
     if not cp.has_section("Sequence"):
         raise ValueError(f"{path}: no [Sequence] section")
     s = cp["Sequence"]
 
-    def num(key: str, kind: type = int) -> float | int | None:
+    def num(key: str) -> float | None:
         if key not in s:
             return None
         try:
-            return kind(s[key])
+            return float(s[key])
         except ValueError:
             raise ValueError(f"{path}: {key}={s[key]!r} is not a number") from None
 
-    fps = num("frameRate", float)
+    def whole(key: str) -> int | None:
+        v = num(key)
+        if v is not None and v != int(v):
+            raise ValueError(f"{path}: {key}={s[key]!r} is not a whole number")
+        return None if v is None else int(v)
+
+    fps = num("frameRate")
     if fps is not None and fps <= 0:
         raise ValueError(f"{path}: frameRate must be positive, got {fps}")
     im_dir = s.get("imDir") or next((d for d in ("img1", "img") if (Path(path).parent / d).is_dir()), "img1")
     return SeqInfo(
         name=s.get("name", Path(path).parent.name), im_dir=im_dir, fps=fps or 0.0,
-        length=num("seqLength"), width=num("imWidth"), height=num("imHeight"),  # type: ignore[arg-type]
+        length=whole("seqLength"), width=whole("imWidth"), height=whole("imHeight"),
         im_ext=s.get("imExt", ""),
     )
 
@@ -191,12 +197,13 @@ def from_mot_folder(root: str | os.PathLike, fps: float | None = None, every: in
     gt_path = os.path.join(root, "gt", "gt.txt")
     gt = None
     if os.path.isfile(gt_path):
-        gt = read_mot(gt_path, frames=[(it.key, it.path, it.frame_index, it.timestamp) for it in items],
+        gt = read_mot(gt_path, frames=[(it.key, it.path, it.frame_index, it.timestamp) for it in items
+                                       if it.frame_index is not None],  # every item of a sequence has one
                       image_size=_size(info, items[0].path), ground_truth=True)
     if every and every > 1:
         items = items[::every]
         keep = {it.key for it in items}
-        gt = None if gt is None else Results([d for d in gt if d.image.key in keep], gt.class_names)  # type: ignore[union-attr]
+        gt = None if gt is None else Results([d for d in gt if d.image.key in keep], gt.class_names)
     return SequenceSource(items, f"MOT sequence {root}", info.name, rate, gt)
 
 
@@ -235,10 +242,10 @@ def open_sequence(spec: str | os.PathLike | Source, fps: float | None = None, ev
     raise FileNotFoundError(f"no sequence folder, frame folder or video at {s}")
 
 
-def _video(path: str, **options: object) -> SequenceSource:
+def _video(path: str, **options: Any) -> SequenceSource:
     import cv2
 
-    src = from_video(path, **options)  # type: ignore[arg-type]
+    src = from_video(path, **options)
     cap = cv2.VideoCapture(path)
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
     cap.release()

@@ -9,7 +9,7 @@ checks MOTA and IDF1 against TrackEval itself).
 
 Track counts beyond CLEAR: a **false track** is a predicted track of which fewer than
 half the boxes pair with a ground-truth box (read from :func:`autolabel.matching.match`
-at IoU >= ``threshold``); a **missed track** is a ground-truth track that is mostly lost
+at IoU >= ``iou``); a **missed track** is a ground-truth track that is mostly lost
 (CLEAR's ``ML``: matched on fewer than 20% of its frames).
 """
 
@@ -28,50 +28,58 @@ __all__ = ["evaluate_tracks", "evaluate_mot_files", "false_tracks"]
 _COLUMNS = ("HOTA", "DetA", "AssA", "MOTA", "MOTP", "IDF1", "IDSW", "Frag", "MT", "PT", "ML", "CLR_FP", "CLR_FN")
 
 
-def evaluate_mot_files(gt_path: str | os.PathLike, pred_path: str | os.PathLike, threshold: float = 0.5) -> dict[str, Any]:
+def evaluate_mot_files(gt_path: str | os.PathLike, pred_path: str | os.PathLike, iou: float = 0.5) -> dict[str, Any]:
     """HOTA, CLEAR and identity metrics of one MOT tracker file against a MOT ground-truth file.
 
     Args:
         gt_path: ground truth (MOTChallenge ``gt.txt``: pedestrian class, consider flag set).
         pred_path: tracker output (``frame,id,x,y,w,h,score,...``).
-        threshold: IoU for CLEAR and identity matching (HOTA averages 0.05..0.95).
+        iou: IoU threshold of CLEAR and identity matching (HOTA averages 0.05..0.95).
 
     Returns:
         ``{metric: value}`` for the metrics in ``_COLUMNS`` (fractions, not percent).
     """
     from trackers.eval import evaluate_mot_sequence
 
-    r = evaluate_mot_sequence(gt_path, pred_path, metrics=["CLEAR", "HOTA", "Identity"], threshold=threshold)
-    values = {**r.CLEAR.to_dict(), **r.HOTA.to_dict(), **r.Identity.to_dict()}  # type: ignore[union-attr]
+    r = evaluate_mot_sequence(os.fspath(gt_path), os.fspath(pred_path), metrics=["CLEAR", "HOTA", "Identity"],
+                              threshold=iou)
+    values = {**_metrics(r.CLEAR), **_metrics(r.HOTA), **_metrics(r.Identity)}
     return {k: values[k] for k in _COLUMNS}
 
 
-def false_tracks(pred: Results, gt: Results, threshold: float = 0.5) -> dict[tuple[str, int], float]:
+def _metrics(group: Any) -> dict[str, Any]:
+    """One metric group of ``trackers.eval`` (all three are requested above)."""
+    if group is None:
+        raise RuntimeError("trackers.eval returned no values for a metric group it was asked for")
+    return dict(group.to_dict())
+
+
+def false_tracks(pred: Results, gt: Results, iou: float = 0.5) -> dict[tuple[str, int], float]:
     """Share of each predicted track's boxes that pair with ground truth.
 
     Returns:
         ``{(sequence, track_id): paired share in [0, 1]}``; a share below 0.5 is a false track.
     """
-    m = match(pred, gt, conf=None, iou_accept=max(threshold, 0.5), iou_min=threshold, relabel=False)
+    m = match(pred, gt, conf=None, iou_accept=max(iou, 0.5), iou_min=iou, relabel=False)
     hits: dict[tuple[str, int], list[int]] = {}
     for img, box, edit in zip(m.pred_image, m.pred_box, m.pred_edit):
         d = m.pred.detections[int(img)]
         if d.track_id is None or edit == IGNORE:
             continue
-        key = (d.image.key.split("#", 1)[0], int(d.track_id[int(box)]))  # type: ignore[union-attr]
+        key = (d.info.sequence, int(d.track_id[int(box)]))
         hits.setdefault(key, [0, 0])
         hits[key][0] += int(edit != DELETE)
         hits[key][1] += 1
     return {k: a / b for k, (a, b) in sorted(hits.items())}
 
 
-def evaluate_tracks(pred: Results, gt: Results, threshold: float = 0.5, workdir: str | os.PathLike | None = None) -> Any:
+def evaluate_tracks(pred: Results, gt: Results, iou: float = 0.5, workdir: str | os.PathLike | None = None) -> Any:
     """Evaluate tracked pre-labels against tracked ground truth, sequence by sequence.
 
     Args:
         pred: per-frame predictions with ``track_id`` (one class).
         gt: per-frame ground truth with ``track_id``, same sequences and frames.
-        threshold: IoU for CLEAR, identity and false-track matching.
+        iou: IoU threshold of CLEAR, identity and false-track matching.
         workdir: where the MOT files are written (default: a temporary folder, removed).
 
     Returns:
@@ -88,21 +96,33 @@ def evaluate_tracks(pred: Results, gt: Results, threshold: float = 0.5, workdir:
 
     if len(gt.class_names) != 1:
         raise ValueError(f"evaluate one class at a time; the ground truth has {list(gt.class_names)}")
-    shares = false_tracks(pred, gt, threshold)
+    shares = false_tracks(pred, gt, iou)
     rows = []
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         g_seq, p_seq = sequences(gt), sequences(pred)
-        for name, frames in g_seq.items():
-            if name not in p_seq:
-                raise ValueError(f"sequence {name!r} has ground truth but no predictions")
-            gdir, pdir = os.path.join(tmp, "gt", name), os.path.join(tmp, "pred", name)
+        for i, (name, frames) in enumerate(g_seq.items()):
+            pred_name = _paired(name, p_seq)
+            gdir, pdir = os.path.join(tmp, "gt", str(i)), os.path.join(tmp, "pred", str(i))
             gfile = write_mot(Results(frames, gt.class_names), gdir, ground_truth=True)[0]
-            pfile = write_mot(Results(p_seq[name], pred.class_names, pred.model_id), pdir)[0]
-            metrics = evaluate_mot_files(gfile, pfile, threshold)
+            pfile = write_mot(Results(p_seq[pred_name], pred.class_names, pred.model_id), pdir)[0]
+            metrics = evaluate_mot_files(gfile, pfile, iou)
             n_gt = len({int(t) for d in frames for t in (d.track_id if d.track_id is not None else [])})
-            mine = {k: v for k, v in shares.items() if k[0] == name}
+            mine = {k: v for k, v in shares.items() if k[0] == pred_name}
             rows.append({"sequence": name, **metrics, "gt_tracks": n_gt, "pred_tracks": len(mine),
                          "false_tracks": int(sum(v < 0.5 for v in mine.values())),
                          "missed_tracks": int(metrics["ML"])})
     return pd.DataFrame(rows)
+
+
+def _paired(name: str, pred: dict[str, list]) -> str:
+    """The predicted sequence for ground-truth sequence ``name``: the same name, or for
+    ground truth read from a file (which knows the video's name, not its folder) the one
+    decoded video of that file name."""
+    if name in pred:
+        return name
+    same = [p for p in pred if os.path.basename(p) == os.path.basename(name)]
+    if len(same) != 1:
+        raise ValueError(f"sequence {name!r} has ground truth but no predictions"
+                         + (f" (or several: {same})" if same else ""))
+    return same[0]
 

@@ -9,9 +9,9 @@ filler: ``Detections.data["detected"]``), ``overlap`` (largest IoU of its boxes 
 another track's box on the same frame: where two tracks cross, ids can swap) and
 whether the track starts or ends inside the sequence at the segment (a break).
 
-**Routes** (:class:`SegmentPolicy`): ``accept`` when ``min_score``, ``agreement`` and
-``frames`` reach the policy's floors, ``overlap`` stays below its ceiling and the
-segment holds no break; else ``review`` (a frame range). Breaks (a track starting or
+**Routes** (:class:`SegmentPolicy`; the queue names of image routing): ``auto_accept``
+when ``min_score``, ``agreement`` and ``frames`` reach the policy's floors, ``overlap``
+stays below its ceiling and the segment holds no break; else ``review`` (a frame range). Breaks (a track starting or
 ending away from the sequence's first and last frame, a gap filled in, two tracks
 crossing) go to the ``check_frames`` list with the reason.
 
@@ -36,12 +36,14 @@ from typing import Any
 import numpy as np
 
 from autolabel.boxes import box_iou
+from autolabel.config import IOU_ACCEPT
 from autolabel.core import Results
+from autolabel.results import Record
 from autolabel.matching import ACCEPT, IGNORE, match
 from autolabel.routing import clopper_pearson_upper
-from autolabel.video.tracks import sequence_of, sequences, tracks_of
+from autolabel.video.tracks import sequences, tracks_of
 
-__all__ = ["SegmentPolicy", "segments", "route_segments", "check_frames", "segment_errors", "certify"]
+__all__ = ["SegmentPolicy", "Certification", "segments", "route_segments", "check_frames", "segment_errors", "certify"]
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ def segments(tracked: Results, max_frames: int = 25) -> Any:
 
     rows = []
     for name, frames in sequences(tracked).items():
-        first, last = int(frames[0].image.frame_index), int(frames[-1].image.frame_index)  # type: ignore[arg-type,union-attr]
+        first, last = frames[0].info.frame, frames[-1].info.frame
         overlap = _overlaps(frames)
         keys = ["detected"] if all("detected" in d.data for d in frames) else []
         for t in tracks_of(frames, keys):
@@ -101,16 +103,16 @@ def _overlaps(frames: list) -> dict[tuple[int, int], float]:
         iou = box_iou(d.xyxy, d.xyxy)
         np.fill_diagonal(iou, 0)
         for i, t in enumerate(d.track_id.tolist()):
-            out[(int(d.image.frame_index), int(t))] = float(iou[i].max())
+            out[(d.info.frame, int(t))] = float(iou[i].max())
     return out
 
 
 def route_segments(segs: Any, policy: SegmentPolicy | None = None) -> Any:
-    """``segs`` with a ``route`` column: ``"accept"`` or ``"review"`` (see the module docs)."""
+    """``segs`` with a ``route`` column: ``"auto_accept"`` or ``"review"`` (see the module docs)."""
     p = policy or SegmentPolicy()
     ok = ((segs["min_score"] >= p.min_score) & (segs["agreement"] >= p.min_agreement) & (segs["frames"] >= p.min_frames)
           & (segs["overlap"] < p.max_overlap) & ~segs["break_start"] & ~segs["break_end"])
-    return segs.assign(route=np.where(ok, "accept", "review"))
+    return segs.assign(route=np.where(ok, "auto_accept", "review"))
 
 
 def check_frames(segs: Any, crossing: float = 0.3) -> Any:
@@ -132,7 +134,7 @@ def check_frames(segs: Any, crossing: float = 0.3) -> Any:
     return df.sort_values(["sequence", "frame", "track_id"]).reset_index(drop=True)
 
 
-def segment_errors(segs: Any, tracked: Results, gt: Results, iou_accept: float = 0.7) -> Any:
+def segment_errors(segs: Any, tracked: Results, gt: Results, iou_accept: float = IOU_ACCEPT) -> Any:
     """``segs`` with an ``error`` column: True when any box of the segment needs an edit
     against ``gt`` (not an ``accept`` in the one :class:`~autolabel.matching.Matching`) or
     its boxes pair with more than one ground-truth track (an id switch)."""
@@ -143,17 +145,32 @@ def segment_errors(segs: Any, tracked: Results, gt: Results, iou_accept: float =
         if edit == IGNORE:
             continue
         d = m.pred.detections[img]
-        key = (sequence_of(d.image), int(d.track_id[box]), int(d.image.frame_index))  # type: ignore[arg-type,index]
+        key = (d.info.sequence, int(d.track_id[box]), d.info.frame)
         state[key] = (edit == ACCEPT, int(gt_ids[g]) if g >= 0 else -1)
     errors = []
     for r in segs.itertuples(index=False):
-        got = [state.get((r.sequence, r.track_id, f)) for f in range(r.start, r.end + 1)]
-        got = [x for x in got if x is not None]
+        got = [state[k] for f in range(r.start, r.end + 1) if (k := (r.sequence, r.track_id, f)) in state]
         errors.append(not all(x[0] for x in got) or len({x[1] for x in got}) > 1)
     return segs.assign(error=errors)
 
 
-def certify(routed: Any, delta: float = 0.1, unit_frames: int | None = None) -> dict[str, Any]:
+@dataclass(frozen=True, repr=False)
+class Certification(Record):
+    """What :func:`certify` bounds: ``units`` and ``failed_units`` (holding an
+    auto-accepted segment with an error), the Clopper-Pearson upper ``bound`` on the share
+    of failed units at confidence ``1 - delta``, the ``accepted_segments`` and
+    ``accepted_frames``, and the ``unit`` (``"sequence"`` or ``"<n> frames"``)."""
+
+    units: int
+    failed_units: int
+    bound: float
+    accepted_segments: int
+    accepted_frames: int
+    delta: float
+    unit: str
+
+
+def certify(routed: Any, delta: float = 0.1, unit_frames: int | None = None) -> Certification:
     """Bound the share of units whose auto-accepted segments hold an error.
 
     Args:
@@ -164,8 +181,7 @@ def certify(routed: Any, delta: float = 0.1, unit_frames: int | None = None) -> 
             module docs on what frame dependence means.
 
     Returns:
-        ``units``, ``failed_units``, ``bound`` (Clopper-Pearson upper, 1.0 with no units),
-        ``accepted_segments``, ``accepted_frames``, ``delta``, ``unit``.
+        The :class:`Certification` (``bound`` 1.0 with no units).
     """
     units: set[str] = set()
     failed: set[str] = set()
@@ -173,13 +189,10 @@ def certify(routed: Any, delta: float = 0.1, unit_frames: int | None = None) -> 
         span = range(r.start // unit_frames, r.end // unit_frames + 1) if unit_frames else [None]
         here = {str(r.sequence) if c is None else f"{r.sequence}#{c}" for c in span}  # every chunk it touches
         units |= here
-        if r.route == "accept" and r.error:
+        if r.route == "auto_accept" and r.error:
             failed |= here
-    acc = routed["route"] == "accept"
-    return {
-        "units": len(units), "failed_units": len(failed),
-        "bound": float(clopper_pearson_upper(len(failed), len(units), delta)),
-        "accepted_segments": int(acc.sum()), "accepted_frames": int(routed.loc[acc, "frames"].sum()),
-        "delta": delta, "unit": f"{unit_frames} frames" if unit_frames else "sequence",
-    }
+    acc = routed["route"] == "auto_accept"
+    return Certification(len(units), len(failed), float(clopper_pearson_upper(len(failed), len(units), delta)),
+                         int(acc.sum()), int(routed.loc[acc, "frames"].sum()), delta,
+                         f"{unit_frames} frames" if unit_frames else "sequence")
 

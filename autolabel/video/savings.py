@@ -201,7 +201,7 @@ def _gt_tracks(gt: Results) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     rows: dict[int, list[tuple[int, np.ndarray]]] = {}
     for d in gt:
         for i in np.flatnonzero(~d.crowd):
-            rows.setdefault(int(d.track_id[i]), []).append((int(d.image.frame_index), d.xyxy[i]))  # type: ignore[index,union-attr,arg-type]
+            rows.setdefault(int(d.track_id[i]), []).append((d.info.frame, d.xyxy[i]))
     out = {}
     for t, r in rows.items():
         r.sort(key=lambda x: x[0])
@@ -215,7 +215,7 @@ def _base(m: Matching, mine: dict[int, list[tuple[int, int]]], frames: np.ndarra
     known: dict[int, np.ndarray] = {}
     for _, pairs in sorted(mine.items(), key=lambda kv: len(kv[1])):
         for img, box in pairs:
-            known[int(m.pred.detections[img].image.frame_index)] = m.pred.detections[img].xyxy[box]  # type: ignore[arg-type,union-attr]
+            known[m.pred.detections[img].info.frame] = m.pred.detections[img].xyxy[box]
     f = np.array(sorted(known), np.int64)
     b = np.array([known[k] for k in f], np.float64)
     if tau is not None:  # what the tool shows: the pre-label track imported as its own keyframes
@@ -232,7 +232,7 @@ def _trims(m: Matching, pred_track: int, span: tuple[int, int]) -> int:
         d = m.pred.detections[img]
         if edit != DELETE or d.track_id is None or int(d.track_id[box]) != pred_track:
             continue
-        f = int(d.image.frame_index)  # type: ignore[arg-type,union-attr]
+        f = d.info.frame
         before |= f < span[0]
         after |= f > span[1]
     return int(before) + int(after)

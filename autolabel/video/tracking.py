@@ -115,16 +115,16 @@ def track(
         tracks = _postprocess(tracks, cfg)
         for new_id, t in enumerate(sorted(tracks, key=lambda t: (t.frames[0], t.track_id)), start=1):
             t.track_id = new_id
-        images = [d.image for d in frames]
-        out += from_tracks(tracks, images, results.class_names, results.model_id).detections  # type: ignore[arg-type]
+        images = [d.info for d in frames]
+        out += from_tracks(tracks, images, results.class_names, results.model_id).detections
     return Results(out, results.class_names, results.model_id, list(results.failures))
 
 
 def _rate(frames: list[Detections]) -> float | None:
-    a, b = frames[0].image, frames[-1].image
-    if a.timestamp is None or b.timestamp is None or b.timestamp <= a.timestamp:  # type: ignore[union-attr]
+    a, b = frames[0].info, frames[-1].info
+    if a.timestamp is None or b.timestamp is None or b.timestamp <= a.timestamp:
         return None
-    return (b.frame_index - a.frame_index) / (b.timestamp - a.timestamp)  # type: ignore[union-attr,operator]
+    return (b.frame - a.frame) / (b.timestamp - a.timestamp)
 
 
 def _track_class(frames: list[Detections], c: int, cfg: TrackerConfig, fps: float) -> list[Track]:
@@ -139,9 +139,8 @@ def _track_class(frames: list[Detections], c: int, cfg: TrackerConfig, fps: floa
         sd = sv.Detections(xyxy=d.xyxy[keep].astype(np.float32).reshape(-1, 4),
                            confidence=d.scores[keep].astype(np.float32),
                            class_id=np.full(len(keep), c, int), data={"index": keep})
-        ts = d.image.timestamp  # type: ignore[union-attr]
-        res = tr.update(sd, timestamp=ts if ts is not None else None)
-        f = int(d.image.frame_index)  # type: ignore[union-attr,arg-type]
+        res = tr.update(sd, timestamp=d.info.timestamp)
+        f = d.info.frame
         free = set(keep.tolist())
         for idx, tid in zip(res.data.get("index", np.zeros(0, int)), res.tracker_id):
             if tid >= 0:
@@ -150,7 +149,8 @@ def _track_class(frames: list[Detections], c: int, cfg: TrackerConfig, fps: floa
         unused.append((f, d.xyxy[sorted(free)], d.scores[sorted(free)]))
     for rs in rows.values():
         _backfill(rs, unused, cfg.backfill)
-    return [Track(t, label, [r[0] for r in rs], [r[1] for r in rs], [r[2] for r in rs],
+    return [Track(t, label, np.array([r[0] for r in rs]), np.array([r[1] for r in rs]),
+                  np.array([r[2] for r in rs]),
                   {"detected": np.ones(len(rs), bool)}) for t, rs in rows.items()]
 
 

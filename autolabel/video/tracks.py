@@ -1,8 +1,9 @@
 """Tracks as a view of per-frame :class:`~autolabel.core.Results`, and back.
 
 A track is every box of one ``track_id`` (and class) in one sequence, in frame order.
-Sequences are told apart by the key prefix before ``#`` (``"TUD-Campus#12"`` is frame 12
-of ``TUD-Campus``); frames are ordered by ``ImageInfo.frame_index``.
+Sequences are told apart by :attr:`ImageInfo.sequence <autolabel.core.ImageInfo.sequence>`
+(the video file's path, or the key prefix before ``#``: ``"TUD-Campus#12"`` is frame 12
+of ``TUD-Campus``); frames are ordered by ``ImageInfo.frame``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 
 from autolabel.core import Detections, ImageInfo, Results
 
-__all__ = ["Track", "sequence_of", "sequences", "tracks_of", "from_tracks"]
+__all__ = ["Track", "sequences", "tracks_of", "from_tracks"]
 
 
 @dataclass(eq=False)
@@ -54,11 +55,6 @@ class Track:
         return f"Track({self.track_id}, {self.label!r}, {len(self)} boxes, {span})"
 
 
-def sequence_of(info: ImageInfo) -> str:
-    """The sequence a frame belongs to: its key before ``#``."""
-    return info.key.split("#", 1)[0]
-
-
 def sequences(results: Iterable[Detections]) -> dict[str, list[Detections]]:
     """Frames grouped by sequence, each group sorted by frame index.
 
@@ -67,12 +63,9 @@ def sequences(results: Iterable[Detections]) -> dict[str, list[Detections]]:
     """
     out: dict[str, list[Detections]] = {}
     for d in results:
-        if d.image is None or d.image.frame_index is None:
-            where = d.image.key if d.image else "(no image info)"
-            raise ValueError(f"image {where!r} is not a video frame (no frame_index)")
-        out.setdefault(sequence_of(d.image), []).append(d)
+        out.setdefault(d.info.sequence, []).append(d)
     for frames in out.values():
-        frames.sort(key=lambda d: d.image.frame_index)  # type: ignore[union-attr]
+        frames.sort(key=lambda d: d.info.frame)  # raises on an image that is not a video frame
     return out
 
 
@@ -95,7 +88,7 @@ def tracks_of(frames: Sequence[Detections], data_keys: Sequence[str] = ()) -> li
         if d.track_id is None:
             raise ValueError(f"image {d.image.key if d.image else '?'!r}: detections have no track_id")
         names = names or d.class_names
-        f = int(d.image.frame_index)  # type: ignore[union-attr,arg-type]
+        f = d.info.frame
         for i in range(len(d)):
             if d.track_id[i] < 0:
                 continue
@@ -107,7 +100,8 @@ def tracks_of(frames: Sequence[Detections], data_keys: Sequence[str] = ()) -> li
     for (c, t), r in sorted(rows.items()):
         label = names[c] if c < len(names) else str(c)
         data = {k: np.array([x[3][j] for x in r]) for j, k in enumerate(data_keys)}
-        out.append(Track(t, label, [x[0] for x in r], [x[1] for x in r], [x[2] for x in r], data))
+        out.append(Track(t, label, np.array([x[0] for x in r]), np.array([x[1] for x in r]),
+                         np.array([x[2] for x in r]), data))
     return out
 
 
@@ -124,7 +118,7 @@ def from_tracks(tracks: Sequence[Track], images: Sequence[ImageInfo], class_name
         ValueError: a track on a frame not in ``images``, or a label not in ``class_names``.
     """
     names = tuple(class_names)
-    by_frame = {int(im.frame_index): i for i, im in enumerate(images)}  # type: ignore[arg-type]
+    by_frame = {im.frame: i for i, im in enumerate(images)}
     parts: list[list[tuple[np.ndarray, float, int, int, dict]]] = [[] for _ in images]
     keys = sorted({k for t in tracks for k in t.data})
     dtypes = {k: next(t.data[k].dtype for t in tracks if k in t.data) for k in keys}
@@ -140,6 +134,6 @@ def from_tracks(tracks: Sequence[Track], images: Sequence[ImageInfo], class_name
     for im, p in zip(images, parts):
         p.sort(key=lambda x: x[3])
         data = {k: np.array([x[4].get(k) for x in p], dtypes[k]) for k in keys}
-        dets.append(Detections(np.array([x[0] for x in p]).reshape(-1, 4), [x[1] for x in p], [x[2] for x in p],
-                               names, im, track_id=[x[3] for x in p], data=data))
+        dets.append(Detections(np.array([x[0] for x in p]).reshape(-1, 4), np.array([x[1] for x in p]),
+                               np.array([x[2] for x in p]), names, im, track_id=np.array([x[3] for x in p]), data=data))
     return Results(dets, names, model_id)
