@@ -89,11 +89,14 @@ class Detector(ABC):
         ``conf`` may be per class (a ``{class name: threshold}`` mapping, optionally with
         ``"default"``, or a :class:`~autolabel.thresholds.ClassThresholds`): it comes back
         as a ``ClassThresholds`` whose ``default`` is the detector's ``conf`` unless given.
+
+        Raises:
+            ConfigError: per-class thresholds naming a class this model lacks (with its classes).
         """
         if conf is not None and not isinstance(conf, (int, float)):
             from autolabel.detectors.thresholds import ClassThresholds
 
-            conf = ClassThresholds.load(conf, default=self.conf)  # type: ignore[arg-type]
+            conf = ClassThresholds.load(conf, default=self.conf).check(self.class_names, self.name)  # type: ignore[arg-type]
         return (
             self.conf if conf is None else conf,
             self.iou if iou is None else iou,

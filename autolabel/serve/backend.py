@@ -71,9 +71,7 @@ class Backend:
         self.class_names = self.class_map.target_names if self.class_map else det.class_names
         thresholds = ClassThresholds(det.conf if conf is None else float(conf)) if conf is None or isinstance(
             conf, (int, float)) else ClassThresholds.load(conf, default=det.conf)
-        unknown = sorted(set(thresholds.classes) - set(self.class_names))
-        if unknown:
-            raise ValueError(f"per-class thresholds name classes the model does not emit: {unknown}")
+        thresholds.check(self.class_names, f"{det.name}{' with its class map' if self.class_map else ''}")
         self.run_conf, self.thresholds = thresholds.floor, thresholds.array(self.class_names)
         _, self.iou, self.max_det = det.settings(None, iou, max_det)
         self.policy = None if policy is None else (
