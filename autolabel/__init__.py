@@ -16,7 +16,7 @@ from autolabel.core import Detections, Failure, ImageInfo, Results
 from autolabel.detectors import Detector, list_models, load_detector
 from autolabel.engine import run_job
 from autolabel.pipeline import prelabel
-from autolabel.sources import open_source
+from autolabel.sources import NoImagesError, open_source
 from autolabel.io.images import load_image
 
 __version__ = "0.1.0"
@@ -28,6 +28,7 @@ __all__ = [
     "Detector",
     "Failure",
     "ImageInfo",
+    "NoImagesError",
     "Results",
     "list_models",
     "load_detector",

@@ -121,6 +121,24 @@ def test_configuration_errors_fail_before_any_work(tmp_path, args, message, caps
     assert not out.exists()
 
 
+def test_an_empty_folder_is_the_same_clear_error_from_the_cli_and_the_api(tmp_path, yolov5n, capsys):
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "notes.txt").write_text("no image here")
+    out = tmp_path / "out"
+    assert main(["prelabel", str(empty), "--out", str(out)]) == 2  # progress bar on: still none drawn
+    err = capsys.readouterr().err
+    assert err.strip() == f"autolabel prelabel: error: no images found in folder {empty}"
+    assert not out.exists()  # no out/.autolabel/ left behind
+    with pytest.raises(al.NoImagesError, match=f"^no images found in folder {empty}$"):
+        al.prelabel(empty, yolov5n)
+    with pytest.raises(al.NoImagesError, match="no images found in glob"):
+        al.run_job(str(empty / "*.jpg"), out, yolov5n)
+    assert not out.exists()
+    with pytest.raises(al.NoImagesError, match="no images found in an empty list of images"):
+        al.prelabel([], yolov5n)
+
+
 def test_corrupt_model_file_is_a_clear_error(tmp_path):
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"this is not a model")

@@ -19,7 +19,7 @@ from autolabel.detectors import Detector, load_detector
 from autolabel.engine.log import LOG_DIR, LogResults, ShardLog, encode_record
 from autolabel.io.files import atomic_write, atomic_writer, fsync_dir
 from autolabel.pipeline import iter_prelabel, tracked
-from autolabel.sources import Item, Source, open_source
+from autolabel.sources import Item, NoImagesError, Source, open_source
 
 __all__ = ["ENGINES", "JobSummary", "run_job", "export_log"]
 
@@ -216,7 +216,8 @@ def run_job(
         The :class:`JobSummary` (also written to ``out/.autolabel/summary.json``).
 
     Raises:
-        ValueError: a bad engine, format, class map or source; no images.
+        ValueError: a bad engine, format, class map, thresholds or source.
+        NoImagesError: the source holds no image (``out`` is left untouched).
         ModelNotFoundError: the model cannot be found.
         ResumeError: ``out`` holds a log of another model or other settings.
         Exception: a detector error (a bug), unchanged with its traceback: the batches
@@ -240,7 +241,7 @@ def run_job(
     conf, iou, max_det = det.settings(conf, iou, max_det)
     if not isinstance(conf, (int, float)) and engine == "ray":
         raise ValueError("per-class thresholds need engine='local'")
-    src = open_source(source, **source_options)
+    src = open_source(source, **source_options).require_items()  # before the log is made
     logged_conf = conf if isinstance(conf, (int, float)) else {"default": conf.default, "classes": conf.classes}
     manifest = {"model_id": det.model_id, "class_names": det.class_names, "conf": logged_conf, "iou": iou,
                 "max_det": max_det}
@@ -266,7 +267,7 @@ def run_job(
         finally:
             writer.close()
         if processed == 0 and not pending.already_done:
-            raise ValueError(f"no images in {src.description}")
+            raise NoImagesError(f"no images found in {src.description}")
         if export:
             results, written = export_log(out, format, class_map, iou, **(format_options or {}))
         else:

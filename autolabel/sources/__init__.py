@@ -3,6 +3,7 @@
 from autolabel.io.images import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, ImageReadError, load_image, load_image_draft
 from autolabel.sources.inputs import (
     Item,
+    NoImagesError,
     Source,
     from_coco,
     from_folder,
@@ -19,6 +20,7 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "ImageReadError",
     "Item",
+    "NoImagesError",
     "Source",
     "load_image",
     "load_image_draft",
