@@ -37,7 +37,7 @@ def _conf(args: argparse.Namespace) -> object:
 
 
 def _cmd_prelabel(args: argparse.Namespace) -> int:
-    from autolabel.engine import run_job
+    from autolabel.engine import JobOptions, run_job
 
     if args.track:
         return _cmd_track(args)
@@ -46,17 +46,17 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
     if args.format in TRACK_FORMATS:
         raise ValueError(f"--format {args.format} writes tracks: add --track")
 
-    src_opts = given(every=args.every, every_seconds=args.every_seconds)
-    det_opts = given(device=args.device, batch_size=args.batch_size, threads=args.threads,
-                     draft=False if args.no_draft else None)
-    ray_opts = given(actors=args.ray_actors, num_cpus=args.ray_cpus, num_gpus=args.ray_gpus)
+    options = JobOptions(
+        conf=_conf(args), iou=args.iou, max_det=args.max_det, class_map=args.class_map, engine=args.engine,
+        resume=args.resume, retry_failed=args.retry_failed, workers=args.workers, streams=args.streams,
+        progress=not args.quiet, source_options=given(every=args.every, every_seconds=args.every_seconds),
+        detector_options=given(device=args.device, batch_size=args.batch_size, threads=args.threads,
+                               draft=False if args.no_draft else None),
+        ray_options=given(actors=args.ray_actors, num_cpus=args.ray_cpus, num_gpus=args.ray_gpus)
+        if args.engine == "ray" else None,
+    )
     try:
-        summary = run_job(
-            args.source, args.out, args.model, args.format, conf=_conf(args), iou=args.iou, max_det=args.max_det,
-            class_map=args.class_map, engine=args.engine, resume=args.resume, retry_failed=args.retry_failed,
-            workers=args.workers, streams=args.streams, progress=not args.quiet, detector_options=det_opts, ray_options=ray_opts,
-            **src_opts,
-        )
+        summary = run_job(args.source, args.out, args.model, args.format, options)
     except Exception as e:  # a crash mid-job (exit status 2 in autolabel.cli.main): the log keeps what is done
         if not isinstance(e, (FileNotFoundError, ValueError, KeyError)):
             e.add_note(f"Batches finished before the error are kept in {args.out}/.autolabel/; "
