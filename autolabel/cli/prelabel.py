@@ -38,6 +38,7 @@ def _conf(args: argparse.Namespace) -> object:
 
 def _cmd_prelabel(args: argparse.Namespace) -> int:
     from autolabel.engine import JobOptions, run_job
+    from autolabel.engine.ray_engine import RayOptions
 
     if args.track:
         return _cmd_track(args)
@@ -46,14 +47,14 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
     if args.format in TRACK_FORMATS:
         raise ValueError(f"--format {args.format} writes tracks: add --track")
 
+    ray = given(actors=args.ray_actors, num_cpus=args.ray_cpus, num_gpus=args.ray_gpus)
     options = JobOptions(
         conf=_conf(args), iou=args.iou, max_det=args.max_det, class_map=args.class_map, engine=args.engine,
         resume=args.resume, retry_failed=args.retry_failed, workers=args.workers, streams=args.streams,
         progress=not args.quiet, source_options=given(every=args.every, every_seconds=args.every_seconds),
         detector_options=given(device=args.device, batch_size=args.batch_size, threads=args.threads,
                                draft=False if args.no_draft else None),
-        ray_options=given(actors=args.ray_actors, num_cpus=args.ray_cpus, num_gpus=args.ray_gpus)
-        if args.engine == "ray" else None,
+        ray_options=RayOptions.model_validate(ray) if args.engine == "ray" else None,
     )
     try:
         summary = run_job(args.source, args.out, args.model, args.format, options)

@@ -255,7 +255,8 @@ def run_job(
         else:
             from autolabel.engine.ray_engine import iter_prelabel_ray
 
-            batches = iter_prelabel_ray(pending, detector, p.det, p.conf, p.iou, p.max_det, opts.ray_options,
+            spec = None if isinstance(detector, Detector) else detector  # (_plan refused a loaded one)
+            batches = iter_prelabel_ray(pending, spec, p.det, p.conf, p.iou, p.max_det, opts.ray_options,
                                         opts.detector_options)
         total = None if p.src.length is None else max(p.src.length - len(done), 0)
         processed = _write(log, p.det, batches, total, opts.progress)
