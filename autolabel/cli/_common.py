@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 from autolabel.config import IOU_ACCEPT, IOU_MIN
 
-__all__ = ["given", "match_options", "json_option", "emit_json", "working"]
+__all__ = ["given", "match_options", "json_option", "emit_json", "say", "working"]
 
 
 def given(**options: object) -> dict[str, object]:
@@ -48,6 +48,11 @@ def emit_json(args: argparse.Namespace, data: Any) -> bool:
     return False
 
 
+def say(args: argparse.Namespace, text: str) -> None:
+    """Print a note (what was written) on stdout, or on stderr when ``--json`` owns stdout."""
+    print(text, file=sys.stderr if getattr(args, "json", None) == "-" else sys.stdout)
+
+
 @contextlib.contextmanager
 def working(desc: str, enabled: bool = True) -> Iterator[None]:
     """A tqdm bar on stderr that shows the seconds spent while the block runs (for a
@@ -61,7 +66,7 @@ def working(desc: str, enabled: bool = True) -> Iterator[None]:
     with tqdm(desc=desc, bar_format="{desc}: {elapsed}", file=sys.stderr) as bar:
 
         def tick() -> None:
-            while not done.wait(0.5):
+            while not done.wait(1.0):
                 bar.refresh()
 
         ticker = threading.Thread(target=tick, daemon=True)

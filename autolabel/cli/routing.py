@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
-from typing import Any
+from typing import Any, Mapping
 
 from autolabel.config import EXIT_OK
-from autolabel.cli._common import emit_json, given, json_option, working
+from autolabel.cli._common import emit_json, given, json_option, say, working
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
@@ -39,7 +38,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     shown = {k: len(v) if isinstance(v, list) else v for k, v in policy.summary.items()}  # class lists: counts
     if not emit_json(args, {"threshold": policy.threshold, "reason": policy.reason, **shown}):
         print(_policy_table(policy, cfg))
-    print(f"wrote {args.out}", file=sys.stderr if args.json == "-" else sys.stdout)
+    say(args, f"wrote {args.out}")
     return EXIT_OK
 
 
@@ -61,7 +60,7 @@ def _policy_table(policy: Any, cfg: Any) -> str:
     return "\n".join(head)
 
 
-def _plan_table(summary: dict[str, Any], curve: Any) -> str:
+def _plan_table(summary: Mapping[str, Any], curve: Any) -> str:
     """The planner's answer: certified coverage now and projected, then the measured curve."""
     import pandas as pd
 
@@ -97,8 +96,7 @@ def _cmd_route(args: argparse.Namespace) -> int:
     summary.get("budget", {}).pop("unreviewed", None)  # the list is in summary.json
     if not emit_json(args, summary):
         print(_route_table(summary))
-    print(f"wrote {len(written)} files to {args.out}: " + ", ".join(os.path.basename(w) for w in written),
-          file=sys.stderr if args.json == "-" else sys.stdout)
+    say(args, f"wrote {len(written)} files to {args.out}: " + ", ".join(os.path.basename(w) for w in written))
     return EXIT_OK
 
 

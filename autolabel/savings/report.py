@@ -125,6 +125,7 @@ def savings_report(
     iou_min: float = IOU_MIN,
     n_boot: int = 1000,
     model: str | None = None,
+    subset: bool = False,
 ) -> SavingsReport:
     """Score ``pred`` against ``gt`` at one pre-label threshold.
 
@@ -143,16 +144,20 @@ def savings_report(
         iou_min: IoU from which a box counts as finding its object.
         n_boot: bootstrap resamples of the 95% interval.
         model: name in the report (default: the predictions' ``model_id``).
+        subset: score only the ground-truth images that have predictions (a pre-labeled
+            sample of a labeled set); by default every ground-truth image needs them.
 
     Returns:
         The :class:`SavingsReport`; ``summary["below_threshold"]`` counts predictions
         scoring below the threshold reported (not pre-labels there).
 
     Raises:
-        ValueError: a bad ``conf``, or predictions and ground truth that do not line up.
+        ValueError: a bad ``conf``, or predictions and ground truth that do not line up
+            (ground-truth images without predictions: the message names ``subset``).
     """
     if isinstance(conf, str) and conf != "best":
         raise ValueError(f"conf must be a number, None or 'best', got {conf!r}")
+    gt = predicted_only(pred, gt, subset)
     grid = _thresholds(pred, thresholds)
     extra = [] if conf == "best" or conf in grid else [conf]
     matchings = match_sweep(pred, gt, [*grid, *extra], iou_accept, iou_min)  # type: ignore[list-item]
@@ -168,6 +173,25 @@ def savings_report(
                "below_threshold": below}
     return SavingsReport(name, summary, edits.per_class(profile), sensitivity(edits, machine_seconds=machine_seconds),
                          sweep, chosen)
+
+
+def predicted_only(pred: Results, gt: Results, subset: bool = True) -> Results:
+    """``gt`` restricted to the images ``pred`` has (paired by file name) when ``subset``;
+    without it, ``gt`` itself when every image has predictions.
+
+    Raises:
+        ValueError: ground-truth images without predictions and not ``subset``, with the way out.
+    """
+    have = {d.image.file_name for d in pred if d.image is not None}
+    missing = [d.image.file_name for d in gt if d.image is not None and d.image.file_name not in have]
+    if not missing:
+        return gt
+    if subset:
+        return Results([d for d in gt if d.image is not None and d.image.file_name in have], gt.class_names,
+                       gt.model_id, gt.failures)
+    raise ValueError(f"{len(missing)} of {len(gt)} ground-truth images have no predictions (e.g. {missing[:3]}); "
+                     f"to score only the {len(gt) - len(missing)} predicted images use --subset "
+                     "(savings_report(..., subset=True))")
 
 
 @dataclass(eq=False)
