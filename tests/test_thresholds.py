@@ -169,3 +169,12 @@ def test_cli_compare_gives_the_model_ladder(coco150, tmp_path, capsys):
     for r in rows:
         cpu_s, cost = float(r[8]), float(r[9])
         assert cost == pytest.approx(cpu_s * 1000, rel=1e-3)
+
+
+def test_compare_loads_every_model_before_labeling_any_image(coco150, tmp_path, capsys):
+    rc = main(["compare", "--models", "yolov5n-320.onnx", "no-such-model.onnx", "--images", str(coco150 / "images"),
+               "--ground-truth", str(coco150 / "instances.json"), "--out", str(tmp_path / "rep")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "model 'no-such-model.onnx' not found" in err
+    assert "prelabel yolov5n-320" not in err  # the first model's progress bar never started
+    assert not (tmp_path / "rep").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from autolabel.config import EXIT_OK, EXIT_SKIPPED
@@ -70,11 +71,16 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from autolabel.detectors import model_search_dirs
+    from autolabel.detectors import model_search_dirs, shared_models_hint
     from autolabel.detectors.inventory import model_table
 
     df = model_table(bench=args.bench)
     print("searched, in order: " + "; ".join(f"{o}: {d}" for o, d in model_search_dirs()))
+    hint = shared_models_hint()
+    if hint:
+        print(hint.strip())
+    elif not os.environ.get("AUTOLABEL_MODEL_DIR"):
+        print("add a folder of model files to the search: export AUTOLABEL_MODEL_DIR=<folder>")
     if len(df):
         df["speed"] = (df["images_per_second"].map(lambda v: "" if v != v else f"{v:.1f} img/s") if args.bench else "")
         df["where"] = df["origin"] + df["shadowed"].map(lambda s: " (shadowed)" if s == "True" else "")
