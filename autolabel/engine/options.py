@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from numbers import Real
 from typing import Any, Literal, Mapping, get_args
 
 from pydantic import Field, StrictBool, field_validator, model_validator
 
 from autolabel.config import Options
+from autolabel.detectors.thresholds import ClassThresholds
 from autolabel.engine.ray_engine import RayOptions
 from autolabel.sources import SOURCE_OPTIONS
 
@@ -57,12 +59,11 @@ class JobOptions(Options):
     @field_validator("conf")
     @classmethod
     def _conf(cls, v: Any) -> Any:
-        if isinstance(v, bool) or not (v is None or isinstance(v, (int, float, str, os.PathLike, Mapping))
-                                       or hasattr(v, "classes")):  # a ClassThresholds
+        if isinstance(v, bool) or not (v is None or isinstance(v, (Real, str, os.PathLike, Mapping, ClassThresholds))):
             raise ValueError(f"conf must be a threshold or per-class thresholds, got {type(v).__name__}")
-        if isinstance(v, (int, float)) and not 0 <= v <= 1:
+        if isinstance(v, Real) and not 0 <= float(v) <= 1:
             raise ValueError(f"conf must be in [0, 1], got {v}")
-        return v
+        return float(v) if isinstance(v, Real) else v
 
     @field_validator("engine", mode="before")
     @classmethod
