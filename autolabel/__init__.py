@@ -14,9 +14,9 @@ from autolabel.audit import audit
 from autolabel.classmap import ClassMap
 from autolabel.core import Detections, Failure, ImageInfo, Results
 from autolabel.detectors import Detector, list_models, load_detector
-from autolabel.engine import run_job
+from autolabel.engine import JobOptions, run_job
 from autolabel.pipeline import prelabel
-from autolabel.sources import open_source
+from autolabel.sources import NoImagesError, open_source
 from autolabel.io.images import load_image
 
 __version__ = "0.1.0"
@@ -28,6 +28,8 @@ __all__ = [
     "Detector",
     "Failure",
     "ImageInfo",
+    "JobOptions",
+    "NoImagesError",
     "Results",
     "list_models",
     "load_detector",

@@ -7,6 +7,7 @@ A bare name (``"extreme-clicking"``) is looked up in the packaged ``configs/<kin
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Mapping, TypeVar
@@ -15,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = [
-    "IOU_ACCEPT", "IOU_MIN", "DEFAULT_PROFILE", "DEFAULT_THRESHOLDS", "EXIT_OK", "EXIT_SKIPPED", "EXIT_FAILED", "ConfigError", "ModelConfig", "ClassMapConfig", "load_yaml", "config_path", "config_names", "CostProfile", "RoutingPolicy", "TrackerConfig", "VideoCostProfile",
+    "IOU_ACCEPT", "IOU_MIN", "DEFAULT_PROFILE", "DEFAULT_THRESHOLDS", "EXIT_OK", "EXIT_SKIPPED", "EXIT_FAILED", "ConfigError", "Options", "ModelConfig", "ClassMapConfig", "load_yaml", "config_path", "config_names", "CostProfile", "RoutingPolicy", "TrackerConfig", "VideoCostProfile",
 ]
 
 # -- library-wide defaults: every signature that needs one reads it from here ------------------
@@ -29,6 +30,7 @@ EXIT_OK, EXIT_SKIPPED, EXIT_FAILED = 0, 1, 2  # CLI exit status: completed, comp
 # ``autolabel/configs`` links to the repository's ``configs/`` and is a copy of it in an installed wheel
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 T = TypeVar("T", bound="StrictModel")
+O = TypeVar("O", bound="Options")
 
 
 class ConfigError(ValueError):
@@ -89,6 +91,34 @@ class StrictModel(BaseModel):
             return cls.model_validate(source)
         except ValidationError as e:
             raise ConfigError(f"{where}: invalid {cls.__name__}:\n{e}") from None
+
+
+class Options(StrictModel):
+    """Base of option objects (``JobOptions``, ``PushOptions``): every parameter is
+    validated when the object is made, as scikit-learn validates an estimator's, so a
+    bad value fails, naming the option, before any work."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    @classmethod
+    def build(cls: type[O], options: O | None = None, where: str = "", **kwargs: Any) -> O:
+        """``options`` (default: every default) with ``kwargs`` set on top.
+
+        Raises:
+            TypeError: a keyword that is no option (named, with the closest option).
+            pydantic.ValidationError: a bad value (a ``ValueError`` naming the option).
+        """
+        names = list(cls.model_fields)
+        unknown = sorted(set(kwargs) - set(names))
+        if unknown:
+            hints = [f"{c[0]!r} for {u!r}" for u in unknown if (c := difflib.get_close_matches(u, names, n=1))]
+            raise TypeError(f"{where or cls.__name__} got unknown options: {', '.join(map(repr, unknown))}"
+                            + (f" (did you mean {'; '.join(hints)}?)" if hints else "")
+                            + f"; {cls.__name__} has: {', '.join(names)}")
+        if not kwargs and options is not None:
+            return options
+        return cls(**{**(dict(options) if options is not None else {}), **kwargs})
+
 
 
 class ModelConfig(StrictModel):

@@ -157,13 +157,14 @@ def prelabel(
         inputs in ``Results.failures``.
 
     Raises:
-        ModelNotFoundError, ValueError: a model or class map that cannot be used.
+        ModelNotFoundError, ValueError: a model, class map or thresholds that cannot be used.
+        NoImagesError: ``source`` holds no image.
         Exception: a detector error, unchanged (see :func:`iter_prelabel`).
     """
     from autolabel.classmap import ClassMap
 
     det = detector if isinstance(detector, Detector) else load_detector(detector)
-    src = open_source(source, **source_options)
+    src = open_source(source, **source_options).require_items()
     cmap = None if class_map is None else ClassMap.load(class_map, det.class_names)
     thresholds, iou, max_det = det.settings(conf, iou, max_det)
     out: list[Detections] = []

@@ -312,3 +312,26 @@ def test_model_that_fails_to_load_fails_before_any_work(tmp_path, coco150):
     assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match="unknown engine"):
         run_job(_images(coco150, 2), tmp_path / "out", FAST, engine="spark", progress=False)
+
+
+def test_job_options_are_validated_before_any_work_and_keywords_still_work(tmp_path, coco150):
+    images = _images(coco150, 3)
+    with pytest.raises(TypeError, match=r"unknown options: 'cof' \(did you mean 'conf' for 'cof'\?\)"):
+        run_job(images, tmp_path / "out", FAST, cof=0.3)
+    with pytest.raises(ValueError, match=r"iou\n.*greater than 0"):
+        run_job(images, tmp_path / "out", FAST, iou=0)
+    with pytest.raises(ValueError, match=r"conf must be in \[0, 1\], got 1.5"):
+        al.JobOptions(conf=1.5)
+    with pytest.raises(ValueError, match="ray_options need engine='ray'"):
+        al.JobOptions(ray_options={"actors": 2})
+    with pytest.raises(ValueError, match=r"progress\n.*valid boolean"):
+        al.JobOptions(progress="no")
+    assert not (tmp_path / "out").exists()
+    # an options object, keywords on top of it, and source keywords: one job, the same boxes
+    opts = al.JobOptions(conf=0.4, progress=False, export=False)
+    a = run_job(images, tmp_path / "a", FAST, "coco", opts, export=True)
+    b = run_job(images, tmp_path / "b", FAST, conf=0.4, progress=False, recursive=True)
+    assert a.images == b.images == 3 and a.boxes == b.boxes > 0 and a.written
+    assert opts.export is False  # frozen: the call did not change it
+    with pytest.raises(ValueError, match=r"unknown source options \['evry'\]"):
+        al.JobOptions(source_options={"evry": 3})

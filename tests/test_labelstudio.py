@@ -451,6 +451,14 @@ def test_bad_push_arguments_fail_before_any_request(prelabels, monkeypatch):
         ls.push(prelabels, "x", client=c, without_prelabels=["nope.jpg"])
     with pytest.raises(ValueError, match="give routing= or order="):
         ls.push(prelabels, "x", client=c, routing="manifest.csv", order=[key])
+    with pytest.raises(TypeError, match=r"push\(\) got unknown options: 'chunksize' \(did you mean 'chunk_size'"):
+        ls.push(prelabels, "x", client=c, chunksize=10)
+    with pytest.raises(ValueError, match=r"chunk_size\n.*greater than or equal to 1"):
+        ls.push(prelabels, "x", client=c, chunk_size=0)
+    with pytest.raises(ValueError, match=r"unknown queues \['reveiw'\]"):
+        ls.PushOptions(routing="manifest.csv", queues=["reveiw"])
+    with pytest.raises(ValueError, match="give routing= or order="):  # an options object with keywords on top
+        ls.push(prelabels, "x", client=c, options=ls.PushOptions(order=[key]), routing="manifest.csv")
 
 
 def test_certified_boxes_are_marked_so_annotators_can_tell_them_apart(client, server, prelabels, coco150):

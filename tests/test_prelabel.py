@@ -121,6 +121,44 @@ def test_configuration_errors_fail_before_any_work(tmp_path, args, message, caps
     assert not out.exists()
 
 
+def test_an_empty_folder_is_the_same_clear_error_from_the_cli_and_the_api(tmp_path, yolov5n, capsys):
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "notes.txt").write_text("no image here")
+    out = tmp_path / "out"
+    assert main(["prelabel", str(empty), "--out", str(out)]) == 2  # progress bar on: still none drawn
+    err = capsys.readouterr().err
+    assert err.strip() == f"autolabel prelabel: error: no images found in folder {empty}"
+    assert not out.exists()  # no out/.autolabel/ left behind
+    with pytest.raises(al.NoImagesError, match=f"^no images found in folder {empty}$"):
+        al.prelabel(empty, yolov5n)
+    with pytest.raises(al.NoImagesError, match="no images found in glob"):
+        al.run_job(str(empty / "*.jpg"), out, yolov5n)
+    assert not out.exists()
+    with pytest.raises(al.NoImagesError, match="no images found in an empty list of images"):
+        al.prelabel([], yolov5n)
+
+
+def test_models_says_where_the_shared_models_are_and_how_to_point_at_them(tmp_path):
+    """A fresh shell (no AUTOLABEL_MODEL_DIR): the README's shared model names are not
+    found, and both `autolabel models` and the failed lookup say where they are and how."""
+    from conftest import MODELS
+
+    env = {k: v for k, v in os.environ.items() if k != "AUTOLABEL_MODEL_DIR"}
+    env["AUTOLABEL_SHARED"] = str(MODELS.parent)
+    cli = [sys.executable, "-m", "autolabel.cli"]
+    r = subprocess.run([*cli, "models"], capture_output=True, text=True, env=env, cwd=tmp_path, check=True)
+    hint = f"export AUTOLABEL_MODEL_DIR={MODELS.resolve()}"
+    assert "searched, in order: user cache:" in r.stdout and hint in r.stdout
+    r = subprocess.run([*cli, "prelabel", str(EXAMPLE), "--model", "yolov5n-320.onnx", "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 2 and "not found; looked in" in r.stderr and hint in r.stderr
+    env["AUTOLABEL_MODEL_DIR"] = str(MODELS)  # as the README says: then the name is found
+    r = subprocess.run([*cli, "prelabel", str(EXAMPLE), "--model", "yolov5n-320.onnx", "--out", str(tmp_path / "o"),
+                        "--quiet"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+
+
 def test_corrupt_model_file_is_a_clear_error(tmp_path):
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"this is not a model")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -285,6 +286,9 @@ def test_cli_person_calibrate_route_meets_the_bound_on_new_images(person, tmp_pa
     m = pd.read_csv(tmp_path / "R" / "manifest.csv")
     auto = m.loc[m["queue"] == "auto_accept", "file_name"].tolist()
     assert len(m) == 400 and len(auto) > 0
+    out = capsys.readouterr().out  # calibrate's and route's short tables, not JSON dumps
+    assert "auto-accept threshold: 0." in out and "box certification:" in out and len(out.splitlines()) < 25
+    assert re.search(rf"^\s*auto_accept\s+{len(auto)}\s+0\.00$", out, re.M)
     accepted = {d.image.file_name: d for d in read_coco(tmp_path / "R" / "auto_accepted.json")}
     truth = {d.image.file_name: d for d in gt}
     fails = np.array([_fails_qc(accepted[f], truth[f]) for f in auto])
@@ -294,10 +298,14 @@ def test_cli_person_calibrate_route_meets_the_bound_on_new_images(person, tmp_pa
     capsys.readouterr()
     assert main(["calibrate", "--predictions", str(tmp_path / "P.json"), "--ground-truth", str(tmp_path / "G.json"),
                  "--config", "factory-pass-90", "--alpha", "0.3", "--plan", "--target-coverage", "0.3",
-                 "--plan-repeats", "2"]) == 0
+                 "--plan-repeats", "2", "--json", str(tmp_path / "plan.json")]) == 0
     text = capsys.readouterr().out
-    plan_out = json.loads(text[: text.index("\n}\n") + 2])  # the summary JSON, then the curve table
+    plan_out = json.loads((tmp_path / "plan.json").read_text())  # --json FILE: the plan, and the table on stdout
     assert plan_out["labeled_images"] == 400 and 0 <= plan_out["coverage_now"] <= 1
+    assert len(plan_out["curve"]) == 4 * 2  # 2 repeats of each subsample size (100, 200, 300, 400)
+    now = re.search(r"^\s*now\s+400\s+([\d.]+)%", text, re.M)  # the labelled table, not `mean std count`
+    assert "coverage certified at alpha 0.3, delta 0.1" in text and now
+    assert float(now[1]) == pytest.approx(100 * plan_out["coverage_now"], abs=0.05)
     lo, hi = plan_out["projected_4x"]["lo"], plan_out["projected_4x"]["hi"]
     assert lo <= plan_out["projected_4x"]["mean"] <= hi
 
@@ -467,8 +475,11 @@ def test_cli_calibrate_and_route(coco, coco150, tmp_path, capsys):
     assert main(["calibrate", "--predictions", str(tmp_path / "P.json"), "--ground-truth", gt,
                  "--alpha", "0.6", "--delta", "0.1", "--out", str(tmp_path / "policy.json")]) == 0
     assert json.loads((tmp_path / "policy.json").read_text())["model_id"] == preds.model_id
+    capsys.readouterr()
     assert main(["route", "--predictions", str(tmp_path / "P.json"), "--policy", str(tmp_path / "policy.json"),
-                 "--out", str(tmp_path / "routed")]) == 0
+                 "--out", str(tmp_path / "routed"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)  # --json: stdout is the summary alone
+    assert sum(summary["queues"].values()) == 150
     with open(tmp_path / "routed" / "manifest.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 150 and {"file_name", "queue", "reason", "p_no_edit"} <= set(rows[0])

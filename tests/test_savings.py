@@ -428,6 +428,40 @@ def test_totals_per_image_per_class_money_and_machine_cost_add_up(coco_gt, coco_
 
 
 # -- command line ---------------------------------------------------------------------------------
+def test_savings_subset_scores_only_the_predicted_images(coco150, coco_gt, tmp_path, capsys):
+    """20 images pre-labeled by the CLI against the 150-image ground truth: refused by
+    default with the way out named; --subset (subset=True) scores those 20 exactly as
+    the 20-image ground truth would."""
+    from autolabel.savings.report import savings_report
+
+    images = sorted((coco150 / "images").glob("*.jpg"))[:20]
+    src = tmp_path / "twenty"
+    src.mkdir()
+    for p in images:
+        (src / p.name).symlink_to(p)
+    assert main(["prelabel", str(src), "--model", "yolov5n-320.onnx", "--conf", "0.05", "--out", str(tmp_path / "P"),
+                 "--quiet"]) == 0
+    pfile, gt_file = str(tmp_path / "P" / "annotations.json"), str(coco150 / "instances.json")
+    capsys.readouterr()
+    assert main(["savings", "--predictions", pfile, "--ground-truth", gt_file]) == 2
+    err = capsys.readouterr().err
+    assert "130 of 150 ground-truth images have no predictions" in err and "use --subset" in err
+    assert main(["savings", "--predictions", pfile, "--ground-truth", gt_file, "--subset", "--conf", "0.3",
+                 "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)  # --json alone: the summary on stdout, nothing else
+    names = {p.name for p in images}
+    twenty = al.Results([d for d in coco_gt if d.image.file_name in names], coco_gt.class_names)
+    pred = read_coco(pfile)
+    direct = savings_report(pred, twenty, conf=0.3).summary
+    non_crowd = sum(int((~d.iscrowd).sum()) if d.iscrowd is not None else len(d) for d in twenty)
+    assert cli["images"] == 20 and cli["gt_boxes"] == direct["gt_boxes"] == non_crowd
+    assert cli["edits"] == direct["edits"] and cli["saved_fraction"] == pytest.approx(direct["saved_fraction"])
+    api = savings_report(pred, coco_gt, conf=0.3, subset=True).summary  # the Python twin
+    assert api["edits"] == direct["edits"]
+    with pytest.raises(ValueError, match=r"subset=True"):
+        savings_report(pred, coco_gt, conf=0.3)
+
+
 def test_cli_savings_scores_a_predictions_file(coco150, coco_gt, coco_preds, tmp_path, capsys):
     pred, _ = coco_preds["yolov5n-320"]
     (pfile,) = pred.save(str(tmp_path / "pred"), "coco")

@@ -231,8 +231,10 @@ def test_per_class_thresholds_class_map_and_region_names(coco150, keys, yolov5n)
     n_vehicle = sum(r["value"]["rectanglelabels"] == ["vehicle"] for p in out for r in p["result"])
     assert 0 < n_vehicle <= int(df["label"].isin(["car", "truck", "bus"]).sum())
 
-    with pytest.raises(ValueError, match=r"does not emit: \['zebra crossing'\]"):
+    with pytest.raises(ValueError, match=r"yolov5n does not have: 'zebra crossing'.*80 classes: person, bicycle"):
         Backend(yolov5n, conf={"zebra crossing": 0.5})
+    with pytest.raises(ValueError, match=r"with its class map does not have: 'car'.*2 classes: person, vehicle$"):
+        Backend(yolov5n, conf={"car": 0.5}, class_map={"mapping": {"car": "vehicle", "person": "person"}})
 
 
 def test_a_long_batch_returns_what_is_done_and_leaves_the_rest(coco150, keys, yolov5n, caplog):
@@ -316,3 +318,7 @@ def test_serve_binds_loopback_by_default_and_rejects_bad_thresholds(capsys):
     assert "expected CLASS=THRESHOLD" in capsys.readouterr().err
     assert cli(["serve", "--class-conf", "person=1.5"]) == 2  # refused before anything binds
     assert "must be in [0, 1]" in capsys.readouterr().err
+    # a misspelled class is refused at start, naming it and the model's classes
+    assert cli(["serve", "--class-conf", "persn=0.4", "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "does not have: 'persn' (did you mean 'person' for 'persn'?)" in err and "80 classes: person," in err

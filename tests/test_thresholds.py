@@ -120,6 +120,28 @@ def test_prelabel_applies_per_class_thresholds(coco150, tmp_path):
         assert np.allclose(by_name[b.image.file_name].xyxy, b.xyxy, atol=1e-4)
 
 
+def test_unknown_classes_in_per_class_thresholds_are_refused_before_any_image(coco150, tmp_path, capsys):
+    det = al.load_detector("yolov5n-320.onnx")
+    # an unreadable "image": reading it would be a skipped input, not this error
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    with pytest.raises(ValueError, match=r"yolov5n-320 does not have: 'persn' \(did you mean 'person' for 'persn'\?\); "
+                                         r"its 80 classes: person, bicycle, car.*toothbrush$"):
+        al.prelabel([broken], det, conf={"persn": 0.5, "default": 0.3}, progress=False)
+    with pytest.raises(ValueError, match=r"does not have: 'persn'"):
+        al.run_job([broken], tmp_path / "job", det, conf={"persn": 0.5, "default": 0.3}, progress=False)
+    assert not (tmp_path / "job").exists()  # refused before the log was opened
+
+    # the CLI: exit 2, naming the unknown classes (a misspelling and a class of another model)
+    path = ClassThresholds(0.3, {"person": 0.6, "persn": 0.5, "RBC": 0.4}).save(tmp_path / "t.yaml")
+    images = coco150 / "images"
+    assert main(["prelabel", str(images), "--model", "yolov5n-320.onnx", "--conf-per-class", path,
+                 "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "does not have: 'RBC', 'persn'" in err and "its 80 classes: person, bicycle" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_class_thresholds_file_errors_name_the_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("default: 0.3\nclasses: {person: 1.5}\n")
@@ -147,3 +169,12 @@ def test_cli_compare_gives_the_model_ladder(coco150, tmp_path, capsys):
     for r in rows:
         cpu_s, cost = float(r[8]), float(r[9])
         assert cost == pytest.approx(cpu_s * 1000, rel=1e-3)
+
+
+def test_compare_loads_every_model_before_labeling_any_image(coco150, tmp_path, capsys):
+    rc = main(["compare", "--models", "yolov5n-320.onnx", "no-such-model.onnx", "--images", str(coco150 / "images"),
+               "--ground-truth", str(coco150 / "instances.json"), "--out", str(tmp_path / "rep")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "model 'no-such-model.onnx' not found" in err
+    assert "prelabel yolov5n-320" not in err  # the first model's progress bar never started
+    assert not (tmp_path / "rep").exists()

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import json
 
+from autolabel.cli._common import emit_json, json_option, say, working
 from autolabel.config import EXIT_OK
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
     from autolabel.audit import audit
 
-    a = audit(args.labels, args.predictions, reference=args.reference, conf=args.conf, seeds=args.seeds,
-              min_score=args.min_score)
-    print(a)
-    print(a.top(10)[["file_name", "kind", "category", "score", "evidence"]].to_string(index=False))
-    for path in a.save(args.out, image_root=args.images, examples=args.examples, min_score=args.queue_min_score):
-        print(f"wrote {path}")
+    with working("auditing (fitting the ranker on corrupted copies)", not args.quiet):
+        a = audit(args.labels, args.predictions, reference=args.reference, conf=args.conf, seeds=args.seeds,
+                  min_score=args.min_score)
+    written = a.save(args.out, image_root=args.images, examples=args.examples, min_score=args.queue_min_score)
+    top = a.top(10)[["file_name", "kind", "category", "score", "evidence"]]
+    kinds = a.suspects["kind"].value_counts().to_dict() if len(a.suspects) else {}
+    if not emit_json(args, {"images": len(a.images), "suspects": len(a.suspects), "by_kind": kinds,
+                            "calibrated": a.calibrated, "top": top.to_dict("records"), "written": written}):
+        print(a)
+        print(top.to_string(index=False, max_colwidth=60, float_format=lambda v: f"{v:.3f}"))
+    say(args, f"wrote {len(written)} files to {args.out} (suspects.csv, images.csv, summary.md, ...)")
     return EXIT_OK
 
 
@@ -38,17 +43,14 @@ def _cmd_inspect_plan(args: argparse.Namespace) -> int:
     if batch is None:
         raise ValueError("give --batch (images in the batch) or --audit (an audit's images.csv)")
     if risk is not None and len(risk) != batch:
-        raise ValueError(f"--batch {batch} but {args.audit} lists {len(risk)} images")
+        raise ValueError(f"--batch {batch} but {args.audit} lists {len(risk)} images: the audit-guided plan is for "
+                         "the audited batch itself; leave out --batch (it is then the audit's image count)")
     plans.append(plain_plan(batch, args.bar, args.delta, args.aql, args.producer_risk))
     if risk is not None:
         plans.append(guided_plan(risk, args.bar, args.delta, args.risky_at, args.aql, args.producer_risk))
-    for p in plans:
-        print(p.describe())
-    if args.json:
-        from autolabel.io.files import atomic_write
-
-        atomic_write(args.json, json.dumps([p.to_dict() for p in plans], indent=1))
-        print(f"wrote {args.json}")
+    if not emit_json(args, [p.to_dict() for p in plans]):
+        for p in plans:
+            print(p.describe())
     return EXIT_OK
 
 
@@ -66,6 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="corruption seeds of the ranker's training copies (default 101 102 103)")
     a.add_argument("--min-score", type=float, default=0.05, help="suspects.csv lists suspects from this score")
     a.add_argument("--queue-min-score", type=float, default=0.1, help="suspects in the review queue from this score")
+    a.add_argument("--quiet", action="store_true", help="no progress bar")
+    json_option(a, "the counts and the top suspects")
     a.set_defaults(func=_cmd_audit)
 
     p = sub.add_parser("inspect-plan", help="how many images to inspect, and failures to allow, to accept a batch")
@@ -77,5 +81,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--producer-risk", type=float, default=0.1, help="P(reject | failure rate aql) at most this")
     p.add_argument("--audit", default=None, help="images.csv of autolabel audit: also the audit-guided plan")
     p.add_argument("--risky-at", type=float, default=0.9, help="guided: risk from which images are inspected in full")
-    p.add_argument("--json", default=None, help="write the plans here")
+    json_option(p, "the plans")
     p.set_defaults(func=_cmd_inspect_plan)

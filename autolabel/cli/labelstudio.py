@@ -32,15 +32,14 @@ def _project(args: argparse.Namespace) -> int | str:
 def _cmd_push(args: argparse.Namespace) -> int:
     from autolabel.config import load_yaml
     from autolabel.formats import read_coco
-    from autolabel.labelstudio import push
+    from autolabel.labelstudio import PushOptions, push
 
-    results = read_coco(args.predictions)
-    label_map = load_yaml(args.label_map) if args.label_map else None
-    report = push(
-        results, _project(args), client=_ls_client(args), routing=args.manifest, queues=args.queues,
-        prelabel_conf=args.prelabel_conf, image_url=args.image_url, image_root=args.image_root,
-        document_root=args.document_root, label_map=label_map, chunk_size=args.chunk_size,
+    options = PushOptions(
+        routing=args.manifest, queues=args.queues, prelabel_conf=args.prelabel_conf, image_url=args.image_url,
+        image_root=args.image_root, document_root=args.document_root, chunk_size=args.chunk_size,
+        label_map=load_yaml(args.label_map) if args.label_map else None,
     )
+    report = push(read_coco(args.predictions), _project(args), client=_ls_client(args), options=options)
     print(json.dumps(report.summary(), indent=1))
     return EXIT_OK
 

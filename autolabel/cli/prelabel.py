@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from autolabel.config import EXIT_OK, EXIT_SKIPPED
@@ -37,7 +38,8 @@ def _conf(args: argparse.Namespace) -> object:
 
 
 def _cmd_prelabel(args: argparse.Namespace) -> int:
-    from autolabel.engine import run_job
+    from autolabel.engine import JobOptions, run_job
+    from autolabel.engine.ray_engine import RayOptions
 
     if args.track:
         return _cmd_track(args)
@@ -46,17 +48,17 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
     if args.format in TRACK_FORMATS:
         raise ValueError(f"--format {args.format} writes tracks: add --track")
 
-    src_opts = given(every=args.every, every_seconds=args.every_seconds)
-    det_opts = given(device=args.device, batch_size=args.batch_size, threads=args.threads,
-                     draft=False if args.no_draft else None)
-    ray_opts = given(actors=args.ray_actors, num_cpus=args.ray_cpus, num_gpus=args.ray_gpus)
+    ray = given(actors=args.ray_actors, num_cpus=args.ray_cpus, num_gpus=args.ray_gpus)
+    options = JobOptions(
+        conf=_conf(args), iou=args.iou, max_det=args.max_det, class_map=args.class_map, engine=args.engine,
+        resume=args.resume, retry_failed=args.retry_failed, workers=args.workers, streams=args.streams,
+        progress=not args.quiet, source_options=given(every=args.every, every_seconds=args.every_seconds),
+        detector_options=given(device=args.device, batch_size=args.batch_size, threads=args.threads,
+                               draft=False if args.no_draft else None),
+        ray_options=RayOptions.model_validate(ray) if args.engine == "ray" else None,
+    )
     try:
-        summary = run_job(
-            args.source, args.out, args.model, args.format, conf=_conf(args), iou=args.iou, max_det=args.max_det,
-            class_map=args.class_map, engine=args.engine, resume=args.resume, retry_failed=args.retry_failed,
-            workers=args.workers, streams=args.streams, progress=not args.quiet, detector_options=det_opts, ray_options=ray_opts,
-            **src_opts,
-        )
+        summary = run_job(args.source, args.out, args.model, args.format, options)
     except Exception as e:  # a crash mid-job (exit status 2 in autolabel.cli.main): the log keeps what is done
         if sys.version_info >= (3, 11) and not isinstance(e, (FileNotFoundError, ValueError, KeyError)):
             e.add_note(f"Batches finished before the error are kept in {args.out}/.autolabel/; "
@@ -69,11 +71,16 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from autolabel.detectors import model_search_dirs
+    from autolabel.detectors import model_search_dirs, shared_models_hint
     from autolabel.detectors.inventory import model_table
 
     df = model_table(bench=args.bench)
     print("searched, in order: " + "; ".join(f"{o}: {d}" for o, d in model_search_dirs()))
+    hint = shared_models_hint()
+    if hint:
+        print(hint.strip())
+    elif not os.environ.get("AUTOLABEL_MODEL_DIR"):
+        print("add a folder of model files to the search: export AUTOLABEL_MODEL_DIR=<folder>")
     if len(df):
         df["speed"] = (df["images_per_second"].map(lambda v: "" if v != v else f"{v:.1f} img/s") if args.bench else "")
         df["where"] = df["origin"] + df["shadowed"].map(lambda s: " (shadowed)" if s == "True" else "")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+from typing import Any, Mapping
 
 from autolabel.config import EXIT_OK
-from autolabel.cli._common import given
+from autolabel.cli._common import emit_json, given, json_option, say, working
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
@@ -22,19 +24,65 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     if args.plan:
         from autolabel.routing.planner import plan
 
-        p = plan(preds, gt, cfg, target_coverage=args.target_coverage, n_repeats=args.plan_repeats)
-        print(json.dumps(p.summary, indent=1))
-        print(p.curve.groupby("images")["coverage"].agg(["mean", "std", "count"]).to_string())
+        with working(f"planning at alpha {cfg.alpha:g}, delta {cfg.delta:g}", not args.quiet):
+            p = plan(preds, gt, cfg, target_coverage=args.target_coverage, n_repeats=args.plan_repeats)
+        if not emit_json(args, {**p.summary, "curve": p.curve.to_dict("records")}):
+            print(_plan_table(p.summary, p.curve))
         if not args.out:
             return EXIT_OK
     if not args.out:
         raise ValueError("calibrate needs --out (the policy JSON to write) unless --plan is given")
-    policy = fit_policy(preds, gt, cfg)
+    with working(f"calibrating on {len(gt)} images", not args.quiet):
+        policy = fit_policy(preds, gt, cfg)
     policy.save(args.out)
     shown = {k: len(v) if isinstance(v, list) else v for k, v in policy.summary.items()}  # class lists: counts
-    print(json.dumps({"threshold": policy.threshold, "reason": policy.reason, **shown}, indent=1))
-    print(f"wrote {args.out}")
+    if not emit_json(args, {"threshold": policy.threshold, "reason": policy.reason, **shown}):
+        print(_policy_table(policy, cfg))
+    say(args, f"wrote {args.out}")
     return EXIT_OK
+
+
+def _policy_table(policy: Any, cfg: Any) -> str:
+    """A fitted policy in a few lines: the threshold and why, the images, the box certification."""
+    import pandas as pd
+
+    s = policy.summary
+    head = [f"auto-accept threshold: {'none' if policy.threshold is None else format(policy.threshold, '.4f')}  "
+            f"({s.get('risk', cfg.risk)} <= {cfg.alpha:g} with probability {1 - cfg.delta:g}; {s.get('scorer')} scorer)",
+            f"why: {policy.reason}",
+            f"images: {s.get('images')} ({s.get('fit_images')} fit the scorer, {s.get('bound_images')} bound its risk), "
+            f"{s.get('images_needing_edit')} need an edit; pre-labels: {s.get('prelabels')}"]
+    cert = s.get("box_certification")
+    if isinstance(cert, dict) and cert.get("p_correct_threshold"):
+        t = pd.DataFrame(cert).rename(columns={"p_correct_threshold": "box P(correct) >=", "certified_boxes": "boxes",
+                                               "ucb": "error bound"})
+        head += ["box certification:", t.to_string(index=False, float_format=lambda v: f"{v:.3f}")]
+    return "\n".join(head)
+
+
+def _plan_table(summary: Mapping[str, Any], curve: Any) -> str:
+    """The planner's answer: certified coverage now and projected, then the measured curve."""
+    import pandas as pd
+
+    def pct(v: Any) -> str:
+        return "-" if v is None else f"{v:.1%}"
+
+    n = summary["labeled_images"]
+    rows = [("now", n, pct(summary["coverage_now"]), f"sd {pct(summary['coverage_now_sd'])}")]
+    for k, mult in (("projected_2x", 2), ("projected_4x", 4)):
+        if k in summary:
+            p = summary[k]
+            rows.append((f"{mult}x labeled", mult * n, pct(p["mean"]), f"{pct(p['lo'])} to {pct(p['hi'])}"))
+    table = pd.DataFrame(rows, columns=["when", "labeled images", "certified coverage", "interval"])
+    g = curve.groupby("images")["coverage"]
+    measured = pd.DataFrame({"labeled images (subsample)": g.mean().index, "mean coverage": g.mean().map(pct).values,
+                             "sd": g.std().map(pct).values, "fits": g.count().values})
+    extra = [f"{k}: {v}" for k, v in summary.items()
+             if k not in {"labeled_images", "alpha", "delta", "coverage_now", "coverage_now_sd", "projected_2x",
+                          "projected_4x"}]
+    return "\n".join([f"coverage certified at alpha {summary['alpha']:g}, delta {summary['delta']:g} "
+                      f"(share of images auto-accepted):", table.to_string(index=False), *extra,
+                      "measured on subsamples:", measured.to_string(index=False)])
 
 
 def _cmd_route(args: argparse.Namespace) -> int:
@@ -46,9 +94,30 @@ def _cmd_route(args: argparse.Namespace) -> int:
     _record_prelabel_conf(args.out, routing.policy.config.prelabel_conf)
     summary = routing.summary()
     summary.get("budget", {}).pop("unreviewed", None)  # the list is in summary.json
-    print(json.dumps(summary, indent=1))
-    print("wrote " + ", ".join(written))
+    if not emit_json(args, summary):
+        print(_route_table(summary))
+    say(args, f"wrote {len(written)} files to {args.out}: " + ", ".join(os.path.basename(w) for w in written))
     return EXIT_OK
+
+
+def _route_table(s: dict[str, Any]) -> str:
+    """Queues with their images and expected human hours, against reviewing everything."""
+    import pandas as pd
+
+    secs = s.get("expected_seconds", {})
+    rows = [(q, n, secs.get(q, 0.0) / 3600) for q, n in s["queues"].items()]
+    t = pd.DataFrame(rows, columns=["queue", "images", "expected hours"])
+    lines = [f"{s['images']} images routed with threshold {s['threshold']:.4f} "
+             f"({s['risk']} <= {s['alpha']:g}, delta {s['delta']:g})",
+             t.to_string(index=False, float_format=lambda v: f"{v:.2f}")]
+    if secs:
+        lines.append(f"expected hours: routed {secs['routed total'] / 3600:.2f}, reviewing everything "
+                     f"{secs['review everything'] / 3600:.2f}, from scratch {secs['scratch everything'] / 3600:.2f}")
+    b = s.get("budget")
+    if b:
+        lines.append(f"budget {b['hours']:g} h: {b['reviewed_images']} images reviewed, {b['unreviewed_images']} left "
+                     f"(about {b['unreviewed_expected_images_needing_edit']:.0f} of them need an edit)")
+    return "\n".join(lines)
 
 
 def _record_prelabel_conf(out_dir: str, conf: float) -> None:
@@ -84,6 +153,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     cal.add_argument("--method", choices=("isotonic", "platt"), default=None, help="box calibration model")
     cal.add_argument("--prelabel-conf", type=float, default=None, help="pre-label threshold (lower boxes: miss evidence)")
     cal.add_argument("--profile", default=None, help="cost profile name or YAML (configs/cost)")
+    cal.add_argument("--quiet", action="store_true", help="no progress bar")
+    json_option(cal, "the policy summary (with --plan: the plan and its curve)")
     cal.set_defaults(func=_cmd_calibrate)
 
     rte = sub.add_parser("route", help="send each image to auto_accept, review or scratch with a calibrated policy")
@@ -93,4 +164,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     rte.add_argument("--budget-hours", type=float, default=None, help="human hours for the review queue")
     rte.add_argument("--image-root-url", default="", help="prefix of image URLs in the Label Studio review tasks")
     rte.add_argument("--any-model", action="store_true", help="allow predictions whose model id differs or is missing")
+    json_option(rte, "the routing summary")
     rte.set_defaults(func=_cmd_route)

@@ -3,23 +3,40 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from typing import Any
 
 from autolabel.config import EXIT_OK
-from autolabel.cli._common import match_options
+from autolabel.cli._common import emit_json, json_option, match_options, say
 
 
 
 def _cmd_savings(args: argparse.Namespace) -> int:
     from autolabel.formats import read_coco
-    from autolabel.savings.report import savings_report
+    from autolabel.savings.report import predicted_only, savings_report
 
-    pred, gt = read_coco(args.predictions), read_coco(args.ground_truth)
+    pred = read_coco(args.predictions)
+    gt = predicted_only(pred, read_coco(args.ground_truth), args.subset)  # (the error names --subset)
     conf = None if args.every_prediction else ("best" if args.conf is None else args.conf)
     rep = savings_report(
         pred, gt, args.profile, conf, args.machine_seconds, iou_accept=args.iou_accept, iou_min=args.iou_min
     )
+    if args.json != "-":
+        _print_savings(args, rep, conf)
+    if args.class_thresholds:
+        from autolabel.savings.thresholds import per_class_gain
+
+        gain = per_class_gain(pred, gt, args.profile, iou_accept=args.iou_accept, iou_min=args.iou_min)
+        say(args, f"per-class thresholds, out of sample (fitted on one half of the images, measured on the other): "
+                  f"saved {gain['per_class_saved_fraction']:.1%} against {gain['global_saved_fraction']:.1%} with one "
+                  f"global threshold ({gain['gain_fraction']:+.1%} points)")
+        say(args, f"wrote {gain['thresholds'].save(args.class_thresholds)} (fitted on all images; "
+                  f"use it with autolabel prelabel --conf-per-class)")
+    emit_json(args, rep.to_dict())
+    return EXIT_OK
+
+
+def _print_savings(args: argparse.Namespace, rep: Any, conf: Any) -> None:
     s = rep.summary
     lo, hi = s["saved_fraction_ci95"]
     if s["conf"] is None:
@@ -37,21 +54,6 @@ def _cmd_savings(args: argparse.Namespace) -> int:
         print(f"note: {args.predictions} holds {s['below_threshold']} predictions scoring below {s['conf']:.2f}; "
               "they are not counted as pre-labels (filter them out when importing: --conf at prelabel time)",
               file=sys.stderr)
-    if args.class_thresholds:
-        from autolabel.savings.thresholds import per_class_gain
-
-        gain = per_class_gain(pred, gt, args.profile, iou_accept=args.iou_accept, iou_min=args.iou_min)
-        print(f"per-class thresholds, out of sample (fitted on one half of the images, measured on the other): "
-              f"saved {gain['per_class_saved_fraction']:.1%} against {gain['global_saved_fraction']:.1%} with one "
-              f"global threshold ({gain['gain_fraction']:+.1%} points)")
-        print(f"wrote {gain['thresholds'].save(args.class_thresholds)} (fitted on all images; "
-              f"use it with autolabel prelabel --conf-per-class)")
-    if args.json:
-        from autolabel.io.files import atomic_write
-
-        atomic_write(args.json, json.dumps(rep.to_dict(), indent=1))
-        print(f"wrote {args.json}")
-    return EXIT_OK
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -84,7 +86,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                          help="score pre-labels against ground truth: edits, human seconds and money saved")
     sav.add_argument("--predictions", required=True, help="pre-labels as a COCO JSON (autolabel prelabel --format coco)")
     sav.add_argument("--ground-truth", required=True, help="ground truth as a COCO JSON")
-    sav.add_argument("--json", default=None, help="write the full summary (per class, sensitivity, sweep) here")
+    json_option(sav, "the full summary (per class, sensitivity, sweep)")
+    sav.add_argument("--subset", action="store_true",
+                     help="score only the ground-truth images that have predictions (e.g. a pre-labeled sample)")
     sav.add_argument("--profile", default="extreme-clicking", help="cost profile name or YAML (configs/cost)")
     sav.add_argument("--conf", type=float, default=None,
                      help="pre-label threshold (default: the sweep's best, printed)")

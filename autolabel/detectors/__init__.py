@@ -26,7 +26,8 @@ from typing import Any
 
 from autolabel.detectors.base import Detector
 
-__all__ = ["Detector", "load_detector", "model_search_dirs", "list_models", "DEFAULT_MODEL", "ModelNotFoundError"]
+__all__ = ["Detector", "load_detector", "model_search_dirs", "list_models", "DEFAULT_MODEL", "ModelNotFoundError",
+           "shared_model_dirs", "shared_models_hint"]
 
 DEFAULT_MODEL = "yolov5n.onnx"
 MODEL_SUFFIXES = (".onnx", ".pt", ".pth", ".yaml", ".yml")
@@ -47,6 +48,27 @@ def model_search_dirs() -> list[tuple[str, Path]]:
     dirs.append(("user cache", Path(cache) / "models"))
     dirs.append(("bundled", Path(__file__).resolve().parent.parent / "models"))
     return dirs
+
+
+def shared_model_dirs() -> list[Path]:
+    """Folders of shared model files that exist but are not searched: ``$AUTOLABEL_SHARED/models``
+    and ``../shared/models`` beside the working directory or beside this checkout (where
+    the README's examples find ``yolov5n-320.onnx``, ``yolo11n-int8.onnx``, ...)."""
+    candidates = [Path(os.environ["AUTOLABEL_SHARED"]) / "models"] if os.environ.get("AUTOLABEL_SHARED") else []
+    candidates += [Path.cwd().parent / "shared" / "models",
+                   Path(__file__).resolve().parent.parent.parent.parent / "shared" / "models"]
+    searched = {d.resolve() for _, d in model_search_dirs() if d.is_dir()}
+    out: list[Path] = []
+    for c in candidates:
+        if c.is_dir() and c.resolve() not in searched and c.resolve() not in out:
+            out.append(c.resolve())
+    return out
+
+
+def shared_models_hint() -> str:
+    """How to point the resolver at the shared models found, or ``""``."""
+    return "".join(f"\nshared models in {d} are not searched: export AUTOLABEL_MODEL_DIR={d}"
+                   for d in shared_model_dirs())
 
 
 def list_models() -> list[dict[str, str]]:
@@ -117,7 +139,8 @@ def load_detector(spec: Detector | str | os.PathLike | None = None, **options: A
         except FileNotFoundError as e:  # Ultralytics could not download it; any other error is raised as is
             cause = e
             looked.append(f"Ultralytics download of {s} ({e.__cause__ or e})")
-    raise ModelNotFoundError(f"model {s!r} not found; looked in:\n  " + "\n  ".join(looked)) from cause
+    raise ModelNotFoundError(f"model {s!r} not found; looked in:\n  " + "\n  ".join(looked)
+                             + shared_models_hint()) from cause
 
 
 def _is_ultralytics_asset(name: str) -> bool:

@@ -91,11 +91,14 @@ class Detector(ABC):
         :class:`~autolabel.detectors.thresholds.ClassThresholds`); it always comes back as
         a ``ClassThresholds`` (one threshold: no per-class entries) whose ``default`` is
         the detector's ``conf`` unless given.
+
+        Raises:
+            ConfigError: per-class thresholds naming a class this model lacks (with its classes).
         """
         from autolabel.detectors.thresholds import ClassThresholds
 
         return (
-            ClassThresholds.load(self.conf if conf is None else conf, default=self.conf),
+            ClassThresholds.load(self.conf if conf is None else conf, default=self.conf).check(self.class_names, self.name),
             self.iou if iou is None else iou,
             self.max_det if max_det is None else max_det,
         )

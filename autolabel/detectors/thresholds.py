@@ -11,13 +11,14 @@ Fitting them from a savings sweep is :mod:`autolabel.savings.thresholds`.
 
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from autolabel.config import load_yaml
+from autolabel.config import ConfigError, load_yaml
 from autolabel.core import Detections
 
 __all__ = ["ClassThresholds"]
@@ -73,6 +74,24 @@ class ClassThresholds:
             return cls(float(d), {str(k): float(v) for k, v in classes.items()})
         except (TypeError, ValueError) as e:
             raise ValueError(f"{where}: {e}") from e
+
+    def check(self, class_names: Sequence[str], model: str = "the model") -> ClassThresholds:
+        """Refuse thresholds for classes ``class_names`` lacks (a misspelled name would
+        silently fall back to ``default``); returns ``self``.
+
+        Raises:
+            ConfigError: naming the unknown classes, the closest known names and ``model``'s classes.
+        """
+        known = set(class_names)
+        unknown = sorted(set(self.classes) - known)
+        if not unknown:
+            return self
+        hints = [f"{close[0]!r} for {u!r}" for u in unknown
+                 if (close := difflib.get_close_matches(u, list(class_names), n=1))]
+        raise ConfigError(
+            f"per-class thresholds name classes {model} does not have: {', '.join(map(repr, unknown))}"
+            + (f" (did you mean {'; '.join(hints)}?)" if hints else "")
+            + f"; its {len(class_names)} classes: {', '.join(class_names)}")
 
     @property
     def per_class(self) -> bool:

@@ -51,7 +51,7 @@ GPU
 * Decoding stays on the CPU; raise ``--workers`` (decode threads) if the GPU idles.
 """
 
-from autolabel.engine.job import ENGINES, JobSummary, export_log, run_job
+from autolabel.engine.job import ENGINES, JobOptions, JobSummary, export_log, run_job
 from autolabel.engine.log import LogError, ResumeError, ShardLog
 
-__all__ = ["ENGINES", "JobSummary", "LogError", "ResumeError", "ShardLog", "export_log", "run_job"]
+__all__ = ["ENGINES", "JobOptions", "JobSummary", "LogError", "ResumeError", "ShardLog", "export_log", "run_job"]

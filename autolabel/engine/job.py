@@ -16,14 +16,14 @@ from typing import Any, Iterable, Iterator, Sequence
 from autolabel.config import EXIT_FAILED, EXIT_OK, EXIT_SKIPPED
 from autolabel.core import Detections, Failure
 from autolabel.detectors import Detector, load_detector
+from autolabel.detectors.thresholds import ClassThresholds
 from autolabel.engine.log import LOG_DIR, LogResults, ShardLog, encode_record
+from autolabel.engine.options import ENGINES, JobOptions
 from autolabel.io.files import atomic_write, atomic_writer, fsync_dir
 from autolabel.pipeline import iter_prelabel, tracked
-from autolabel.sources import Item, Source, open_source
+from autolabel.sources import Item, NoImagesError, Source, open_source
 
-__all__ = ["ENGINES", "JobSummary", "run_job", "export_log"]
-
-ENGINES = ("local", "ray")
+__all__ = ["ENGINES", "JobOptions", "JobSummary", "run_job", "export_log"]
 
 
 @dataclass
@@ -170,112 +170,121 @@ def _status(images: int, skipped: int) -> tuple[str, int]:
     return "completed", EXIT_OK
 
 
-def run_job(
-    source: Source | str | os.PathLike | Sequence[str | os.PathLike],
-    out: str | os.PathLike,
-    detector: Detector | str | os.PathLike | None = None,
-    format: str = "coco",
-    *,
-    conf: Any = None,
-    iou: float | None = None,
-    max_det: int | None = None,
-    class_map: Any = None,
-    engine: str = "local",
-    resume: bool = True,
-    retry_failed: bool = False,
-    workers: int | None = None,
-    streams: int | None = None,
-    progress: bool = True,
-    detector_options: dict[str, Any] | None = None,
-    ray_options: Any = None,
-    format_options: dict[str, Any] | None = None,
-    export: bool = True,
-    **source_options: Any,
-) -> JobSummary:
-    """Pre-label ``source`` into ``out`` as a resumable, crash-safe batch job.
+@dataclass
+class _Plan:
+    """What a job runs, settled before any input is read."""
 
-    Results stream into the shard log ``out/.autolabel/`` (see
-    :mod:`autolabel.engine.log`); when every input is done the export (``format``,
-    see :mod:`autolabel.formats`), ``errors.csv``, ``frames.csv`` (video) and
-    ``summary.json`` are written from the log. Run it again with the same ``out`` and
-    it skips what is done; ``resume=False`` starts over; ``retry_failed=True``
-    processes inputs that failed before once more; ``export=False`` only fills the log
-    (export it later with :func:`export_log`, in as many formats as needed).
+    det: Detector
+    src: Source
+    conf: ClassThresholds
+    iou: float
+    max_det: int
+    workers: int
+    streams: int
 
-    ``engine="local"`` decodes in ``workers`` threads while the detector runs, with
-    ``streams`` batches in inference at once (defaults from the cores and the model:
-    :mod:`autolabel.detectors.tuning`; see
-    :func:`~autolabel.pipeline.iter_prelabel`; on a CPU use ONNX with
-    ``detector_options={"threads": cores // streams}``);
-    ``engine="ray"`` runs the detector in a pool of Ray actors
-    (:class:`~autolabel.engine.ray_engine.RayOptions` via ``ray_options``; ``detector``
-    must then be a path or name each actor can load). The model is loaded, and the
-    output directory checked, before any input is read.
 
-    Returns:
-        The :class:`JobSummary` (also written to ``out/.autolabel/summary.json``).
+def _plan(source: Any, detector: Any, format: str, opts: JobOptions) -> _Plan:
+    """Load the model and check every setting and the source, before any work.
 
     Raises:
-        ValueError: a bad engine, format, class map or source; no images.
+        ValueError: a bad format, class map, thresholds (ConfigError) or source (NoImagesError).
         ModelNotFoundError: the model cannot be found.
-        ResumeError: ``out`` holds a log of another model or other settings.
-        Exception: a detector error (a bug), unchanged with its traceback: the batches
-            finished before it are in the log, and the same call resumes after them.
     """
     from autolabel.classmap import ClassMap
     from autolabel.detectors.tuning import engine_settings
     from autolabel.formats import check_format
 
-    t0 = time.perf_counter()
-    if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
     check_format(format)
-    if engine == "ray" and isinstance(detector, Detector):
+    if opts.engine == "ray" and isinstance(detector, Detector):
         raise ValueError("engine='ray' needs the model as a path or name that each Ray actor loads, "
                          "not a loaded Detector")
-    det = load_detector(detector, **(detector_options or {}))
-    if class_map is not None:
-        ClassMap.load(class_map, det.class_names)  # a bad class map fails before any work
-    streams, workers = engine_settings(det, streams, workers)  # defaults from cores and model
-    conf, iou, max_det = det.settings(conf, iou, max_det)
-    if conf.per_class and engine == "ray":
+    det = load_detector(detector, **opts.detector_options)
+    if opts.class_map is not None:
+        ClassMap.load(opts.class_map, det.class_names)  # a bad class map fails before any work
+    streams, workers = engine_settings(det, opts.streams, opts.workers)  # defaults from cores and model
+    conf, iou, max_det = det.settings(opts.conf, opts.iou, opts.max_det)
+    if conf.per_class and opts.engine == "ray":
         raise ValueError("per-class thresholds need engine='local'")
-    src = open_source(source, **source_options)
-    logged_conf = conf.as_conf()
-    manifest = {"model_id": det.model_id, "class_names": det.class_names, "conf": logged_conf, "iou": iou,
-                "max_det": max_det}
-    processed = 0
-    with ShardLog(out).open(manifest, resume=resume) as log:
-        done = log.done_keys(retry_failed)
-        pending = _Pending(src, done)
-        if engine == "local":
+    src = open_source(source, **opts.source_options).require_items()  # before the log is made
+    return _Plan(det, src, conf, iou, max_det, workers, streams)
+
+
+def run_job(
+    source: Source | str | os.PathLike | Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    detector: Detector | str | os.PathLike | None = None,
+    format: str = "coco",
+    options: JobOptions | None = None,
+    **kwargs: Any,
+) -> JobSummary:
+    """Pre-label ``source`` into ``out`` as a resumable, crash-safe batch job.
+
+    Results stream into the shard log ``out/.autolabel/`` (:mod:`autolabel.engine.log`);
+    when every input is done the export (``format``, :mod:`autolabel.formats`),
+    ``errors.csv``, ``frames.csv`` (video) and ``summary.json`` are written from the log.
+    Run it again with the same ``out`` and it skips what is done. How it runs (threshold,
+    engine, resume, workers, ...) is a :class:`JobOptions`: ``options``, with any of its
+    fields given as keywords on top (``run_job(src, out, conf=0.3, workers=4)``), and
+    source keywords (``every=30``, ``split="val"``) for :func:`~autolabel.sources.open_source`.
+    The model is loaded, and every setting and the source checked, before any input is
+    read; then the output directory is made.
+
+    Returns:
+        The :class:`JobSummary` (also written to ``out/.autolabel/summary.json``).
+
+    Raises:
+        TypeError: a keyword that is no option (named).
+        ValueError: a bad option, format, class map, thresholds or source; no images
+            (``NoImagesError``, ``out`` left untouched).
+        ModelNotFoundError: the model cannot be found.
+        ResumeError: ``out`` holds a log of another model or other settings.
+        Exception: a detector error (a bug), unchanged with its traceback: the batches
+            finished before it are in the log, and the same call resumes after them.
+    """
+    t0 = time.perf_counter()
+    opts = JobOptions.from_call(options, kwargs)
+    p = _plan(source, detector, format, opts)
+    manifest = {"model_id": p.det.model_id, "class_names": p.det.class_names, "conf": p.conf.as_conf(), "iou": p.iou,
+                "max_det": p.max_det}
+    with ShardLog(out).open(manifest, resume=opts.resume) as log:
+        done = log.done_keys(opts.retry_failed)
+        pending = _Pending(p.src, done)
+        if opts.engine == "local":
             batches: Iterable[list[Detections | Failure]] = iter_prelabel(
-                pending, det, conf, iou, max_det, workers, streams=streams
-            )
+                pending, p.det, p.conf, p.iou, p.max_det, p.workers, streams=p.streams)
         else:
             from autolabel.engine.ray_engine import iter_prelabel_ray
 
-            batches = iter_prelabel_ray(pending, detector, det, conf.default, iou, max_det, ray_options,
-                                        detector_options or {})
-        total = None if src.length is None else max(src.length - len(done), 0)
-        writer = _Writer(log, det.model_id)
-        try:
-            for batch in tracked(batches, total, f"prelabel {det.name}", progress):
-                writer.put(batch)
-                processed += len(batch)
-        finally:
-            writer.close()
+            spec = None if isinstance(detector, Detector) else detector  # (_plan refused a loaded one)
+            batches = iter_prelabel_ray(pending, spec, p.det, p.conf.default, p.iou, p.max_det, opts.ray_options,
+                                        opts.detector_options)
+        total = None if p.src.length is None else max(p.src.length - len(done), 0)
+        processed = _write(log, p.det, batches, total, opts.progress)
         if processed == 0 and not pending.already_done:
-            raise ValueError(f"no images in {src.description}")
-        if export:
-            results, written = export_log(out, format, class_map, iou, **(format_options or {}))
+            raise NoImagesError(f"no images found in {p.src.description}")
+        if opts.export:
+            results, written = export_log(out, format, opts.class_map, p.iou, **opts.format_options)
         else:
             results, written = log.view(probs=False), []
         torn = len(log.torn)
     status, code = _status(len(results), len(results.failures))
     summary = JobSummary(
-        status, code, str(out), det.model_id, format, len(results), len(results.failures), results.num_boxes,
+        status, code, str(out), p.det.model_id, format, len(results), len(results.failures), results.num_boxes,
         processed, pending.already_done, time.perf_counter() - t0, written, torn,
     )
     atomic_write(Path(out) / LOG_DIR / "summary.json", json.dumps(summary.to_dict(), indent=2) + "\n", durable=True)
     return summary
+
+
+def _write(log: ShardLog, det: Detector, batches: Iterable[list[Detections | Failure]], total: int | None,
+           progress: bool) -> int:
+    """Append every batch to ``log`` (a writer thread), with a progress bar; returns the inputs processed."""
+    processed = 0
+    writer = _Writer(log, det.model_id)
+    try:
+        for batch in tracked(batches, total, f"prelabel {det.name}", progress):
+            writer.put(batch)
+            processed += len(batch)
+    finally:
+        writer.close()
+    return processed

@@ -21,13 +21,13 @@ from autolabel.labelstudio.client import (
     TransientError,
     tasks,
 )
-from autolabel.labelstudio.plan import LabelMap, RoutingLike
+from autolabel.labelstudio.plan import LabelMap, PushOptions, RoutingLike
 from autolabel.labelstudio.pull import pull
 from autolabel.labelstudio.push import PushReport, push
 
 __all__ = [  # noqa: RUF022 (grouped by module)
     "Client", "LabelStudioError", "LabelStudioAuthError", "LabelStudioUnavailable", "LabelConfigError",
     "TransientError", "ENV_URL", "ENV_TOKEN", "ENV_DOCUMENT_ROOT", "tasks",
-    "push", "PushReport", "RoutingLike", "LabelMap",
+    "push", "PushOptions", "PushReport", "RoutingLike", "LabelMap",
     "pull",
 ]

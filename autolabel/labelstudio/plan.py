@@ -12,8 +12,11 @@ import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, Union
 
+from pydantic import Field, field_validator, model_validator
+
+from autolabel.config import Options
 from autolabel.core import Results
 
 if TYPE_CHECKING:
@@ -21,7 +24,7 @@ if TYPE_CHECKING:
 
     from autolabel.routing import Routing
 
-__all__ = ["RoutingLike", "LabelMap", "Plan", "routing_plan", "order_plan", "apply_label_map"]
+__all__ = ["RoutingLike", "LabelMap", "PushOptions", "Plan", "routing_plan", "order_plan", "apply_label_map"]
 
 RoutingLike = Union["Routing", "pd.DataFrame", str, os.PathLike]
 """A :class:`~autolabel.routing.Routing`, its manifest DataFrame, or the ``manifest.csv``
@@ -29,6 +32,62 @@ that ``autolabel route`` writes (its ``summary.json`` beside it)."""
 LabelMap = Union[Mapping[str, Any], str, os.PathLike]
 """``{our class: project label or None}``, or a class map config (a dict with
 ``mapping``, or a YAML path) as :class:`~autolabel.classmap.ClassMap` loads."""
+
+
+class PushOptions(Options):
+    """What :func:`~autolabel.labelstudio.push` sends and how, beside the results and the
+    project; validated when made (unknown names and bad values are refused before any
+    request). ``push(..., routing=m, chunk_size=100)`` builds one from its keywords.
+
+    Attributes:
+        routing: push the images of ``queues``, the review queue first in its priority
+            order, the scratch queue without pre-labels, with the routing fields in the
+            task data (:data:`RoutingLike`).
+        queues: with ``routing``: the queues to push (``auto_accept``, ``review``, ``scratch``).
+        order: image keys in priority order (keys left out follow least confident
+            first, by mean box score); not with ``routing``.
+        task_data: image key -> extra task data; not with ``routing``.
+        prelabel_conf: push only boxes scoring at least this. With ``routing`` the
+            default is the policy's pre-label threshold (required when the manifest
+            does not say it); without, every box is pushed.
+        image_url: a URL prefix the images' file names are appended to; default:
+            local-files URLs under ``document_root`` (the server's
+            ``LOCAL_FILES_DOCUMENT_ROOT``, default ``$LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``)
+            for images under ``image_root`` (default: derived from the image paths).
+        label_map: our class -> the project's label (``None`` drops those boxes) (:data:`LabelMap`).
+        without_prelabels: keys pushed without pre-labels (the from-scratch baseline).
+        chunk_size: tasks per import request.
+        on_chunk: called with the report after every chunk.
+    """
+
+    routing: Any = None
+    queues: tuple[str, ...] = ("review", "scratch")
+    order: Sequence[str] | None = None
+    task_data: Mapping[str, Mapping[str, Any]] | None = None
+    prelabel_conf: float | None = Field(None, ge=0, le=1)
+    image_url: str | None = None
+    image_root: Path | None = None
+    document_root: Path | None = None
+    label_map: Any = None
+    without_prelabels: tuple[str, ...] = ()
+    chunk_size: int = Field(200, ge=1)
+    on_chunk: Callable[..., Any] | None = None
+
+    @field_validator("queues")
+    @classmethod
+    def _queues(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from autolabel.routing import QUEUES
+
+        bad = [q for q in v if q not in QUEUES]
+        if bad:
+            raise ValueError(f"unknown queues {bad}; choose from {', '.join(QUEUES)}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_order(self) -> PushOptions:
+        if self.routing is not None and (self.order is not None or self.task_data is not None or self.without_prelabels):
+            raise ValueError("give routing= or order=/task_data=/without_prelabels=, not both")
+        return self
 
 
 
@@ -97,9 +156,6 @@ def routing_plan(results: Results, routing: RoutingLike, queues: Sequence[str], 
 
     from autolabel.routing import QUEUES, task_data
 
-    bad = [q for q in queues if q not in QUEUES]
-    if bad:
-        raise ValueError(f"unknown queues {bad}; choose from {', '.join(QUEUES)}")
     conf = _routing_conf(routing) if conf is None else conf
     if conf is None:
         raise ValueError(

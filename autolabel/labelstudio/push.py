@@ -39,9 +39,11 @@ from autolabel.labelstudio.client import (
     ENV_DOCUMENT_ROOT, Client, Control, LabelConfigError, LabelStudioUnavailable, TransientError, control,
     get_project, task_state,
 )
-from autolabel.labelstudio.plan import LabelMap, Plan, RoutingLike, apply_label_map, order_plan, routing_plan
+from autolabel.labelstudio.plan import (
+    LabelMap, Plan, PushOptions, RoutingLike, apply_label_map, order_plan, routing_plan,
+)
 
-__all__ = ["PushReport", "push", "RoutingLike", "LabelMap"]
+__all__ = ["PushOptions", "PushReport", "push", "RoutingLike", "LabelMap"]
 
 log = logging.getLogger(__name__)
 
@@ -176,18 +178,8 @@ def push(
     url: str | None = None,
     token: str | None = None,
     client: Client | None = None,
-    routing: RoutingLike | None = None,
-    queues: Sequence[str] = ("review", "scratch"),
-    order: Sequence[str] | None = None,
-    task_data: Mapping[str, Mapping[str, Any]] | None = None,
-    prelabel_conf: float | None = None,
-    image_url: str | None = None,
-    image_root: str | os.PathLike | None = None,
-    document_root: str | os.PathLike | None = None,
-    label_map: LabelMap | None = None,
-    without_prelabels: Sequence[str] = (),
-    chunk_size: int = 200,
-    on_chunk: Callable[[PushReport], None] | None = None,
+    options: PushOptions | None = None,
+    **kwargs: Any,
 ) -> PushReport:
     """Push pre-labels to a Label Studio project (an id, or a title: created if new).
 
@@ -196,56 +188,40 @@ def push(
         project: project id, or exact title (created with a config for the classes).
         url, token: the server and API token (default: ``$LABEL_STUDIO_URL``,
             ``$LABEL_STUDIO_API_KEY``); or give ``client``.
-        routing: push the images of ``queues``, the review queue first in its priority
-            order, the scratch queue without pre-labels, with the routing fields in the
-            task data (see :data:`RoutingLike`).
-        queues: with ``routing``: the queues to push.
-        order: image keys in priority order (keys left out follow least confident
-            first, by mean box score); not with ``routing``.
-        task_data: image key -> extra task data; not with ``routing``.
-        prelabel_conf: push only boxes scoring at least this. With ``routing`` the
-            default is the policy's pre-label threshold (required when the manifest
-            does not say it); without, every box of ``results`` is pushed.
-        image_url: a URL prefix the images' file names are appended to; default:
-            local-files URLs under ``document_root`` (the server's
-            ``LOCAL_FILES_DOCUMENT_ROOT``, default ``$LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``)
-            for images under ``image_root`` (default: derived from the image paths).
-        label_map: our class -> the project's label (``None`` drops those boxes), for a
-            project whose labels differ (see :data:`LabelMap`).
-        without_prelabels: keys pushed without pre-labels (the from-scratch baseline).
-        chunk_size: tasks per import request.
-        on_chunk: called with the report after every chunk.
+        options: what to send and how (:class:`~autolabel.labelstudio.plan.PushOptions`:
+            routing or order, pre-label threshold, image URLs, label map, chunk size).
+        kwargs: :class:`PushOptions` fields set on top of ``options``
+            (``push(r, "p", routing="R/manifest.csv", chunk_size=100)``).
 
     Returns:
         A :class:`PushReport`.
 
     Raises:
+        TypeError: a keyword that is no option (named).
         LabelConfigError: the project's labels lack classes of the pre-labels (listed).
         LabelStudioAuthError: the token was rejected.
         LabelStudioUnavailable: the server kept failing (the last failure is the cause).
-        ValueError: bad arguments (checked before any request), a routing manifest
+        ValueError: bad options (checked before any request), a routing manifest
             without a pre-label threshold.
     """
-    if chunk_size < 1:
-        raise ValueError("chunk_size must be at least 1")
+    o = PushOptions.build(options, "push()", **kwargs)
     client = client or Client(url, token)
-    if routing is not None:
-        if order is not None or task_data is not None or without_prelabels:
-            raise ValueError("give routing= or order=/task_data=/without_prelabels=, not both")
-        plan = routing_plan(results, routing, queues, prelabel_conf)
+    if o.routing is not None:
+        plan = routing_plan(results, o.routing, o.queues, o.prelabel_conf)
     else:
-        plan = order_plan(results, order, task_data, without_prelabels, prelabel_conf)
-    plan.results = apply_label_map(plan.results, label_map)
+        plan = order_plan(results, o.order, o.task_data, o.without_prelabels, o.prelabel_conf)
+    plan.results = apply_label_map(plan.results, o.label_map)
 
     proj = get_project(client, project, plan.results.class_names)
     pid = int(proj["id"])
     where = f"Label Studio at {client.url}, project {pid} ({proj.get('title')!r})"
     ctrl = control(proj, where)
     _check_labels(plan.results, ctrl, where)
+    image_url = o.image_url
     if image_url is None:
-        root = str(image_root) if image_root is not None else _image_root(plan.results)
-        image_url = _local_files_prefix(client, pid, root, None if document_root is None else str(document_root))
-    report = _send_chunks(client, pid, where, plan, _wanted(plan, ctrl, image_url), chunk_size, on_chunk)
+        root = str(o.image_root) if o.image_root is not None else _image_root(plan.results)
+        image_url = _local_files_prefix(client, pid, root, None if o.document_root is None else str(o.document_root))
+    report = _send_chunks(client, pid, where, plan, _wanted(plan, ctrl, image_url), o.chunk_size, o.on_chunk)
     model_id = plan.results.model_id
     if model_id and len(plan.scratch) < len(plan.order) and proj.get("model_version") != model_id:
         client.request("PATCH", f"/api/projects/{pid}", {"model_version": model_id})

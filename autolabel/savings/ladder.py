@@ -301,6 +301,9 @@ def run_ladder(
 
     Returns:
         The :class:`Ladder`, the predictions and the wall seconds per model.
+
+    Raises:
+        ModelNotFoundError, ValueError: a model that cannot be loaded, before any image is labeled.
     """
     import resource
     import time
@@ -323,8 +326,8 @@ def run_ladder(
     ladder = Ladder(prices=prices)
     preds: dict[str, Results] = {}
     seconds: dict[str, float] = {}
-    for spec in models:
-        det = load_detector(spec)
+    dets = [load_detector(spec) for spec in models]  # every model loads (and passes its check) before any work
+    for det in dets:
         name = det.name if det.name not in preds else f"{det.name}#{len(preds)}"
         cpu0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         res = prelabel(Source(items, f"{len(items)} images under {images}", len(items)), det, conf=evidence_conf,

@@ -172,6 +172,7 @@ def savings_report(
     conf: float | str | None = "best",
     machine_seconds: float | None = None,
     model: str | None = None,
+    subset: bool = False,
     options: SavingsOptions | None = None,
     **kw: Any,
 ) -> SavingsReport:
@@ -188,6 +189,8 @@ def savings_report(
             prediction as given).
         machine_seconds: measured inference seconds on these images.
         model: name in the report (default: the predictions' ``model_id``).
+        subset: score only the ground-truth images that have predictions (a pre-labeled
+            sample of a labeled set); by default every ground-truth image needs them.
         options, kw: :class:`SavingsOptions` (``thresholds``, ``iou_accept``, ``iou_min``,
             ``n_boot``), as an object and/or keywords.
 
@@ -197,12 +200,14 @@ def savings_report(
 
     Raises:
         TypeError: an unknown option.
-        ValueError: a bad ``conf`` or option, or predictions and ground truth that do not line up.
+        ValueError: a bad ``conf`` or option, or predictions and ground truth that do not line up
+            (ground-truth images without predictions: the message names ``subset``).
     """
     opts = SavingsOptions.of(options, **kw)
     iou_accept, iou_min = opts.iou_accept, opts.iou_min
     if isinstance(conf, str) and conf != "best":
         raise ValueError(f"conf must be a number, None or 'best', got {conf!r}")
+    gt = predicted_only(pred, gt, subset)
     grid = _thresholds(pred, opts.thresholds)
     at_conf = None if isinstance(conf, str) else conf
     extra: list[float | None] = [] if conf == "best" or at_conf in grid else [at_conf]
@@ -218,6 +223,25 @@ def savings_report(
                          edits.per_class(profile), sensitivity(edits, machine_seconds=machine_seconds), sweep, chosen)
 
 
+def predicted_only(pred: Results, gt: Results, subset: bool = True) -> Results:
+    """``gt`` restricted to the images ``pred`` has (paired by file name) when ``subset``;
+    without it, ``gt`` itself when every image has predictions.
+
+    Raises:
+        ValueError: ground-truth images without predictions and not ``subset``, with the way out.
+    """
+    have = {d.info.file_name for d in pred if d.image is not None}
+    missing = [d.info.file_name for d in gt if d.image is not None and d.info.file_name not in have]
+    if not missing:
+        return gt
+    if subset:
+        return Results([d for d in gt if d.image is not None and d.info.file_name in have], gt.class_names,
+                       gt.model_id, gt.failures)
+    raise ValueError(f"{len(missing)} of {len(gt)} ground-truth images have no predictions (e.g. {missing[:3]}); "
+                     f"to score only the {len(gt) - len(missing)} predicted images use --subset "
+                     "(savings_report(..., subset=True))")
+
+
 def compare_predictions(
     predictions: Mapping[str, Results],
     gt: Results,
@@ -231,7 +255,7 @@ def compare_predictions(
     ``kw`` as :func:`savings_report`."""
     CostProfile.load(profile)
     opts = SavingsOptions.of(options, **kw)
-    reports = [savings_report(p, gt, profile, "best", (machine_seconds or {}).get(name), name, opts)
+    reports = [savings_report(p, gt, profile, "best", (machine_seconds or {}).get(name), name, options=opts)
                for name, p in predictions.items()]
     if not reports:
         raise ValueError("no models to compare")

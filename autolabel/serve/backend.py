@@ -62,16 +62,16 @@ class Backend:
     ):
         from autolabel.classmap import ClassMap
         from autolabel.detectors import load_detector
+        from autolabel.detectors.thresholds import ClassThresholds
         from autolabel.routing import FittedPolicy
 
         self.detector = load_detector(model, **dict(detector_options or {}))
         det = self.detector
         self.class_map = None if class_map is None else ClassMap.load(class_map, det.class_names)
         self.class_names = self.class_map.target_names if self.class_map else det.class_names
-        thresholds, self.iou, self.max_det = det.settings(conf, iou, max_det)
-        unknown = sorted(set(thresholds.classes) - set(self.class_names))
-        if unknown:
-            raise ValueError(f"per-class thresholds name classes the model does not emit: {unknown}")
+        thresholds = ClassThresholds.load(det.conf if conf is None else conf, default=det.conf)
+        thresholds.check(self.class_names, f"{det.name}{' with its class map' if self.class_map else ''}")
+        _, self.iou, self.max_det = det.settings(None, iou, max_det)
         self.run_conf, self.thresholds = thresholds.floor, thresholds.array(self.class_names)
         self.policy = None if policy is None else (
             policy if isinstance(policy, FittedPolicy) else FittedPolicy.load(policy)

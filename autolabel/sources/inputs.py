@@ -48,6 +48,10 @@ class Item:
         return arr, ImageInfo(self.key, w, h, self.path, self.frame_index, self.timestamp)
 
 
+class NoImagesError(ValueError):
+    """A source (folder, glob, list, dataset) that holds no image."""
+
+
 @dataclass
 class Source:
     """An iterable of :class:`Item`; ``ground_truth`` is set for labeled datasets."""
@@ -64,6 +68,16 @@ class Source:
 
     def __iter__(self) -> Iterator[Item]:
         return iter(self.items() if callable(self.items) else self.items)
+
+    def require_items(self) -> Source:
+        """``self``, unless it is known to hold nothing (checked before any work starts).
+
+        Raises:
+            NoImagesError: ``"no images found in <source>"``.
+        """
+        if self.length == 0:
+            raise NoImagesError(f"no images found in {self.description}")
+        return self
 
     def __len__(self) -> int:
         if self.length is None:
@@ -83,7 +97,8 @@ def _keyed(paths: Sequence[str], root: str | None, description: str | None = Non
     if root is None:
         root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths]) if paths else "."
     items = [Item(Path(os.path.relpath(os.path.abspath(p), root)).as_posix(), p) for p in paths]
-    return Source(items, description or f"{len(items)} images under {root}", len(items))
+    return Source(items, description or (f"{len(items)} images under {root}" if items else "an empty list of images"),
+                  len(items))
 
 
 def from_folder(root: str | os.PathLike, recursive: bool = True, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> Source:
