@@ -32,6 +32,22 @@ def safe_join(out_dir: str | os.PathLike, name: str) -> str:
     return path
 
 
+def inside(root: str | os.PathLike, name: str) -> str:
+    """The file ``name`` (relative) under ``root`` for reading, refused unless it stays
+    inside ``root`` with every link resolved (``../x``, an absolute path, or a link out).
+
+    Raises:
+        ValueError: naming ``name`` and ``root``.
+    """
+    if "\0" in name or os.path.isabs(name) or re.match(r"^[A-Za-z]:", name):
+        raise ValueError(f"refusing to read {name!r}: not a relative path under {root}")
+    real_root = os.path.realpath(root)
+    path = os.path.realpath(os.path.join(real_root, name))
+    if os.path.commonpath([real_root, path]) != real_root:
+        raise ValueError(f"refusing to read {name!r}: outside {root}")
+    return path
+
+
 def fsync_dir(path: str | os.PathLike) -> None:
     """Make a rename or a new file in the folder ``path`` durable."""
     fd = os.open(path, os.O_RDONLY)

@@ -56,7 +56,9 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 DRAFT_FACTOR = 2.0
 
 
-def load_image_draft(path: str | os.PathLike, size: tuple[int, int] | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+def load_image_draft(
+    path: str | os.PathLike, size: tuple[int, int] | None = None, max_pixels: int | None = None,
+) -> tuple[np.ndarray, tuple[int, int]]:
     """Decode an image, JPEGs cheaply in the DCT domain when they are much larger than needed.
 
     With ``size`` = (height, width) of a model input and a JPEG at least
@@ -64,9 +66,15 @@ def load_image_draft(path: str | os.PathLike, size: tuple[int, int] | None = Non
     1/2, 1/4 or 1/8 while decoding (Pillow's ``Image.draft``), never below what the
     letterbox resize to ``size`` keeps, so that resize still only shrinks.
 
+    With ``max_pixels``, an image with more pixels is refused from its header, before
+    anything is decoded, unless it is a JPEG that a 1/2, 1/4 or 1/8 draft decode brings
+    within the limit (it is then decoded that small: a downscaled image).
+
     Args:
         path: the image file.
         size: model input (height, width); ``None``: full decode.
+        max_pixels: the most pixels one decode may produce; ``None``: Pillow's own
+            decompression-bomb limit only.
 
     Returns:
         RGB ``uint8`` (h, w, 3) pixels (EXIF orientation applied) and the image's full
@@ -85,10 +93,19 @@ def load_image_draft(path: str | os.PathLike, size: tuple[int, int] | None = Non
             stored = im.size
             swap = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations that swap the sides
             full = (stored[1], stored[0]) if swap else stored
-            if size is not None and im.format == "JPEG":
-                r = min(size[1] / full[0], size[0] / full[1])  # the letterbox's scale
-                if r * DRAFT_FACTOR <= 1:  # it keeps at most 1/2 of each side
+            if im.format == "JPEG":
+                r = 1.0
+                if size is not None and min(size[1] / full[0], size[0] / full[1]) * DRAFT_FACTOR <= 1:
+                    r = min(size[1] / full[0], size[0] / full[1])  # the letterbox's scale keeps <= 1/2 a side
+                if max_pixels and stored[0] * stored[1] * r * r > max_pixels:
+                    # the draft scale (1/2, 1/4, 1/8) that fits the budget; Pillow never decodes below the asked size
+                    k = next((k for k in (2, 4, 8) if stored[0] * stored[1] / k**2 <= max_pixels), 8)
+                    r = min(r, 1 / k)
+                if r < 1:
                     im.draft("RGB", (int(np.ceil(stored[0] * r)), int(np.ceil(stored[1] * r))))
+            if max_pixels and im.size[0] * im.size[1] > max_pixels:
+                raise ImageReadError(p, f"{stored[0]}x{stored[1]} pixels ({stored[0] * stored[1] / 1e6:.0f} MP) are "
+                                        f"more than the limit of {max_pixels / 1e6:g} MP per image; not decoded")
             im = ImageOps.exif_transpose(im)
             arr = np.asarray(im.convert("RGB"))
     except ImageReadError:

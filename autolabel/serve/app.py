@@ -14,22 +14,33 @@ Routes (what Label Studio 1.x calls, ``label_studio/ml/api_connector.py``):
   train), ``POST /train``: HTTP 501, ``GET /versions``.
 
 Security: :func:`serve` binds 127.0.0.1 unless told otherwise; with ``basic_auth`` every
-route requires those credentials (Label Studio's ML backend "Basic Auth" setting). The
-Label Studio token the backend reads images with is never logged, and request bodies
-(which carry it on ``/setup``) are never logged.
+route requires those credentials (Label Studio's ML backend "Basic Auth" setting),
+``/docs`` and ``/openapi.json`` included. The Label Studio token the backend reads images
+with is never logged, request bodies (which carry it on ``/setup``) are never logged, and
+query strings are redacted from every log line (:mod:`~autolabel.serve.redact`).
+
+Limits (:class:`Limits`): a request body over ``max_body_bytes`` and a predict request of
+more than ``max_tasks`` tasks are answered HTTP 413 with the reason. The time limit of a
+predict request counts from its arrival, time queued behind other requests included; a
+request whose time ran out while queued gets an ``error`` for every task (Label Studio
+asks again) instead of a late answer.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 import secrets
 import threading
-from typing import Any
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
 
 from autolabel.serve.backend import Backend
 from autolabel.serve.labelconfig import LabelConfigMismatch
 
-__all__ = ["create_app", "serve", "DEFAULT_HOST", "DEFAULT_PORT"]
+__all__ = ["create_app", "serve", "Limits", "DEFAULT_HOST", "DEFAULT_PORT"]
 
 log = logging.getLogger("autolabel.serve")
 
@@ -37,19 +48,80 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9090
 
 
-def create_app(backend: Backend, basic_auth: tuple[str, str] | None = None) -> Any:
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask: ``max_body_bytes`` of body (default 32 MiB: Label Studio
+    sends task data, not images) and ``max_tasks`` tasks per predict request (default
+    1,000). Larger requests are answered HTTP 413 with the reason."""
+
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_tasks: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.max_body_bytes <= 0 or self.max_tasks <= 0:
+            raise ValueError(f"limits must be > 0, got {self}")
+
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class _BodyLimit:
+    """ASGI middleware: stamps each request's arrival (``scope["state"]["arrived"]``,
+    monotonic seconds) and reads its body up to ``limit`` bytes before the app sees it;
+    a larger body (by ``Content-Length`` or as it streams) is answered 413."""
+
+    def __init__(self, app: Any, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        scope.setdefault("state", {})["arrived"] = time.monotonic()
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        body, more = bytearray(), int(declared) <= self.limit if declared.isdigit() else True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return await self.app(scope, receive, send)  # disconnected: nothing to answer
+            body += message.get("body", b"")
+            more = message.get("more_body", False) and len(body) <= self.limit
+        if len(body) > self.limit or (declared.isdigit() and int(declared) > self.limit):
+            reason = f"the request body is larger than this backend's limit of {self.limit} bytes (--max-body-mb)"
+            log.warning("refused a request: %s", reason)
+            data = json.dumps({"error": reason}).encode()
+            await send({"type": "http.response.start", "status": 413,
+                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+            return await send({"type": "http.response.body", "body": data})
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+def create_app(backend: Backend, basic_auth: tuple[str, str] | None = None, limits: Limits | None = None) -> Any:
     """The FastAPI application serving ``backend``.
 
     Args:
         backend: the model side.
         basic_auth: ``(user, password)`` every request must carry, or ``None``.
+        limits: body size and tasks per request (:class:`Limits`; default ``Limits()``).
 
     Returns:
-        A ``fastapi.FastAPI`` app (run it with uvicorn, or :func:`serve`).
+        A ASGI app: ``fastapi.FastAPI`` inside the body limit (run it with uvicorn, or :func:`serve`).
     """
-    from fastapi import Body, Depends, FastAPI, HTTPException
+    from fastapi import Body, Depends, FastAPI, HTTPException, Request
+    from fastapi.openapi.docs import get_swagger_ui_html
     from fastapi.responses import JSONResponse
     from fastapi.security import HTTPBasic, HTTPBasicCredentials
+
+    limits = limits or Limits()
 
     security = HTTPBasic(auto_error=False)
 
@@ -63,8 +135,14 @@ def create_app(backend: Backend, basic_auth: tuple[str, str] | None = None) -> A
         if not ok:
             raise HTTPException(401, "this ML backend needs its Basic Auth user and password", {"WWW-Authenticate": "Basic"})
 
-    app = FastAPI(title="autolabel ML backend", dependencies=[Depends(authorized)])
+    # the docs routes are declared below, under the same credentials as every other route
+    app = FastAPI(title="autolabel ML backend", dependencies=[Depends(authorized)], docs_url=None, redoc_url=None,
+                  openapi_url=None)
     lock = threading.Lock()  # one batch in inference at a time; a detector need not be thread-safe
+
+    def bad(reason: str, status: int = 400) -> JSONResponse:
+        log.warning("refused a request: %s", reason)
+        return JSONResponse({"error": reason}, status_code=status)
 
     def mismatch(e: LabelConfigMismatch) -> JSONResponse:
         log.error("labeling config does not fit model %s: %s", backend.model_version, e)
@@ -75,23 +153,44 @@ def create_app(backend: Backend, basic_auth: tuple[str, str] | None = None) -> A
     def health() -> dict[str, Any]:
         return {"status": "UP", "model_class": "autolabel", "model_version": backend.model_version}
 
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi() -> dict[str, Any]:
+        return app.openapi()  # type: ignore[no-any-return]
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> Any:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title)
+
     @app.post("/setup", response_model=None)
     def setup(body: dict[str, Any] = Body(...)) -> Any:
+        schema, token = body.get("schema"), body.get("access_token")
+        if not isinstance(schema, (str, type(None))) or not isinstance(token, (str, type(None))):
+            return bad("'schema' must be the labeling config's XML text and 'access_token' a string", 422)
         try:
-            return backend.setup(
-                str(body.get("project", "")), str(body.get("schema") or ""), body.get("hostname"), body.get("access_token")
-            )
+            return backend.setup(str(body.get("project", "")), schema or "", body.get("hostname"), token)
         except LabelConfigMismatch as e:
             return mismatch(e)
 
     @app.post("/predict", response_model=None)
-    def predict(body: dict[str, Any] = Body(...)) -> Any:
-        tasks = body.get("tasks")
+    def predict(request: Request, body: dict[str, Any] = Body(...)) -> Any:
+        arrived = request.scope.get("state", {}).get("arrived", time.monotonic())
+        tasks, config = body.get("tasks"), body.get("label_config")
         if not isinstance(tasks, list):
-            return JSONResponse({"error": "the request has no 'tasks' list"}, status_code=400)
+            return bad("the request has no 'tasks' list")
+        if len(tasks) > limits.max_tasks:
+            return bad(f"{len(tasks)} tasks in one request; this backend takes at most {limits.max_tasks} "
+                       "(--max-tasks): select fewer tasks", 413)
+        if not isinstance(config, (str, type(None))):
+            return bad(f"'label_config' must be the labeling config's XML text, got {type(config).__name__}", 422)
         try:
-            with lock:
-                results = backend.predict(tasks, body.get("label_config"), body.get("project"))
+            names = backend.names_for(config, body.get("project"))
+            # the time limit counts from arrival: a request that waited it out runs nothing (Label Studio asks again)
+            got = lock.acquire(timeout=max(0.0, backend.time_limit - (time.monotonic() - arrived)))
+            try:
+                results = backend.predict(tasks, names=names, started=arrived)
+            finally:
+                if got:
+                    lock.release()
         except LabelConfigMismatch as e:
             return mismatch(e)
         return {"results": results, "model_version": backend.model_version}
@@ -113,7 +212,7 @@ def create_app(backend: Backend, basic_auth: tuple[str, str] | None = None) -> A
     def versions() -> dict[str, Any]:
         return {"versions": [backend.model_version]}
 
-    return app
+    return _BodyLimit(app, limits.max_body_bytes)
 
 
 def serve(
@@ -122,9 +221,19 @@ def serve(
     port: int = DEFAULT_PORT,
     basic_auth: tuple[str, str] | None = None,
     log_level: str = "info",
+    limits: Limits | None = None,
 ) -> None:
-    """Run the backend with uvicorn until interrupted (binds ``host``, default 127.0.0.1)."""
+    """Run the backend with uvicorn until interrupted (binds ``host``, default 127.0.0.1);
+    every log line has its query strings redacted (:mod:`~autolabel.serve.redact`)."""
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
-    log.info("serving %r on http://%s:%d", backend, host, port)
-    uvicorn.run(create_app(backend, basic_auth), host=host, port=port, log_level=log_level)
+    from autolabel.serve.redact import install
+
+    install()
+    config = copy.deepcopy(LOGGING_CONFIG)  # uvicorn's handlers, each with the redacting filter
+    config.setdefault("filters", {})["redact"] = {"()": "autolabel.serve.redact.RedactFilter"}
+    for handler in config["handlers"].values():
+        handler.setdefault("filters", []).append("redact")
+    log.info("serving %r on http://%s:%d (%s)", backend, host, port, limits or Limits())
+    uvicorn.run(create_app(backend, basic_auth, limits), host=host, port=port, log_level=log_level, log_config=config)
