@@ -91,6 +91,8 @@ def load_image_draft(
             raise ImageReadError(p, "empty file (0 bytes)")
         with open_pil(p) as im:
             stored = im.size
+            if max_pixels and stored[0] * stored[1] > max_pixels and im.format != "JPEG":
+                _too_many(p, stored, max_pixels)  # before getexif: Pillow decodes a whole PNG to find its EXIF
             swap = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations that swap the sides
             full = (stored[1], stored[0]) if swap else stored
             if im.format == "JPEG":
@@ -104,8 +106,7 @@ def load_image_draft(
                 if r < 1:
                     im.draft("RGB", (int(np.ceil(stored[0] * r)), int(np.ceil(stored[1] * r))))
             if max_pixels and im.size[0] * im.size[1] > max_pixels:
-                raise ImageReadError(p, f"{stored[0]}x{stored[1]} pixels ({stored[0] * stored[1] / 1e6:.0f} MP) are "
-                                        f"more than the limit of {max_pixels / 1e6:g} MP per image; not decoded")
+                _too_many(p, stored, max_pixels)
             im = ImageOps.exif_transpose(im)
             arr = np.asarray(im.convert("RGB"))
     except ImageReadError:
@@ -123,6 +124,11 @@ def load_image_draft(
     except Image.DecompressionBombError as e:
         raise ImageReadError(p, f"refused by decoder: {e}") from None
     return arr, full
+
+
+def _too_many(path: str, size: tuple[int, int], max_pixels: int) -> None:
+    raise ImageReadError(path, f"{size[0]}x{size[1]} pixels ({size[0] * size[1] / 1e6:.0f} MP) are more than the "
+                               f"limit of {max_pixels / 1e6:g} MP per image; not decoded")
 
 
 def find_images(root: str, recursive: bool = True, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[str]:

@@ -211,10 +211,12 @@ class FittedPolicy:
                 "damage, not a deliberate forgery"
             )
         policy = cls._from_file(pf, source, where)
-        if policy.guarantee() != pf.guarantee.model_dump():
-            raise ConfigError(f"{where}: refused: its guarantee {pf.guarantee.model_dump()} does not match its "
-                              f"configuration, threshold and curve {policy.guarantee()}")
         policy.verify(where)
+        stored, actual = pf.guarantee.model_dump(), policy.guarantee()
+        differ = [f"{k} {stored[k]!r} (the policy's: {actual[k]!r})" for k in stored if stored[k] != actual.get(k)]
+        if differ:
+            raise ConfigError(f"{where}: refused: its stored guarantee disagrees with its configuration, threshold "
+                              f"and curve: {'; '.join(differ)}")
         return policy
 
     @classmethod

@@ -156,11 +156,13 @@ class Routing:
         stage = tempfile.mkdtemp(prefix=".route-", dir=out_dir)
         try:  # everything is written into a staging folder first: a failure leaves no file half-replaced
             staged = self._write(stage, image_root_url)
-            written = []
-            for p in staged:
-                final = os.path.join(str(out_dir), os.path.relpath(p, stage))
-                os.replace(p, final)
-                written.append(final)
+            finals = [os.path.join(str(out_dir), os.path.relpath(p, stage)) for p in staged]
+            for f in finals:  # the renames below then only fail where the disk does
+                if os.path.isdir(f):
+                    raise IsADirectoryError(f"cannot write {f}: a folder of that name is in the way")
+            for p, f in zip(staged, finals):
+                os.replace(p, f)
+            written = finals
         finally:
             shutil.rmtree(stage, ignore_errors=True)
         return written

@@ -171,7 +171,6 @@ def create_app(backend: Backend, basic_auth: tuple[str, str] | None = None, limi
         except LabelConfigMismatch as e:
             return mismatch(e)
 
-    @app.post("/predict", response_model=None)
     def predict(request: Request, body: dict[str, Any] = Body(...)) -> Any:
         arrived = request.scope.get("state", {}).get("arrived", time.monotonic())
         tasks, config = body.get("tasks"), body.get("label_config")
@@ -194,6 +193,9 @@ def create_app(backend: Backend, basic_auth: tuple[str, str] | None = None, limi
         except LabelConfigMismatch as e:
             return mismatch(e)
         return {"results": results, "model_version": backend.model_version}
+
+    predict.__annotations__["request"] = Request  # the class itself: it is imported here, not at module level
+    app.post("/predict", response_model=None)(predict)
 
     @app.post("/webhook")
     def webhook(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
