@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -99,7 +99,8 @@ class StrictModel(BaseModel):
             return source
         where = "<dict>"
         if not isinstance(source, dict):
-            path = config_path(cls.config_kind, source) if cls.config_kind else Path(source)
+            name = cast("str | os.PathLike[str]", source)  # not a dict, not a model: a path or a name
+            path = config_path(cls.config_kind, name) if cls.config_kind else Path(name)
             where, source = str(path), load_yaml(path)
             if not isinstance(source, dict):
                 raise ConfigError(f"{where}: not a {cls.__name__} config (a mapping of settings), got {type(source).__name__}")

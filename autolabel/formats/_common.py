@@ -54,7 +54,7 @@ def per_image_paths(
     results: Iterable[Detections], out_dir: str, sub: str, ext: str
 ) -> Iterator[tuple[Detections, ImageInfo, str]]:
     """``out_dir/sub/<file name without extension><ext>`` for every image (safe, no two alike)."""
-    owner = {}
+    owner: dict[str, str] = {}
     for d, info in labeled(results):
         rel = sub + "/" + os.path.splitext(safe_relpath(info.file_name))[0] + ext
         if rel in owner:
@@ -249,8 +249,8 @@ class Builder:
         names = self.names if self.fixed else sorted(self.names)
         remap = np.array([names.index(n) for n in self.names] or [0], np.int64)
         dets = [
-            Detections(np.asarray(b, np.float64).reshape(-1, 4), s, remap[np.asarray(i, np.int64)], names, info,
-                       iscrowd=c)
+            Detections(np.asarray(b, np.float64).reshape(-1, 4), np.asarray(s, np.float64), remap[np.asarray(i, np.int64)],
+                       tuple(names), info, iscrowd=None if c is None else np.asarray(c, bool))
             for info, b, s, i, c in self.rows
         ]
         return Results(dets, tuple(names), model_id, list(failures))

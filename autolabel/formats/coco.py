@@ -19,6 +19,8 @@ import tempfile
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
+
 from autolabel.core import Failure, ImageInfo, Results
 from autolabel.formats._common import Builder, ResultsLike, check_names, labeled, now, num, number
 from autolabel.io.files import atomic_writer, load_json
@@ -128,10 +130,10 @@ def read_coco(source: str | os.PathLike | dict[str, Any], invalid_boxes: str = "
         bbox = a.get("bbox")
         if not isinstance(bbox, list) or len(bbox) != 4:
             raise ValueError(f"{where}: bbox must be [x, y, w, h], got {bbox!r}")
-        x, y, w, h = (number(v, where, "bbox") for v in bbox)
+        x, y, bw, bh = (number(v, where, "bbox") for v in bbox)
         boxes, scores, ids, crowd, records = rows[a["image_id"]]
         records.append(f"annotation id {a.get('id')!r:.40}")
-        boxes.append([x, y, x + w, y + h])
+        boxes.append([x, y, x + bw, y + bh])
         scores.append(number(a.get("score", 1.0), where, "score"))
         ids.append(category[a["category_id"]])
         crowd.append(bool(a.get("iscrowd", 0)))
@@ -141,12 +143,13 @@ def read_coco(source: str | os.PathLike | dict[str, Any], invalid_boxes: str = "
         kept = builder.add(info, b, s, i, c, recs)
         track_ids[image_id] = [track_ids[image_id][k] for k in kept]
     tracked = any("track_id" in a for a in data.get("annotations") or [])
-    meta = data.get("info") if isinstance(data.get("info"), dict) else {}
+    meta: dict[str, Any] = data["info"] if isinstance(data.get("info"), dict) else {}
     failures = [Failure(str(f.get("key")), str(f.get("reason")))
                 for f in meta.get("failures") or [] if isinstance(f, dict)]
     results = builder.results(str(meta.get("model_id") or ""), failures)
     if tracked:  # any annotation with a track_id: every image gets the array (-1 where absent)
-        results.detections = [replace(d, track_id=track_ids[i]) for d, (i, _) in zip(results.detections, infos)]
+        results.detections = [replace(d, track_id=np.asarray(track_ids[i], np.int64))
+                              for d, (i, _) in zip(results.detections, infos)]
     return results
 
 

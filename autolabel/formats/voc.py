@@ -46,8 +46,8 @@ def write_voc(results: ResultsLike, out_dir: str | os.PathLike, split: str = "de
                 obj = sub(root, "object")
                 fields = (("name", name), ("pose", "Unspecified"), ("truncated", 0), ("difficult", int(z)),
                           ("score", num(s)))
-                for tag, v in fields:
-                    sub(obj, tag, v)
+                for tag, value in fields:
+                    sub(obj, tag, value)
                 box = sub(obj, "bndbox")
                 for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), b):
                     sub(box, tag, round(v))
@@ -102,7 +102,7 @@ def read_voc(root: str | os.PathLike, split: str | None = None, class_names: Seq
         if el.find("size/width") is None and os.path.isfile(image_path):
             size = image_size(image_path)
         else:
-            size = tuple(int(xml_number(el, f"size/{t}", path)) for t in ("width", "height"))
+            size = (int(xml_number(el, "size/width", path)), int(xml_number(el, "size/height", path)))
         boxes, scores, labels, crowd, records = [], [], [], [], []
         for i, obj in enumerate(el.iter("object")):
             name = (obj.findtext("name") or "").strip()

@@ -230,9 +230,9 @@ class FittedPolicy:
         learned = {k: TreeEnsemble.from_dict(v) for k, v in raw.get("learned", {}).items()}
         if any(len(t.features) != len(LEARNED_INPUTS) for t in learned.values()):
             raise ConfigError(f"{where}: invalid routing policy: learned: expected {len(LEARNED_INPUTS)} features")
+        located, correct, exact = (ClassCalibrator.from_dict(cal[t]) for t in _TARGETS)
         return cls(
-            pf.config, pf.model_id, tuple(pf.class_names), pf.use_agreement,
-            *(ClassCalibrator.from_dict(cal[t]) for t in _TARGETS),
+            pf.config, pf.model_id, tuple(pf.class_names), pf.use_agreement, located, correct, exact,
             None if cal["found"] is None else ClassCalibrator.from_dict(cal["found"]),
             pf.miss, PlattCalibrator(pf.image.a, pf.image.b), pf.threshold, pf.reason,
             pd.DataFrame(raw["curve"]), dict(pf.summary), learned, pf.box_threshold,

@@ -212,7 +212,7 @@ class Backend:
                 if elapsed > self.time_limit and len(out) < len(items):
                     break
         finally:
-            batches.close()
+            batches.close()  # type: ignore[attr-defined]  # a generator: stops its decode threads
         return out
 
     def _predictions(self, dets: list[Detections], names: RegionNames) -> list[dict[str, Any]]:

@@ -122,7 +122,7 @@ def from_coco(annotations: str | os.PathLike, image_dir: str | os.PathLike | Non
     gt = read_coco(str(annotations), invalid_boxes)
     if image_dir is None:
         base = os.path.dirname(os.path.abspath(annotations))
-        first = gt.detections[0].image.key if len(gt) else ""
+        first = gt.detections[0].image.key if len(gt) and gt.detections[0].image else ""
         image_dir = base if os.path.exists(os.path.join(base, first)) else os.path.join(base, "images")
     return _dataset_source(gt, str(image_dir), f"COCO {annotations}")
 
