@@ -136,8 +136,9 @@ def docroot(coco150, tmp_path_factory):
         shutil.copy(p, root / "coco" / "images" / p.name)
     big = root / "big"
     big.mkdir()
-    Image.MAX_IMAGE_PIXELS = None  # only to write the probe files here
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # only to write the probe files here
     Image.new("L", (13000, 13000)).save(big / "huge0.png", optimize=True)
+    Image.MAX_IMAGE_PIXELS = limit
     for i in range(1, 4):
         (big / f"huge{i}.png").write_bytes((big / "huge0.png").read_bytes())
     photo = Image.open(sorted((coco150 / "images").glob("*.jpg"))[0]).convert("RGB")
@@ -353,9 +354,9 @@ def test_14_a_tree_feature_index_out_of_range_is_named(predictions, coco150, tmp
 
 @pytest.mark.parametrize("bbox, why", [
     ([-10000, -10000, 50, 50], "lies entirely outside"),
-    ([10, 10, 0, 20], "width 0 and height 20 must both be positive"),
+    ([10, 10, 0, 20], "zero width or height (0 x 20)"),
     ([10, 10, 1e300, 20], "not finite 32-bit numbers"),
-    ([10, 10, -640, 20], "width -640"),
+    ([10, 10, -640, 20], "negative width or height (-640 x 20)"),
 ])
 def test_8_9_impossible_boxes_are_refused_before_anything_is_written(policy, predictions, tmp_path, capsys, bbox, why):
     d = json.loads(predictions.read_text())

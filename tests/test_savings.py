@@ -99,7 +99,7 @@ def test_profile_validation_errors():
         CostProfile.load({**good, "price_per_image": 0.25})
     with pytest.raises(ConfigError, match="exactly one of"):
         CostProfile.load({**good, "hourly_wage": None})
-    with pytest.raises(ConfigError, match="extra"):
+    with pytest.raises(ConfigError, match="(?i)extra"):
         CostProfile.load({**good, "draw_seconds": 7})
     with pytest.raises(ConfigError, match="known: .*extreme-clicking"):
         CostProfile.load("no-such-profile")

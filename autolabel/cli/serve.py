@@ -80,7 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s.add_argument("--time-limit", type=float, default=60.0,
                    help="seconds a predict request may take from its arrival (queued time included); the rest of "
                         "a batch is left for the next request (Label Studio waits 100 s)")
-    s.add_argument("--max-tasks", type=int, default=1000, help="tasks per predict request at most (more: HTTP 413)")
+    s.add_argument("--max-tasks", type=int, default=10_000, help="tasks per predict request at most (more: HTTP 413)")
     s.add_argument("--max-body-mb", type=float, default=32.0, help="request body size limit in MiB (more: HTTP 413)")
     s.add_argument("--max-image-mp", type=float, default=40.0,
                    help="megapixels one image may decode to (larger: a per-task error; JPEGs decode reduced if that fits)")

@@ -165,7 +165,8 @@ def box_problem(box: Sequence[float], size: Size) -> str | None:
     if not all(math.isfinite(v) and abs(v) <= _FLOAT32_MAX for v in (x1, y1, x2, y2)):
         return f"corners {[x1, y1, x2, y2]} are not finite 32-bit numbers"
     if not (x2 > x1 and y2 > y1):
-        return f"width {x2 - x1:g} and height {y2 - y1:g} must both be positive"
+        kind = "negative" if x2 < x1 or y2 < y1 else "zero"
+        return f"{kind} width or height ({x2 - x1:g} x {y2 - y1:g}): a box needs a positive width and height"
     if x2 <= 0 or y2 <= 0 or x1 >= w or y1 >= h:
         return f"box [{x1:g}, {y1:g}, {x2:g}, {y2:g}] (x1 y1 x2 y2) lies entirely outside the {w}x{h} image"
     return None

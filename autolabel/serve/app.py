@@ -52,10 +52,11 @@ DEFAULT_PORT = 9090
 class Limits:
     """What one request may ask: ``max_body_bytes`` of body (default 32 MiB: Label Studio
     sends task data, not images) and ``max_tasks`` tasks per predict request (default
-    1,000). Larger requests are answered HTTP 413 with the reason."""
+    10,000; the time limit answers the rest with an error). Larger requests are answered
+    HTTP 413 with the reason."""
 
     max_body_bytes: int = 32 * 1024 * 1024
-    max_tasks: int = 1000
+    max_tasks: int = 10_000
 
     def __post_init__(self) -> None:
         if self.max_body_bytes <= 0 or self.max_tasks <= 0:

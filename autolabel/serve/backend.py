@@ -159,13 +159,15 @@ class Backend:
             project: Label Studio's project id.
             names: the request's region names, when already read (:meth:`names_for`).
             started: when the request arrived (``time.monotonic()``; default: now): the
-                time limit counts from then.
+                time limit counts from then, and a request whose time ran out before it
+                started runs nothing (else at least one inference batch runs).
 
         Raises:
             LabelConfigMismatch: no usable config, or it lacks the model's classes.
         """
         names = names or self.names_for(label_config, project)
         start = time.monotonic() if started is None else started
+        expired = started is not None and time.monotonic() - started >= self.time_limit  # it ran out while queued
         out: list[dict[str, Any] | None] = [None] * len(tasks)
         items, where = [], []
         for i, task in enumerate(tasks):
@@ -178,7 +180,7 @@ class Backend:
             except RefusedURL as e:
                 log.warning("task %s: %s", tid, e)
                 out[i] = {"error": str(e)}
-        done = self._detect(items, start, len(tasks))
+        done = self._detect([] if expired else items, start, len(tasks))
         dets = [(where[j], d) for j, d in enumerate(done) if isinstance(d, Detections)]
         for j, d in enumerate(done):
             if isinstance(d, Failure):
@@ -200,7 +202,7 @@ class Backend:
         from autolabel.pipeline import iter_prelabel
 
         out: list[Detections | Failure] = []
-        if not items or time.monotonic() - start >= self.time_limit:  # the time ran out while queued
+        if not items:
             return out
         batches = iter_prelabel(items, self.detector, self.run_conf, self.iou, self.max_det, workers=self.decode_threads)
         try:

@@ -185,7 +185,7 @@ class ImageAccess:
             split = urlsplit(url)
             if split.scheme or split.netloc:
                 if self.url is None or _origin(url) != _origin(self.url):
-                    raise RefusedURL(f"refusing to fetch {shown!r}: not on the configured Label Studio host "
+                    raise RefusedURL(f"refusing to fetch {shown!r}: not on the Label Studio host "
                                      f"{self.url or '(none configured: --label-studio-url or $LABEL_STUDIO_URL)'}")
             elif not url.startswith("/"):
                 raise RefusedURL(f"refusing image {shown!r}: neither a Label Studio URL nor local files")
