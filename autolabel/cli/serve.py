@@ -44,12 +44,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         args.document_root or os.environ.get(ENV_DOCUMENT_ROOT),
         max_pixels=int(args.max_image_mp * 1e6),
         decode_pixels=int(args.decode_mp * 1e6),
+        decode_threads=args.decode_threads,
     )
     det_opts = given(conf=args.conf, device=args.device, batch_size=args.batch_size)
     backend = Backend(
         args.model, conf=args.class_conf, iou=args.iou, max_det=args.max_det, class_map=args.class_map,
         policy=args.policy, images=images, time_limit=args.time_limit, detector_options=det_opts,
-        decode_threads=args.decode_threads,
     )
     serve(backend, args.host, args.port, basic_auth, log_level=args.log_level, limits=limits)
     return EXIT_OK

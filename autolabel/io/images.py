@@ -73,8 +73,7 @@ def load_image_draft(
     Args:
         path: the image file.
         size: model input (height, width); ``None``: full decode.
-        max_pixels: the most pixels one decode may produce; ``None``: Pillow's own
-            decompression-bomb limit only.
+        max_pixels: the most pixels one decode may produce (``None``: Pillow's bomb limit only).
 
     Returns:
         RGB ``uint8`` (h, w, 3) pixels (EXIF orientation applied) and the image's full
@@ -95,16 +94,9 @@ def load_image_draft(
                 _too_many(p, stored, max_pixels)  # before getexif: Pillow decodes a whole PNG to find its EXIF
             swap = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations that swap the sides
             full = (stored[1], stored[0]) if swap else stored
-            if im.format == "JPEG":
-                r = 1.0
-                if size is not None and min(size[1] / full[0], size[0] / full[1]) * DRAFT_FACTOR <= 1:
-                    r = min(size[1] / full[0], size[0] / full[1])  # the letterbox's scale keeps <= 1/2 a side
-                if max_pixels and stored[0] * stored[1] * r * r > max_pixels:
-                    # the draft scale (1/2, 1/4, 1/8) that fits the budget; Pillow never decodes below the asked size
-                    k = next((k for k in (2, 4, 8) if stored[0] * stored[1] / k**2 <= max_pixels), 8)
-                    r = min(r, 1 / k)
-                if r < 1:
-                    im.draft("RGB", (int(np.ceil(stored[0] * r)), int(np.ceil(stored[1] * r))))
+            r = _draft_scale(stored, full, size, max_pixels) if im.format == "JPEG" else 1.0
+            if r < 1:
+                im.draft("RGB", (int(np.ceil(stored[0] * r)), int(np.ceil(stored[1] * r))))
             if max_pixels and im.size[0] * im.size[1] > max_pixels:
                 _too_many(p, stored, max_pixels)
             im = ImageOps.exif_transpose(im)
@@ -124,6 +116,19 @@ def load_image_draft(
     except Image.DecompressionBombError as e:
         raise ImageReadError(p, f"refused by decoder: {e}") from None
     return arr, full
+
+
+def _draft_scale(stored: Size, full: Size, size: tuple[int, int] | None, max_pixels: int | None) -> float:
+    """The scale a JPEG may decode at: the letterbox's (to ``size``) when it keeps at most
+    1/DRAFT_FACTOR of a side, and at most the 1/2, 1/4 or 1/8 that fits ``max_pixels``
+    (Pillow's draft never decodes below the size asked for)."""
+    r = 1.0
+    if size is not None and min(size[1] / full[0], size[0] / full[1]) * DRAFT_FACTOR <= 1:
+        r = min(size[1] / full[0], size[0] / full[1])
+    if max_pixels and stored[0] * stored[1] * r * r > max_pixels:
+        k = next((k for k in (2, 4, 8) if stored[0] * stored[1] / k**2 <= max_pixels), 8)
+        r = min(r, 1 / k)
+    return r
 
 
 def _too_many(path: str, size: tuple[int, int], max_pixels: int) -> None:

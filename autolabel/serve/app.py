@@ -106,6 +106,75 @@ class _BodyLimit:
         await self.app(scope, replay, send)
 
 
+def _refused(reason: str, status: int = 400) -> tuple[int, dict[str, Any]]:
+    log.warning("refused a request: %s", reason)
+    return status, {"error": reason}
+
+
+def _mismatch(backend: Backend, e: LabelConfigMismatch) -> tuple[int, dict[str, Any]]:
+    log.error("labeling config does not fit model %s: %s", backend.model_version, e)
+    return 422, {"error": str(e), "model_version": backend.model_version}
+
+
+def _setup(backend: Backend, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """Status and JSON answer of ``/setup``."""
+    schema, token = body.get("schema"), body.get("access_token")
+    if not isinstance(schema, (str, type(None))) or not isinstance(token, (str, type(None))):
+        return _refused("'schema' must be the labeling config's XML text and 'access_token' a string", 422)
+    try:
+        return 200, backend.setup(str(body.get("project", "")), schema or "", body.get("hostname"), token)
+    except LabelConfigMismatch as e:
+        return _mismatch(backend, e)
+
+
+def _predict(backend: Backend, limits: Limits, lock: threading.Lock, body: dict[str, Any],
+             arrived: float) -> tuple[int, dict[str, Any]]:
+    """Status and JSON answer of ``/predict``: the request checked against the limits, then
+    the tasks predicted once the lock is free, within the time left since ``arrived``."""
+    tasks, config = body.get("tasks"), body.get("label_config")
+    if not isinstance(tasks, list):
+        return _refused("the request has no 'tasks' list")
+    if len(tasks) > limits.max_tasks:
+        return _refused(f"{len(tasks)} tasks in one request; this backend takes at most {limits.max_tasks} "
+                        "(--max-tasks): select fewer tasks", 413)
+    if not isinstance(config, (str, type(None))):
+        return _refused(f"'label_config' must be the labeling config's XML text, got {type(config).__name__}", 422)
+    try:
+        names = backend.names_for(config, body.get("project"))
+        # the time limit counts from arrival: a request that waited it out runs nothing (Label Studio asks again)
+        got = lock.acquire(timeout=max(0.0, backend.time_limit - (time.monotonic() - arrived)))
+        try:
+            results = backend.predict(tasks, names=names, started=arrived)
+        finally:
+            if got:
+                lock.release()
+    except LabelConfigMismatch as e:
+        return _mismatch(backend, e)
+    return 200, {"results": results, "model_version": backend.model_version}
+
+
+def _other_routes(app: Any, backend: Backend, Body: Any, JSONResponse: Any) -> None:  # noqa: N803 - FastAPI's names
+    """``/webhook`` (acknowledged), ``/train`` (501: this backend does not train) and ``/versions``."""
+    untrained = "autolabel serve does not train; restart it with a new model"
+
+    @app.post("/webhook")
+    def webhook(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+        action = str(body.get("action", ""))
+        log.debug("webhook event %s", action)
+        if action == "START_TRAINING":
+            log.warning("Label Studio asked to train: %s", untrained)
+        return {"status": "ok", "action": action, "trained": False}
+
+    @app.post("/train", response_model=None)
+    def train() -> Any:
+        log.warning("Label Studio asked to train: %s", untrained)
+        return JSONResponse({"error": untrained}, status_code=501)
+
+    @app.get("/versions")
+    def versions() -> dict[str, Any]:
+        return {"versions": [backend.model_version]}
+
+
 def create_app(backend: Backend, basic_auth: tuple[str, str] | None = None, limits: Limits | None = None) -> Any:
     """The FastAPI application serving ``backend``.
 
@@ -115,7 +184,7 @@ def create_app(backend: Backend, basic_auth: tuple[str, str] | None = None, limi
         limits: body size and tasks per request (:class:`Limits`; default ``Limits()``).
 
     Returns:
-        A ASGI app: ``fastapi.FastAPI`` inside the body limit (run it with uvicorn, or :func:`serve`).
+        An ASGI app: ``fastapi.FastAPI`` inside the body limit (run it with uvicorn, or :func:`serve`).
     """
     from fastapi import Body, Depends, FastAPI, HTTPException, Request
     from fastapi.openapi.docs import get_swagger_ui_html
@@ -123,7 +192,6 @@ def create_app(backend: Backend, basic_auth: tuple[str, str] | None = None, limi
     from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
     limits = limits or Limits()
-
     security = HTTPBasic(auto_error=False)
 
     def authorized(credentials: HTTPBasicCredentials | None = Depends(security)) -> None:
@@ -141,80 +209,30 @@ def create_app(backend: Backend, basic_auth: tuple[str, str] | None = None, limi
                   openapi_url=None)
     lock = threading.Lock()  # one batch in inference at a time; a detector need not be thread-safe
 
-    def bad(reason: str, status: int = 400) -> JSONResponse:
-        log.warning("refused a request: %s", reason)
-        return JSONResponse({"error": reason}, status_code=status)
-
-    def mismatch(e: LabelConfigMismatch) -> JSONResponse:
-        log.error("labeling config does not fit model %s: %s", backend.model_version, e)
-        return JSONResponse({"error": str(e), "model_version": backend.model_version}, status_code=422)
+    def answer(status_and_json: tuple[int, dict[str, Any]]) -> Any:
+        status, data = status_and_json
+        return data if status == 200 else JSONResponse(data, status_code=status)
 
     @app.get("/")
     @app.get("/health")
     def health() -> dict[str, Any]:
         return {"status": "UP", "model_class": "autolabel", "model_version": backend.model_version}
 
-    @app.get("/openapi.json", include_in_schema=False)
-    def openapi() -> dict[str, Any]:
-        return app.openapi()  # type: ignore[no-any-return]
-
-    @app.get("/docs", include_in_schema=False)
-    def docs() -> Any:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title)
+    app.get("/openapi.json", include_in_schema=False)(lambda: app.openapi())
+    app.get("/docs", include_in_schema=False)(lambda: get_swagger_ui_html(openapi_url="/openapi.json", title=app.title))
 
     @app.post("/setup", response_model=None)
     def setup(body: dict[str, Any] = Body(...)) -> Any:
-        schema, token = body.get("schema"), body.get("access_token")
-        if not isinstance(schema, (str, type(None))) or not isinstance(token, (str, type(None))):
-            return bad("'schema' must be the labeling config's XML text and 'access_token' a string", 422)
-        try:
-            return backend.setup(str(body.get("project", "")), schema or "", body.get("hostname"), token)
-        except LabelConfigMismatch as e:
-            return mismatch(e)
+        return answer(_setup(backend, body))
 
     def predict(request: Request, body: dict[str, Any] = Body(...)) -> Any:
         arrived = request.scope.get("state", {}).get("arrived", time.monotonic())
-        tasks, config = body.get("tasks"), body.get("label_config")
-        if not isinstance(tasks, list):
-            return bad("the request has no 'tasks' list")
-        if len(tasks) > limits.max_tasks:
-            return bad(f"{len(tasks)} tasks in one request; this backend takes at most {limits.max_tasks} "
-                       "(--max-tasks): select fewer tasks", 413)
-        if not isinstance(config, (str, type(None))):
-            return bad(f"'label_config' must be the labeling config's XML text, got {type(config).__name__}", 422)
-        try:
-            names = backend.names_for(config, body.get("project"))
-            # the time limit counts from arrival: a request that waited it out runs nothing (Label Studio asks again)
-            got = lock.acquire(timeout=max(0.0, backend.time_limit - (time.monotonic() - arrived)))
-            try:
-                results = backend.predict(tasks, names=names, started=arrived)
-            finally:
-                if got:
-                    lock.release()
-        except LabelConfigMismatch as e:
-            return mismatch(e)
-        return {"results": results, "model_version": backend.model_version}
+        return answer(_predict(backend, limits, lock, body, arrived))
 
     predict.__annotations__["request"] = Request  # the class itself: it is imported here, not at module level
     app.post("/predict", response_model=None)(predict)
 
-    @app.post("/webhook")
-    def webhook(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        action = str(body.get("action", ""))
-        log.debug("webhook event %s", action)
-        if action == "START_TRAINING":
-            log.warning("Label Studio asked to train: autolabel serve does not train; restart it with a new model")
-        return {"status": "ok", "action": action, "trained": False}
-
-    @app.post("/train", response_model=None)
-    def train() -> Any:
-        log.warning("Label Studio asked to train: autolabel serve does not train; restart it with a new model")
-        return JSONResponse({"error": "autolabel serve does not train; restart it with a new model"}, status_code=501)
-
-    @app.get("/versions")
-    def versions() -> dict[str, Any]:
-        return {"versions": [backend.model_version]}
-
+    _other_routes(app, backend, Body, JSONResponse)
     return _BodyLimit(app, limits.max_body_bytes)
 
 

@@ -10,9 +10,9 @@ Studio writer of :mod:`autolabel.formats` (boxes in percent of the image).
 A batch stops at ``time_limit`` seconds from the request's arrival (time queued behind
 other requests counts): the tasks done by then get their predictions, the others an
 ``error`` entry without ``result`` (Label Studio skips those and asks again next time),
-and progress is logged after every inference batch. Images decode in ``decode_threads``
-threads (a fixed number, not one per core) under the pixel limits of
-:class:`~autolabel.serve.images.ImageAccess`.
+and progress is logged after every inference batch. Images decode in the
+``decode_threads`` of :class:`~autolabel.serve.images.ImageAccess` (a fixed number, not
+one per core), under its pixel limits.
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ class Backend:
         images: which image URLs may be read (:class:`~autolabel.serve.images.ImageAccess`).
         time_limit: seconds one predict request may take, from its arrival, before it
             returns what is done.
-        decode_threads: threads decoding images ahead of inference.
         detector_options: passed to :func:`autolabel.load_detector` (``device``, ``batch_size``, ...).
 
     Raises:
@@ -63,7 +62,6 @@ class Backend:
         images: ImageAccess | None = None,
         time_limit: float = 60.0,
         detector_options: Mapping[str, Any] | None = None,
-        decode_threads: int = 2,
     ):
         from autolabel.classmap import ClassMap
         from autolabel.detectors import load_detector
@@ -91,9 +89,7 @@ class Backend:
             self.run_conf = min(self.run_conf, self.policy.config.evidence_conf)
         if time_limit <= 0:
             raise ValueError(f"time_limit must be > 0 seconds, got {time_limit}")
-        if decode_threads < 1:
-            raise ValueError(f"decode_threads must be >= 1, got {decode_threads}")
-        self.decode_threads = int(decode_threads)
+
         self.images = images or ImageAccess()
         self.time_limit = float(time_limit)
         self.projects: dict[str, RegionNames] = {}
@@ -204,7 +200,7 @@ class Backend:
         out: list[Detections | Failure] = []
         if not items:
             return out
-        batches = iter_prelabel(items, self.detector, self.run_conf, self.iou, self.max_det, workers=self.decode_threads)
+        batches = iter_prelabel(items, self.detector, self.run_conf, self.iou, self.max_det, workers=self.images.decode_threads)
         try:
             for batch in batches:
                 for x in batch:

@@ -138,6 +138,7 @@ class ImageAccess:
         max_pixels: the most pixels one image may decode to (larger ones are refused from
             their header; JPEGs decode at a reduced scale when that fits).
         decode_pixels: the most pixels decoded at once (a :class:`PixelBudget`).
+        decode_threads: threads decoding images ahead of inference (fixed: not one per core).
     """
 
     def __init__(
@@ -148,9 +149,12 @@ class ImageAccess:
         timeout: float = 30.0,
         max_pixels: int = MAX_IMAGE_PIXELS,
         decode_pixels: int = DECODE_PIXELS,
+        decode_threads: int = 2,
     ):
-        if max_pixels <= 0 or decode_pixels <= 0:
-            raise ValueError(f"max_pixels and decode_pixels must be > 0, got {max_pixels} and {decode_pixels}")
+        if max_pixels <= 0 or decode_pixels <= 0 or decode_threads <= 0:
+            raise ValueError(f"max_pixels, decode_pixels and decode_threads must be > 0, got {max_pixels}, "
+                             f"{decode_pixels} and {decode_threads}")
+        self.decode_threads = int(decode_threads)
         self.url = label_studio_url.rstrip("/") if label_studio_url else None
         self._token = token
         self.document_root = Path(document_root).resolve() if document_root else None
