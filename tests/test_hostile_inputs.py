@@ -376,6 +376,15 @@ def test_8_9_impossible_boxes_are_refused_before_anything_is_written(policy, pre
         assert cli(command) == 2 and why in capsys.readouterr().err
 
 
+def test_8_video_readers_refuse_impossible_boxes_too(tmp_path):
+    from autolabel.formats import read_mot
+
+    mot = tmp_path / "seq.txt"
+    mot.write_text("1,1,10,10,50,80,1,1\n1,2,-9000,-9000,50,80,1,1\n")
+    with pytest.raises(ValueError, match=r"seq.txt: frame 1, id 2: invalid box: .*lies entirely outside the 640x480"):
+        read_mot(mot, image_size=(640, 480))
+
+
 def test_9_route_writes_all_its_files_or_none(policy, predictions, tmp_path):
     out = tmp_path / "o"
     out.mkdir()

@@ -184,6 +184,13 @@ def check_boxes(results: Iterable[Detections], what: str) -> None:
                 raise ValueError(f"{what}: image {name!r}, box {k}: invalid box: {why}")
 
 
+def refuse_invalid(box: Sequence[float], size: Size, where: str) -> None:
+    """Raise ``ValueError`` naming ``where`` (file and record) when :func:`box_problem` refuses ``box``."""
+    why = box_problem(box, size)
+    if why:
+        raise ValueError(f"{where}: invalid box: {why} (fix or remove the record)")
+
+
 #: What readers do with an invalid box (see :func:`box_problem`): refuse the file, or drop the box.
 INVALID_BOXES = ("error", "drop")
 
