@@ -122,6 +122,15 @@ def _served(args: list[str], log: Path, auth=None):
     pytest.fail(f"autolabel serve did not answer /health:\n{log.read_text()}")
 
 
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:  # still answering a request: uvicorn waits for it
+        proc.kill()
+        proc.wait(20)
+
+
 @pytest.fixture(scope="module")
 def docroot(coco150, tmp_path_factory):
     """A local-files document root: 10 coco-val-150 images, four 13,000 x 13,000 PNGs (20 KB files,
@@ -153,8 +162,7 @@ def local_only(docroot, tmp_path_factory):
     proc, url = _served(["--document-root", str(docroot), "--basic-auth-user", "ls", "--max-tasks", "200",
                          "--max-body-mb", "1", "--time-limit", "4"], log, AUTH)
     yield url, log, proc
-    proc.terminate()
-    proc.wait(20)
+    _stop(proc)
 
 
 @pytest.fixture(scope="module")
@@ -163,8 +171,7 @@ def with_host(hosts, docroot, tmp_path_factory):
     log = tmp_path_factory.mktemp("serve-host") / "serve.log"
     proc, url = _served(["--label-studio-url", hosts[0].url, "--document-root", str(docroot)], log)
     yield url, log
-    proc.terminate()
-    proc.wait(20)
+    _stop(proc)
 
 
 @pytest.fixture(scope="module")
@@ -513,5 +520,6 @@ def test_13_a_request_queued_behind_long_ones_answers_within_its_limit(local_onl
     post("c", {"tasks": [_task(0, GOOD.format(names[0]))], "label_config": config})
     for t in threads:
         t.join()
-    assert answers["c"] < 4 + 3  # its limit, plus at most one inference batch
-    assert answers["c"] < max(answers["a"], answers["b"])
+    # each queued request answers within its own limit plus at most one inference batch (once, the
+    # second of them started its clock when it got the lock and answered after both batches, ~8 s)
+    assert answers["b"] < 4 + 3 and answers["c"] < 4 + 3

@@ -27,7 +27,6 @@ import os
 import re
 import tempfile
 import threading
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,8 +60,8 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 class PixelBudget:
     """A counting semaphore over pixels: decode threads take an image's pixels before
-    decoding and give them back when its pixels are freed. One image larger than the
-    whole budget waits until it can decode alone."""
+    decoding and give them back when the decode ends. One image larger than the whole
+    budget waits until it can decode alone."""
 
     def __init__(self, pixels: int):
         self.total = int(pixels)
@@ -220,8 +219,10 @@ class ImageAccess:
 
     def decode(self, path: str, draft: tuple[int, int] | None, name: str) -> tuple[np.ndarray, tuple[int, int]]:
         """Decode ``path`` within the pixel limits: refused from its header when over
-        ``max_pixels`` (see :func:`~autolabel.io.images.load_image_draft`), and waiting
-        for its pixels in the :class:`PixelBudget`, given back when the decoded array is freed.
+        ``max_pixels`` (see :func:`~autolabel.io.images.load_image_draft`), and decoded
+        once its pixels are free in the :class:`PixelBudget` (decodes, the peak of memory,
+        never hold more at once; each decode thread then holds at most one image until
+        the detector's letterbox shrinks it).
 
         Raises:
             ImageReadError: unreadable, or too many pixels (naming ``name``).
@@ -232,16 +233,12 @@ class ImageAccess:
         except Exception:  # noqa: BLE001 - load_image_draft below names the file and the reason
             w = h = 0
         taken = self.budget.take(min(w * h, self.max_pixels))
-        try:
-            arr, full = load_image_draft(path, draft, self.max_pixels)
+        try:  # given back when the decode ends (not when the array dies: that may wait for the garbage collector)
+            return load_image_draft(path, draft, self.max_pixels)
         except ImageReadError as e:
-            self.budget.give(taken)
             raise ImageReadError(name, e.reason) from None
-        except BaseException:
+        finally:
             self.budget.give(taken)
-            raise
-        weakref.finalize(arr, self.budget.give, taken)
-        return arr, full
 
     def fetch(self, url: str) -> bytes:
         """GET ``url`` from the Label Studio host with its token. Raises :class:`ImageReadError`."""
