@@ -255,7 +255,8 @@ def test_4_audit_never_reads_outside_its_folder_and_a_missing_image_is_noted(coc
     rename = lambda r: type(r)([x.with_image(al.ImageInfo(names[x.image.key], x.image.width, x.image.height))  # noqa: E731
                                 for x in r], r.class_names, r.model_id)
     a = audit(rename(gt), rename(pred), seeds=(1,), min_score=0.0)
-    paths = a.save(tmp_path / "A", image_root=images, examples=len(a.suspects))
+    with pytest.warns(UserWarning, match="example suspects not drawn"):
+        paths = a.save(tmp_path / "A", image_root=images, examples=len(a.suspects))
     drawn = [p for p in paths if p.endswith(".png")]
     assert drawn and not any("outside" in p for p in drawn)
     md = (tmp_path / "A" / "summary.md").read_text()  # the audit went on and wrote its summary

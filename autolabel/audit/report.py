@@ -87,6 +87,11 @@ def write_audit(a: Any, out_dir: str | os.PathLike, image_root: str | os.PathLik
     paths += write(queue, os.path.join(out, "review"), "labelstudio", extra_data=data)
     pics, skipped = _examples(a, out, str(image_root), examples) if image_root is not None else ([], [])
     paths += pics
+    if skipped:
+        import warnings
+
+        warnings.warn(f"{len(skipped)} of {len(skipped) + len(pics)} example suspects not drawn (listed in "
+                      f"summary.md; is the image folder {image_root} right?): {skipped[0]}", stacklevel=3)
     how = "calibrated on the reviewed reference" if a.calibrated else \
         "uncalibrated (ranker scores; give a reviewed reference to calibrate)"
     counts = a.suspects["kind"].value_counts()
