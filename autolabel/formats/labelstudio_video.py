@@ -172,7 +172,7 @@ def _results(task: dict[str, Any], use: str, where: str) -> list[dict[str, Any]]
 
 
 def _keyframes(seq: list[dict[str, Any]], w: int, h: int, score: float, frames: int, where: str) -> KeyframeTrack:
-    rows = []
+    rows: list[tuple[int, list[float], float, bool]] = []
     for i, s in enumerate(seq):
         kw = f"{where}, keyframe {i}"
         f = int(number(s.get("frame"), kw, "frame")) - 1
