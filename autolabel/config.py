@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 __all__ = [
     "IOU_ACCEPT", "IOU_MIN", "DEFAULT_PROFILE", "DEFAULT_THRESHOLDS", "EXIT_OK", "EXIT_SKIPPED", "EXIT_FAILED", "ConfigError", "Options", "ModelConfig", "ClassMapConfig", "load_yaml", "config_path", "config_names", "CostProfile", "RoutingPolicy", "TrackerConfig", "VideoCostProfile",
+    "validation_text",
 ]
 
 # -- library-wide defaults: every signature that needs one reads it from here ------------------
@@ -55,13 +56,30 @@ def config_names(kind: str) -> list[str]:
 
 
 def load_yaml(path: str | os.PathLike) -> Any:
+    """Parse a YAML file. Errors name the file and the line, never the file's text (a
+    config path may name any file on the machine, and messages end up in logs)."""
     try:
         with open(path, encoding="utf-8") as f:
             return yaml.safe_load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a YAML config (not UTF-8 text)") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{at}: {getattr(e, 'problem', None) or type(e).__name__}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a config file") from None
+
+
+def validation_text(e: ValidationError) -> str:
+    """A pydantic error as ``field.path: message`` lines, without the offending values
+    (they may be a file's contents)."""
+    return "\n".join(
+        f"  {'.'.join(str(x) for x in err['loc']) or '(top level)'}: {err['msg']}"
+        for err in e.errors(include_input=False, include_url=False)
+    )
 
 
 class StrictModel(BaseModel):
@@ -85,12 +103,14 @@ class StrictModel(BaseModel):
         if isinstance(source, (str, os.PathLike)):
             path = config_path(cls.config_kind, source) if cls.config_kind else Path(source)
             where, source = str(path), load_yaml(path)
+            if not isinstance(source, dict):
+                raise ConfigError(f"{where}: not a {cls.__name__} config (a mapping of settings), got {type(source).__name__}")
         elif not isinstance(source, Mapping):
             raise ConfigError(f"{cls.__name__}.load() takes a config, a dict or a YAML path, not {type(source).__name__}")
         try:
             return cls.model_validate(source)
         except ValidationError as e:
-            raise ConfigError(f"{where}: invalid {cls.__name__}:\n{e}") from None
+            raise ConfigError(f"{where}: invalid {cls.__name__}:\n{validation_text(e)}") from None
 
 
 class Options(StrictModel):
@@ -322,3 +342,4 @@ class VideoCostProfile(StrictModel):
 
     config_kind: ClassVar[str] = "cost"
     default_name: ClassVar[str | None] = "video-keyframes"
+

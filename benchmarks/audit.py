@@ -76,7 +76,7 @@ def ground_truth(name: str) -> Results:
     from autolabel.formats import read_coco, read_voc
 
     src = DATA / DATASETS[name][1]
-    return read_voc(str(src), split="val") if name == "bccd-val" else read_coco(str(src))
+    return read_voc(str(src), split="val", invalid_boxes="drop") if name == "bccd-val" else read_coco(str(src))
 
 
 def predictions(name: str, conf: float = 0.001) -> Results:

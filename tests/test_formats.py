@@ -91,7 +91,7 @@ HOSTILE = ["../../evil.jpg", "/etc/passwd.jpg", "C:\\Users\\x\\win.jpg", "..\\..
 
 @pytest.mark.parametrize("fmt", formats.FORMATS)
 def test_file_names_never_escape_the_output_dir(preds, tmp_path, fmt):
-    dets = [preds[i].with_image(ImageInfo(k, 64, 48)) for i, k in enumerate(HOSTILE)]
+    dets = [preds[i].with_image(ImageInfo(k, 1000, 1000)) for i, k in enumerate(HOSTILE)]  # holds every box
     res = Results(dets, preds.class_names, preds.model_id)
     before = set(Path("/etc").iterdir())
     out = tmp_path / "a" / "out"
@@ -103,7 +103,7 @@ def test_file_names_never_escape_the_output_dir(preds, tmp_path, fmt):
     assert set(Path("/etc").iterdir()) == before
     if fmt in ("yolo", "voc"):  # one file per image: the names come back cleaned
         clean = {"evil.jpg", "etc/passwd.jpg", "Users/x/win.jpg", "back.jpg", "ok/a.jpg"}
-        kw = {"image_sizes": dict.fromkeys(clean, (64, 48))} if fmt == "yolo" else {}
+        kw = {"image_sizes": dict.fromkeys(clean, (1000, 1000))} if fmt == "yolo" else {}
         assert {d.image.key for d in formats.read(out, fmt, **kw)} == clean
 
 
@@ -200,7 +200,7 @@ def _bad_coco(tmp_path: Path, mutate) -> Path:
     "mutate,message",
     [
         (lambda d: d["annotations"][0].update(bbox=[1, float("nan"), 2, 2]), "annotation id 7: bbox must be a finite"),
-        (lambda d: d["annotations"][0].update(bbox=[1, 1, -2, 2]), "annotation id 7: bbox has negative"),
+        (lambda d: d["annotations"][0].update(bbox=[1, 1, -2, 2]), "annotation id 7: invalid box: negative width or height"),
         (lambda d: d["annotations"][0].update(category_id=99), "annotation id 7: unknown category_id 99"),
         (lambda d: d["annotations"][0].update(image_id=5), "annotation id 7: unknown image_id 5"),
         (lambda d: d.pop("categories"), "missing or non-list categories"),
@@ -229,23 +229,29 @@ def test_corrupt_or_wrong_json_is_reported_with_the_file(tmp_path, fmt):
 
 # -- Pascal VOC ---------------------------------------------------------------------------------
 def test_voc_bccd_matches_its_coco_conversion(bccd):
-    voc = formats.read_voc(bccd)
-    coco = formats.read_coco(bccd / "instances.json")
+    # bccd has two boxes of zero size: refused by default, naming the file and record; dropped on request
+    with pytest.raises(ValueError, match=r"BloodImage_00338.xml object 12 \(RBC\): invalid box: zero width or height"):
+        formats.read_voc(bccd)
+    with pytest.raises(ValueError, match=r"instances.json: image 'BloodImage_00338.jpg', annotation id 3951: invalid"):
+        formats.read_coco(bccd / "instances.json")
+    with pytest.warns(UserWarning, match="dropped 2 invalid boxes"):
+        voc = formats.read_voc(bccd, invalid_boxes="drop")
+    coco = formats.read_coco(bccd / "instances.json", invalid_boxes="drop")
     assert voc.class_names == tuple(sorted(coco.class_names))
     assert [d.image.key for d in voc] == [d.image.key for d in coco] and len(voc) == 292
     for v, c in zip(voc, coco):
         assert (v.image.width, v.image.height) == (c.image.width, c.image.height)
         assert v.labels == c.labels and np.array_equal(v.xyxy, c.xyxy)
-    # every box is kept as it is: none clipped, none dropped (bccd has two of zero size)
+    # every valid box is kept as it is (none clipped); the two of zero size are the only ones dropped
     objects = sum(p.read_text().count("<object>") for p in (bccd / "Annotations").glob("*.xml"))
-    assert voc.num_boxes == objects and sum(int((d.area == 0).sum()) for d in voc) > 0
+    assert voc.num_boxes == objects - 2 and sum(int((d.area == 0).sum()) for d in voc) == 0
 
 
 def test_voc_split_and_dataset_sources(bccd, coco150, yolov5n):
     ids = (bccd / "ImageSets" / "Main" / "val.txt").read_text().split()
-    val = formats.read_voc(bccd, split="val")
+    val = formats.read_voc(bccd, split="val", invalid_boxes="drop")
     assert [d.image.key for d in val] == [i + ".jpg" for i in ids]
-    res = al.prelabel(sources.from_voc(bccd, split="val"), yolov5n, progress=False)
+    res = al.prelabel(sources.from_voc(bccd, split="val", invalid_boxes="drop"), yolov5n, progress=False)
     assert len(res) == 87 and not res.failures
     src = sources.from_coco(coco150 / "instances.json")
     assert len(src) == 150 and all(os.path.isfile(i.path) for i in src)
@@ -292,7 +298,7 @@ def test_voc_unknown_class_with_given_names(tmp_path):
 
 # -- YOLO -----------------------------------------------------------------------------------
 def test_yolo_dataset_with_split_folders_and_lists(bccd, tmp_path):
-    gt = formats.read_voc(bccd, split="val")
+    gt = formats.read_voc(bccd, split="val", invalid_boxes="drop")
     few = Results([d.with_image(replace(d.image, key="val/" + d.image.key)) for d in gt.detections[:4]], gt.class_names)
     formats.write_yolo(few, tmp_path, confidence=False)
     (tmp_path / "images" / "val").mkdir(parents=True)
@@ -343,7 +349,7 @@ def test_bad_yolo_label_names_file_and_line(tmp_path, line, message):
 # -- Label Studio -------------------------------------------------------------------------------
 def test_labelstudio_tasks_reference_images_by_url_and_carry_extra_data(preds, tmp_path):
     url = "/data/local-files/?d=photos/"
-    info = ImageInfo("my dir/a #1.jpg", 100, 50)
+    info = ImageInfo("my dir/a #1.jpg", 1000, 1000)  # holds every box
     empty = preds[-2].with_image(ImageInfo("b.jpg", 100, 50))
     res = Results([preds[0].with_image(info), empty], preds.class_names, "m1")
     path = tmp_path / "tasks.json"
@@ -444,7 +450,7 @@ def test_duplicate_class_names_cannot_be_written(preds, tmp_path):
 
 
 def test_voc_ground_truth_written_again_reads_the_same(bccd, tmp_path):
-    gt = formats.read_voc(bccd, split="val")
+    gt = formats.read_voc(bccd, split="val", invalid_boxes="drop")
     formats.write_voc(gt, tmp_path, split="val")
     _assert_same(gt, formats.read_voc(tmp_path, split="val"), "voc")
 
@@ -457,7 +463,7 @@ def test_ultralytics_dataset_loader_reads_our_yolo_labels(bccd, tmp_path):
     from ultralytics.data import YOLODataset
     from ultralytics.data.utils import check_det_dataset
 
-    gt = formats.read_voc(bccd, split="val")
+    gt = formats.read_voc(bccd, split="val", invalid_boxes="drop")
     gt = replace(gt, detections=gt.detections[:12])
     formats.write_yolo(gt, tmp_path, confidence=False)
     (tmp_path / "images").mkdir()

@@ -40,7 +40,7 @@ def bccd_val(bccd):
     names = (bccd / "ImageSets" / "Main" / "val.txt").read_text().split()
     preds = al.prelabel([str(bccd / "JPEGImages" / f"{n}.jpg") for n in names],
                         al.load_detector("yolov8n-bccd.pt"), conf=0.05, progress=False)
-    gt = read_coco(bccd / "instances.json")
+    gt = read_coco(bccd / "instances.json", invalid_boxes="drop")  # two zero-size boxes
     keep = {f"{n}.jpg" for n in names}
     return preds, Results([d for d in gt if d.image.file_name in keep], gt.class_names)
 

@@ -57,7 +57,7 @@ def coco_preds(coco150, yolov5n):
 
 @pytest.fixture(scope="session")
 def bccd_val(bccd):
-    src = from_voc(bccd, split="val")
+    src = from_voc(bccd, split="val", invalid_boxes="drop")  # bccd has two zero-size boxes
     t = time.perf_counter()
     pred = al.prelabel(src, "yolov8n-bccd.pt", conf=0.05, progress=False)
     return src.ground_truth, pred, time.perf_counter() - t
@@ -99,7 +99,7 @@ def test_profile_validation_errors():
         CostProfile.load({**good, "price_per_image": 0.25})
     with pytest.raises(ConfigError, match="exactly one of"):
         CostProfile.load({**good, "hourly_wage": None})
-    with pytest.raises(ConfigError, match="extra"):
+    with pytest.raises(ConfigError, match="(?i)extra"):
         CostProfile.load({**good, "draw_seconds": 7})
     with pytest.raises(ConfigError, match="known: .*extreme-clicking"):
         CostProfile.load("no-such-profile")

@@ -43,19 +43,23 @@ def draw_suspect(image: np.ndarray, labels: Any, row: Any) -> np.ndarray:
     return np.concatenate([bar, crop], 0)
 
 
-def _examples(a: Any, out_dir: str, image_root: str, k: int) -> list[str]:
+def _examples(a: Any, out_dir: str, image_root: str, k: int) -> tuple[list[str], list[str]]:
+    """Draw the top ``k`` suspects; returns the written paths and, per suspect not drawn,
+    why (an image outside ``image_root``, missing or unreadable): the audit goes on."""
     import cv2
 
-    from autolabel.io.images import load_image
+    from autolabel.io.files import inside
+    from autolabel.io.images import ImageReadError, load_image
 
     os.makedirs(os.path.join(out_dir, "examples"), exist_ok=True)
-    paths = []
+    paths, skipped = [], []
     by_name = {d.image.file_name: d for d in a.labels}
     for r, row in enumerate(a.suspects.head(k).itertuples(index=False)):
-        src = os.path.join(str(image_root), row.file_name)
-        if not os.path.isfile(src):
-            raise FileNotFoundError(f"image of suspect {r}: no such file {src} (is image_root right?)")
-        pic = draw_suspect(load_image(src), by_name[row.file_name], row)
+        try:
+            pic = draw_suspect(load_image(inside(image_root, row.file_name)), by_name[row.file_name], row)
+        except (ValueError, ImageReadError) as e:  # ImageReadError names the file and the reason
+            skipped.append(f"suspect {r} ({row.file_name}): not drawn: {e}")
+            continue
         path = safe_join(out_dir, f"examples/{r:03d}-{row.kind}-{os.path.splitext(os.path.basename(row.file_name))[0]}.png")
         ok, buf = cv2.imencode(".png", cv2.cvtColor(pic, cv2.COLOR_RGB2BGR))
         if not ok:
@@ -63,7 +67,7 @@ def _examples(a: Any, out_dir: str, image_root: str, k: int) -> list[str]:
         with open(path, "wb") as f:
             f.write(buf.tobytes())
         paths.append(path)
-    return paths
+    return paths, skipped
 
 
 def write_audit(a: Any, out_dir: str | os.PathLike, image_root: str | os.PathLike | None, examples: int,
@@ -81,17 +85,22 @@ def write_audit(a: Any, out_dir: str | os.PathLike, image_root: str | os.PathLik
     rank = {k: i for i, k in enumerate(order)}
     queue.detections.sort(key=lambda d: rank[d.image.key])
     paths += write(queue, os.path.join(out, "review"), "labelstudio", extra_data=data)
-    pics = _examples(a, out, str(image_root), examples) if image_root is not None else []
+    pics, skipped = _examples(a, out, str(image_root), examples) if image_root is not None else ([], [])
     paths += pics
+    if skipped:
+        import warnings
+
+        warnings.warn(f"{len(skipped)} of {len(skipped) + len(pics)} example suspects not drawn (listed in "
+                      f"summary.md; is the image folder {image_root} right?): {skipped[0]}", stacklevel=3)
     how = "calibrated on the reviewed reference" if a.calibrated else \
         "uncalibrated (ranker scores; give a reviewed reference to calibrate)"
-    blocks = _summary_blocks(a, how, pics)
+    blocks = _summary_blocks(a, how, pics, skipped)
     paths.append(atomic_write(safe_join(out, "summary.md"), markdown(blocks)))
     paths.append(atomic_write(safe_join(out, "summary.html"), html_page(blocks, "Label audit")))
     return paths
 
 
-def _summary_blocks(a: Any, how: str, pics: list[str]) -> list[Block]:
+def _summary_blocks(a: Any, how: str, pics: list[str], skipped: list[str]) -> list[Block]:
     """The audit summary: suspects per kind, the top suspects, the lowest-quality images, examples."""
     import pandas as pd
 
@@ -105,6 +114,7 @@ def _summary_blocks(a: Any, how: str, pics: list[str]) -> list[Block]:
     blocks: list[Block] = [("h1", f"Label audit: {len(a.images)} images, {len(s)} suspects"), ("p", f"Scores: {how}."),
                            ("table", kinds), ("h2", "Top suspects"), ("table", top),
                            ("h2", "Lowest label quality"), ("table", a.images.head(15))]
-    if pics:
+    if pics or skipped:
         blocks += [("h2", "Examples")] + [("image", f"examples/{os.path.basename(p)}") for p in pics]
+        blocks += [("p", s) for s in skipped]
     return blocks

@@ -28,7 +28,7 @@ def _class_conf(text: str) -> dict[str, float]:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from autolabel.labelstudio import ENV_DOCUMENT_ROOT, ENV_URL
-    from autolabel.serve import Backend, ImageAccess, serve
+    from autolabel.serve import Backend, ImageAccess, Limits, serve
 
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     basic_auth = None
@@ -37,17 +37,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         if not password:
             raise ValueError(f"--basic-auth-user needs the password in the environment variable {PASSWORD_ENV}")
         basic_auth = (args.basic_auth_user, password)
+    limits = Limits(int(args.max_body_mb * 2**20), args.max_tasks)
     images = ImageAccess(
         args.label_studio_url or os.environ.get(ENV_URL),
         os.environ.get(args.token_env),
         args.document_root or os.environ.get(ENV_DOCUMENT_ROOT),
+        max_pixels=int(args.max_image_mp * 1e6),
+        decode_pixels=int(args.decode_mp * 1e6),
+        decode_threads=args.decode_threads,
     )
     det_opts = given(conf=args.conf, device=args.device, batch_size=args.batch_size)
     backend = Backend(
         args.model, conf=args.class_conf, iou=args.iou, max_det=args.max_det, class_map=args.class_map,
         policy=args.policy, images=images, time_limit=args.time_limit, detector_options=det_opts,
     )
-    serve(backend, args.host, args.port, basic_auth, log_level=args.log_level)
+    serve(backend, args.host, args.port, basic_auth, log_level=args.log_level, limits=limits)
     return EXIT_OK
 
 
@@ -67,13 +71,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     s.add_argument("--port", type=int, default=9090)
     s.add_argument("--label-studio-url", default=None,
-                   help="the Label Studio server images are read from (default: $LABEL_STUDIO_URL, else what /setup says)")
+                   help="the Label Studio server /data/upload images are read from, with the token (default: "
+                        "$LABEL_STUDIO_URL; never taken from a request: without it only local files are read)")
     s.add_argument("--token-env", default="LABEL_STUDIO_API_KEY",
                    help="environment variable holding the Label Studio API token (never logged)")
     s.add_argument("--document-root", default=None,
                    help="Label Studio's local-files document root, read from disk (default: $LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)")
     s.add_argument("--time-limit", type=float, default=60.0,
-                   help="seconds a predict request may take; the rest of a batch is left for the next request")
+                   help="seconds a predict request may take from its arrival (queued time included); the rest of "
+                        "a batch is left for the next request (Label Studio waits 100 s)")
+    s.add_argument("--max-tasks", type=int, default=10_000, help="tasks per predict request at most (more: HTTP 413)")
+    s.add_argument("--max-body-mb", type=float, default=32.0, help="request body size limit in MiB (more: HTTP 413)")
+    s.add_argument("--max-image-mp", type=float, default=40.0,
+                   help="megapixels one image may decode to (larger: a per-task error; JPEGs decode reduced if that fits)")
+    s.add_argument("--decode-mp", type=float, default=40.0, help="megapixels decoded at once by a request")
+    s.add_argument("--decode-threads", type=int, default=2, help="image decode threads (default 2, not one per core)")
     s.add_argument("--basic-auth-user", default=None,
                    help=f"require HTTP Basic Auth with this user (password from ${PASSWORD_ENV})")
     s.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))

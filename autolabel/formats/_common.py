@@ -151,16 +151,67 @@ def xml_number(el: ET.Element, path: str, where: str) -> float:
     return number(el.findtext(path), where, f"<{path}>")
 
 
+#: the largest magnitude a box coordinate may have: boxes are stored as float32
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def box_problem(box: Sequence[float], size: Size) -> str | None:
+    """Why an ``xyxy`` box in pixels cannot be a box of an image of ``size`` (width,
+    height), or None: every command refuses non-finite corners (also as float32),
+    non-positive width or height, and boxes entirely outside the image (a box may
+    overhang the border)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    w, h = size
+    if not all(math.isfinite(v) and abs(v) <= _FLOAT32_MAX for v in (x1, y1, x2, y2)):
+        return f"corners {[x1, y1, x2, y2]} are not finite 32-bit numbers"
+    if not (x2 > x1 and y2 > y1):
+        kind = "negative" if x2 < x1 or y2 < y1 else "zero"
+        return f"{kind} width or height ({x2 - x1:g} x {y2 - y1:g}): a box needs a positive width and height"
+    if x2 <= 0 or y2 <= 0 or x1 >= w or y1 >= h:
+        return f"box [{x1:g}, {y1:g}, {x2:g}, {y2:g}] (x1 y1 x2 y2) lies entirely outside the {w}x{h} image"
+    return None
+
+
+def check_boxes(results: Iterable[Detections], what: str) -> None:
+    """Raise ``ValueError`` naming ``what``, the image and the box at the first box
+    :func:`box_problem` refuses (in-memory results; the readers check as they read)."""
+    for i, d in enumerate(results):
+        size = (d.image.width, d.image.height) if d.image else (math.inf, math.inf)
+        for k, b in enumerate(d.xyxy.tolist()):
+            why = box_problem(b, size)  # type: ignore[arg-type]
+            if why:
+                name = d.image.key if d.image else f"#{i}"
+                raise ValueError(f"{what}: image {name!r}, box {k}: invalid box: {why}")
+
+
+def refuse_invalid(box: Sequence[float], size: Size, where: str) -> None:
+    """Raise ``ValueError`` naming ``where`` (file and record) when :func:`box_problem` refuses ``box``."""
+    why = box_problem(box, size)
+    if why:
+        raise ValueError(f"{where}: invalid box: {why} (fix or remove the record)")
+
+
+#: What readers do with an invalid box (see :func:`box_problem`): refuse the file, or drop the box.
+INVALID_BOXES = ("error", "drop")
+
+
 class Builder:
     """Collects a reader's images and boxes into :class:`Results`. Class names are fixed
-    up front (other names are errors) or, with ``class_names=None``, collected and sorted."""
+    up front (other names are errors) or, with ``class_names=None``, collected and sorted.
+    Every image must have a positive size and every box be valid (:func:`box_problem`):
+    ``invalid_boxes="error"`` refuses the file naming the record, ``"drop"`` drops the box
+    (counted in :attr:`dropped`)."""
 
-    def __init__(self, source: str, class_names: Sequence[str] | None = None):
+    def __init__(self, source: str, class_names: Sequence[str] | None = None, invalid_boxes: str = "error"):
+        if invalid_boxes not in INVALID_BOXES:
+            raise ValueError(f"invalid_boxes must be one of {INVALID_BOXES}, got {invalid_boxes!r}")
         self.source = source
         self.fixed = class_names is not None
         self.names = list(class_names or [])
         self.ids = {n: i for i, n in enumerate(self.names)}
         self.rows: list[tuple[ImageInfo, list, list, list, list | None]] = []
+        self.invalid_boxes = invalid_boxes
+        self.dropped = 0
 
     def label(self, name: str, where: str) -> int:
         """Class id of ``name`` (``where`` names the file and record for errors)."""
@@ -171,19 +222,43 @@ class Builder:
             self.names.append(name)
         return self.ids[name]
 
-    def add(self, info: ImageInfo, boxes: list, scores: list, ids: list, iscrowd: list | None = None) -> None:
+    def add(self, info: ImageInfo, boxes: list, scores: list, ids: list, iscrowd: list | None = None,
+            records: Sequence[str] | None = None) -> list[int]:
+        """One image and its boxes (``xyxy`` pixels); ``records`` name each box's record
+        in errors (default: ``box <index>``). Returns the indices of the boxes kept."""
+        where = f"{self.source}: image {info.key!r}"
+        if not (info.width > 0 and info.height > 0):
+            raise ValueError(f"{where}: width and height must be positive, got {info.width}x{info.height}")
+        keep = []
+        for k, b in enumerate(boxes):
+            why = box_problem(b, (info.width, info.height))
+            if why is None:
+                keep.append(k)
+            elif self.invalid_boxes == "drop":
+                self.dropped += 1
+            else:
+                raise ValueError(f"{where}, {records[k] if records else f'box {k}'}: invalid box: {why} "
+                                 "(fix or remove the record)")
+        if len(keep) < len(boxes):
+            boxes, scores, ids = ([x[k] for k in keep] for x in (boxes, scores, ids))
+            iscrowd = None if iscrowd is None else [iscrowd[k] for k in keep]
         self.rows.append((info, boxes, scores, ids, iscrowd))
+        return keep
 
     def results(self, model_id: str = "", failures: Sequence[Failure] = ()) -> Results:
         keys = [r[0].key for r in self.rows]
         if len(set(keys)) != len(keys):
             dup = next(k for k in keys if keys.count(k) > 1)
             raise ValueError(f"{self.source}: image {dup!r} appears more than once")
+        if self.dropped:
+            import warnings
+
+            warnings.warn(f"{self.source}: dropped {self.dropped} invalid boxes (invalid_boxes='drop')", stacklevel=3)
         names = self.names if self.fixed else sorted(self.names)
         remap = np.array([names.index(n) for n in self.names] or [0], np.int64)
         dets = [
-            Detections(np.asarray(b, np.float64).reshape(-1, 4), np.asarray(s), remap[np.asarray(i, np.int64)],
-                       tuple(names), info, iscrowd=None if c is None else np.asarray(c))
+            Detections(np.asarray(b, np.float64).reshape(-1, 4), np.asarray(s, np.float64), remap[np.asarray(i, np.int64)],
+                       tuple(names), info, iscrowd=None if c is None else np.asarray(c, bool))
             for info, b, s, i, c in self.rows
         ]
         return Results(dets, tuple(names), model_id, list(failures))

@@ -75,37 +75,41 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
-def _categories(categories: list[Any], name: str) -> tuple[dict[Any, int], Builder]:
+def _categories(categories: list[Any], name: str, invalid_boxes: str) -> tuple[dict[Any, int], Builder]:
     """Category id -> class index (ids sorted), and a builder with the class names."""
-    cats = sorted(categories, key=lambda c: _field(c, "id", name, "category"))
+    for c in categories:
+        _id(c, name, "category")
+    cats = sorted(categories, key=lambda c: (str(type(c["id"])), c["id"]))
     category = {c["id"]: i for i, c in enumerate(cats)}
     if len(category) != len(cats):
         raise ValueError(f"{name}: duplicate category ids")
-    builder = Builder(name, [str(_field(c, "name", name, f"category {c['id']}")) for c in cats])
+    builder = Builder(name, [str(_field(c, "name", name, f"category {c['id']}")) for c in cats], invalid_boxes)
     if len(set(builder.names)) != len(builder.names):
         raise ValueError(f"{name}: duplicate category names")
     return category, builder
 
 
-def read_coco(source: str | os.PathLike | dict[str, Any]) -> Results:
+def read_coco(source: str | os.PathLike | dict[str, Any], invalid_boxes: str = "error") -> Results:
     """A COCO dataset (path or parsed dict): one :class:`Detections` per entry of
     ``images`` in order, even with no boxes. Class names come from ``categories``
     sorted by id (ids with gaps map to 0..C-1); ``score`` -> scores (absent: 1.0);
     ``iscrowd`` is kept. Keys are ``file_name`` (video frames written by autolabel get
     their ``"<video>#<frame>"`` key back). Bad records raise ``ValueError`` naming the
-    file and the record."""
+    file and the record; so do invalid boxes (non-finite, non-positive width or height,
+    entirely outside the image), unless ``invalid_boxes="drop"`` (then dropped, with a
+    warning)."""
     data, name = load_json(source)
     if not isinstance(data, dict):
         raise ValueError(f"{name}: a COCO dataset is a JSON object, got {type(data).__name__}")
     missing = [k for k in ("images", "categories") if not isinstance(data.get(k), list)]
     if missing:
         raise ValueError(f"{name}: not a COCO dataset: missing or non-list {', '.join(missing)}")
-    category, builder = _categories(data["categories"], name)
-    rows: dict[Any, tuple[list, list, list, list]] = {}
+    category, builder = _categories(data["categories"], name, invalid_boxes)
+    rows: dict[Any, tuple[list, list, list, list, list]] = {}
     track_ids: dict[Any, list[int]] = {}
     infos = []
     for im in data["images"]:
-        image_id = _field(im, "id", name, "image")
+        image_id = _id(im, name, "image")
         where = f"image id {image_id}"
         if image_id in rows:
             raise ValueError(f"{name}: {where} appears twice")
@@ -116,12 +120,15 @@ def read_coco(source: str | os.PathLike | dict[str, Any]) -> Results:
             infos.append((image_id, ImageInfo(f"{video}#{frame}", w, h, None, frame, im.get("timestamp"))))
         else:
             infos.append((image_id, ImageInfo(fname, w, h)))
-        rows[image_id] = ([], [], [], [])
+        rows[image_id] = ([], [], [], [], [])
         track_ids[image_id] = []
     for a in data.get("annotations") or []:
         if not isinstance(a, dict):
             raise ValueError(f"{name}: annotation {a!r:.80} is not an object")
-        where = f"{name}: annotation id {a.get('id')}"
+        where = f"{name}: annotation id {a.get('id')!r:.40}"
+        for k in ("image_id", "category_id"):
+            if not isinstance(a.get(k), (int, str)) or isinstance(a.get(k), bool):
+                raise ValueError(f"{where}: {k} must be an integer (or a string), got {type(a.get(k)).__name__}")
         if a.get("image_id") not in rows:
             raise ValueError(f"{where}: unknown image_id {a.get('image_id')!r}")
         if a.get("category_id") not in category:
@@ -130,24 +137,35 @@ def read_coco(source: str | os.PathLike | dict[str, Any]) -> Results:
         if not isinstance(bbox, list) or len(bbox) != 4:
             raise ValueError(f"{where}: bbox must be [x, y, w, h], got {bbox!r}")
         x, y, bw, bh = (number(v, where, "bbox") for v in bbox)
-        if bw < 0 or bh < 0:
-            raise ValueError(f"{where}: bbox has negative width or height: {bbox!r}")
-        boxes, scores, ids, crowd = rows[a["image_id"]]
+        boxes, scores, ids, crowd, records = rows[a["image_id"]]
+        records.append(f"annotation id {a.get('id')!r:.40}")
         boxes.append([x, y, x + bw, y + bh])
         scores.append(number(a.get("score", 1.0), where, "score"))
         ids.append(category[a["category_id"]])
         crowd.append(bool(a.get("iscrowd", 0)))
         track_ids[a["image_id"]].append(int(number(a.get("track_id", -1), where, "track_id")))
     for image_id, info in infos:
-        builder.add(info, *rows[image_id])
+        b, s, i, c, recs = rows[image_id]
+        kept = builder.add(info, b, s, i, c, recs)
+        track_ids[image_id] = [track_ids[image_id][k] for k in kept]
     tracked = any("track_id" in a for a in data.get("annotations") or [])
     meta: dict[str, Any] = data["info"] if isinstance(data.get("info"), dict) else {}
     failures = [Failure(str(f.get("key")), str(f.get("reason")))
                 for f in meta.get("failures") or [] if isinstance(f, dict)]
     results = builder.results(str(meta.get("model_id") or ""), failures)
     if tracked:  # any annotation with a track_id: every image gets the array (-1 where absent)
-        results.detections = [replace(d, track_id=np.array(track_ids[i], np.int64)) for d, (i, _) in zip(results.detections, infos)]
+        results.detections = [replace(d, track_id=np.asarray(track_ids[i], np.int64))
+                              for d, (i, _) in zip(results.detections, infos)]
     return results
+
+
+def _id(record: Any, name: str, what: str) -> Any:
+    """A record's ``id``: an integer (or a string), never a list or an object."""
+    value = _field(record, "id", name, what)
+    if not isinstance(value, (int, str)) or isinstance(value, bool):
+        raise ValueError(f"{name}: {what} id must be an integer (or a string), got {type(value).__name__} "
+                         f"in {what} {record!r:.80}")
+    return value
 
 
 def _field(record: Any, key: str, name: str, what: str) -> Any:

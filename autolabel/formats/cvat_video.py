@@ -34,7 +34,7 @@ from typing import Sequence
 import numpy as np
 
 from autolabel.core import ImageInfo, Results
-from autolabel.formats._common import ResultsLike, check_names, load_xml, now, num, number, sub, xml_text
+from autolabel.formats._common import ResultsLike, check_names, load_xml, now, num, number, refuse_invalid, sub, xml_text
 from autolabel.io.files import atomic_writer, safe_relpath
 from autolabel.formats.cvat import add_labels
 from autolabel.video.keyframes import TAU, KeyframeTrack, track_from_keyframes, track_keyframes
@@ -133,6 +133,8 @@ def _read_one(path: str, class_names: Sequence[str] | None) -> Results:
                 continue
             bw = f"{tw}, frame {box.get('frame')}"
             xyxy = [number(box.get(c), bw, c) for c in ("xtl", "ytl", "xbr", "ybr")]
+            if box.get("outside") != "1":  # an outside keyframe only ends the track
+                refuse_invalid(xyxy, (w, h), bw)
             score = box.find("attribute[@name='score']")
             rows.append((int(number(box.get("frame"), bw, "frame")) - start, xyxy,
                          number(score.text, bw, "score") if score is not None else 1.0,

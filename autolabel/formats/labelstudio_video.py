@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from autolabel.core import Detections, ImageInfo, Results
-from autolabel.formats._common import ResultsLike, check_names, number
+from autolabel.formats._common import ResultsLike, check_names, number, refuse_invalid
 from autolabel.io.files import atomic_writer, load_json
 from autolabel.video.keyframes import TAU, KeyframeTrack, track_from_keyframes, track_keyframes
 from autolabel.video.tracks import Track, from_tracks, sequences, tracks_of
@@ -179,6 +179,7 @@ def _keyframes(seq: list[dict[str, Any]], w: int, h: int, score: float, frames: 
         f = int(number(s.get("frame"), kw, "frame")) - 1
         x, y, bw, bh = (number(s.get(c), kw, c) for c in ("x", "y", "width", "height"))
         box = [x * w / 100, y * h / 100, (x + bw) * w / 100, (y + bh) * h / 100]
+        refuse_invalid(box, (w, h), kw)
         sc = number(s.get("score", score), kw, "score")
         if rows and rows[-1][0] >= f:
             raise ValueError(f"{kw}: frame {f + 1} repeats or goes back")

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from autolabel.core import Detections, ImageInfo, Results
-from autolabel.formats._common import ResultsLike, check_names, num
+from autolabel.formats._common import ResultsLike, check_names, num, refuse_invalid
 from autolabel.io.files import atomic_writer, safe_relpath
 
 __all__ = ["write_mot", "read_mot"]
@@ -175,6 +175,8 @@ def read_mot(
         cls = np.maximum(a[:, 7].astype(np.int64) - 1, 0) if len(labels) > 1 else np.zeros(len(a), np.int64)
         if (cls >= len(labels)).any():
             raise ValueError(f"{path}: frame {fi + 1}: class number beyond the {len(labels)} labels")
+        for r in a:
+            refuse_invalid([r[2], r[3], r[2] + r[4], r[3] + r[5]], (w, h), f"{path}: frame {fi + 1}, id {int(r[1])}")
         scores = np.ones(len(a)) if ground_truth else a[:, 6]
         order = np.argsort(ids, kind="stable")
         dets.append(Detections.from_xywh(a[order, 2:6], scores[order], cls[order], class_names=labels,

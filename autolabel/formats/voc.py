@@ -56,12 +56,15 @@ def write_voc(results: ResultsLike, out_dir: str | os.PathLike, split: str = "de
     return [*written, listing, atomic_write(os.path.join(out_dir, LABELMAP), labelmap)]
 
 
-def read_voc(root: str | os.PathLike, split: str | None = None, class_names: Sequence[str] | None = None) -> Results:
+def read_voc(root: str | os.PathLike, split: str | None = None, class_names: Sequence[str] | None = None,
+             invalid_boxes: str = "error") -> Results:
     """A Pascal VOC dataset: the ids of ``ImageSets/Main/<split>.txt``, or every
     ``Annotations/**/*.xml`` sorted. Keys are ``<filename>`` from the XML (fallback:
     the file's stem + ``.jpg``), under the XML's subfolder if any. Class names:
     ``class_names``, else those of ``labelmap.txt``, else the sorted unique names found
-    (with a list, other names are errors)."""
+    (with a list, other names are errors). Invalid boxes (see
+    :func:`~autolabel.formats._common.box_problem`) are errors naming the file and object,
+    unless ``invalid_boxes="drop"``."""
     root = str(root)
     ann_dir = os.path.join(root, "Annotations")
     if not os.path.isdir(ann_dir):
@@ -82,7 +85,7 @@ def read_voc(root: str | os.PathLike, split: str | None = None, class_names: Seq
         with open(labelmap, encoding="utf-8") as f:
             rows = [line.rstrip("\n") for line in f if line.strip() and not line.startswith("#")]
         class_names = [row.rsplit(":", 3)[0] for row in rows]
-    builder = Builder(root, class_names)
+    builder = Builder(root, class_names, invalid_boxes)
     model_id = None
     for image_id in image_ids:
         path = os.path.join(ann_dir, *image_id.split("/")) + ".xml"
@@ -99,8 +102,8 @@ def read_voc(root: str | os.PathLike, split: str | None = None, class_names: Seq
         if el.find("size/width") is None and os.path.isfile(image_path):
             size = image_size(image_path)
         else:
-            size = int(xml_number(el, "size/width", path)), int(xml_number(el, "size/height", path))
-        boxes, scores, labels, crowd = [], [], [], []
+            size = (int(xml_number(el, "size/width", path)), int(xml_number(el, "size/height", path)))
+        boxes, scores, labels, crowd, records = [], [], [], [], []
         for i, obj in enumerate(el.iter("object")):
             name = (obj.findtext("name") or "").strip()
             where = f"{path}: object {i} ({name or 'no name'})"
@@ -110,5 +113,6 @@ def read_voc(root: str | os.PathLike, split: str | None = None, class_names: Seq
             scores.append(xml_number(obj, "score", where) if obj.find("score") is not None else 1.0)
             labels.append(builder.label(name, where))
             crowd.append(obj.findtext("difficult", "0").strip() == "1")
-        builder.add(ImageInfo(key, *size, image_path), boxes, scores, labels, crowd)
+            records.append(f"{os.path.basename(path)} object {i} ({name})")
+        builder.add(ImageInfo(key, *size, image_path), boxes, scores, labels, crowd, records)
     return builder.results(model_id or "")

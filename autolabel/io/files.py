@@ -32,6 +32,24 @@ def safe_join(out_dir: str | os.PathLike, name: str) -> str:
     return path
 
 
+def inside(root: str | os.PathLike, name: str) -> str:
+    """The file ``name`` (relative, as a labels file names it) under ``root``, for reading:
+    refused when the name itself leaves ``root`` (``../x``, an absolute path, a drive).
+    Links inside ``root`` are followed: they were put there by whoever owns the folder,
+    not by the labels file.
+
+    Raises:
+        ValueError: naming ``name`` and ``root``.
+    """
+    if "\0" in name or os.path.isabs(name) or re.match(r"^[A-Za-z]:", name):
+        raise ValueError(f"refusing to read {name!r}: not a relative path under {root}")
+    base = os.path.normpath(os.path.abspath(root))
+    path = os.path.normpath(os.path.join(base, name))
+    if os.path.commonpath([base, path]) != base:
+        raise ValueError(f"refusing to read {name!r}: outside {root}")
+    return path
+
+
 def fsync_dir(path: str | os.PathLike) -> None:
     """Make a rename or a new file in the folder ``path`` durable."""
     fd = os.open(path, os.O_RDONLY)

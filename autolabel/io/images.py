@@ -56,7 +56,9 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 DRAFT_FACTOR = 2.0
 
 
-def load_image_draft(path: str | os.PathLike, size: tuple[int, int] | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+def load_image_draft(
+    path: str | os.PathLike, size: tuple[int, int] | None = None, max_pixels: int | None = None,
+) -> tuple[np.ndarray, tuple[int, int]]:
     """Decode an image, JPEGs cheaply in the DCT domain when they are much larger than needed.
 
     With ``size`` = (height, width) of a model input and a JPEG at least
@@ -64,9 +66,14 @@ def load_image_draft(path: str | os.PathLike, size: tuple[int, int] | None = Non
     1/2, 1/4 or 1/8 while decoding (Pillow's ``Image.draft``), never below what the
     letterbox resize to ``size`` keeps, so that resize still only shrinks.
 
+    With ``max_pixels``, an image with more pixels is refused from its header, before
+    anything is decoded, unless it is a JPEG that a 1/2, 1/4 or 1/8 draft decode brings
+    within the limit (it is then decoded that small: a downscaled image).
+
     Args:
         path: the image file.
         size: model input (height, width); ``None``: full decode.
+        max_pixels: the most pixels one decode may produce (``None``: Pillow's bomb limit only).
 
     Returns:
         RGB ``uint8`` (h, w, 3) pixels (EXIF orientation applied) and the image's full
@@ -83,12 +90,15 @@ def load_image_draft(path: str | os.PathLike, size: tuple[int, int] | None = Non
             raise ImageReadError(p, "empty file (0 bytes)")
         with open_pil(p) as im:
             stored = im.size
+            if max_pixels and stored[0] * stored[1] > max_pixels and im.format != "JPEG":
+                _too_many(p, stored, max_pixels)  # before getexif: Pillow decodes a whole PNG to find its EXIF
             swap = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations that swap the sides
             full = (stored[1], stored[0]) if swap else stored
-            if size is not None and im.format == "JPEG":
-                r = min(size[1] / full[0], size[0] / full[1])  # the letterbox's scale
-                if r * DRAFT_FACTOR <= 1:  # it keeps at most 1/2 of each side
-                    im.draft("RGB", (int(np.ceil(stored[0] * r)), int(np.ceil(stored[1] * r))))
+            r = _draft_scale(stored, full, size, max_pixels) if im.format == "JPEG" else 1.0
+            if r < 1:
+                im.draft("RGB", (int(np.ceil(stored[0] * r)), int(np.ceil(stored[1] * r))))
+            if max_pixels and im.size[0] * im.size[1] > max_pixels:
+                _too_many(p, stored, max_pixels)
             im = ImageOps.exif_transpose(im)
             arr = np.asarray(im.convert("RGB"))
     except ImageReadError:
@@ -106,6 +116,24 @@ def load_image_draft(path: str | os.PathLike, size: tuple[int, int] | None = Non
     except Image.DecompressionBombError as e:
         raise ImageReadError(p, f"refused by decoder: {e}") from None
     return arr, full
+
+
+def _draft_scale(stored: Size, full: Size, size: tuple[int, int] | None, max_pixels: int | None) -> float:
+    """The scale a JPEG may decode at: the letterbox's (to ``size``) when it keeps at most
+    1/DRAFT_FACTOR of a side, and at most the 1/2, 1/4 or 1/8 that fits ``max_pixels``
+    (Pillow's draft never decodes below the size asked for)."""
+    r = 1.0
+    if size is not None and min(size[1] / full[0], size[0] / full[1]) * DRAFT_FACTOR <= 1:
+        r = min(size[1] / full[0], size[0] / full[1])
+    if max_pixels and stored[0] * stored[1] * r * r > max_pixels:
+        k = next((k for k in (2, 4, 8) if stored[0] * stored[1] / k**2 <= max_pixels), 8)
+        r = min(r, 1 / k)
+    return r
+
+
+def _too_many(path: str, size: tuple[int, int], max_pixels: int) -> None:
+    raise ImageReadError(path, f"{size[0]}x{size[1]} pixels ({size[0] * size[1] / 1e6:.0f} MP) are more than the "
+                               f"limit of {max_pixels / 1e6:g} MP per image; not decoded")
 
 
 def find_images(root: str, recursive: bool = True, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[str]:

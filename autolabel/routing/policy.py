@@ -3,7 +3,9 @@ saving it as one JSON file (see :mod:`autolabel.routing` for the definitions).""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -11,17 +13,18 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 
-from autolabel.config import CostProfile, RoutingPolicy
+from autolabel.config import ConfigError, CostProfile, RoutingPolicy, validation_text
 from autolabel.core import Results
 from autolabel.routing.bounds import BOUNDS, START_RISK, min_certifiable
 from autolabel.routing.calibrators import ClassCalibrator, PlattCalibrator
 from autolabel.routing.features import IMAGE_FEATURES, box_table, image_features
+from autolabel.routing.schema import POLICY_FORMAT, PolicyFile
 from autolabel.routing.scorers import TreeEnsemble
 
 __all__ = ["FittedPolicy", "image_loss", "sequence_start", "LEARNED_INPUTS", "SCORE_LABEL"]
 
-POLICY_FORMAT = "autolabel-routing-policy/1"
 _TARGETS = ("located", "correct", "exact")
 _EPS = 1e-6
 #: Inputs of the learned scorer: the image features and the product model's outputs.
@@ -98,8 +101,9 @@ class FittedPolicy:
 
     # -- persistence -----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """The policy as JSON-able data (what :meth:`save` writes)."""
-        return {
+        """The policy as JSON-able data (what :meth:`save` writes): the fitted content, the
+        ``guarantee`` it rests on and a ``checksum`` of both (see :meth:`load`)."""
+        d = {
             "format": POLICY_FORMAT, "model_id": self.model_id, "class_names": list(self.class_names),
             "config": self.config.model_dump(mode="json"), "use_agreement": self.use_agreement,
             "calibrators": {
@@ -109,7 +113,57 @@ class FittedPolicy:
             "miss": list(self.miss), "image": self.image.to_dict(), "threshold": self.threshold,
             "reason": self.reason, "curve": self.curve.to_dict(orient="list"), "summary": dict(self.summary),
             "learned": {k: v.to_dict() for k, v in self.learned.items()}, "box_threshold": self.box_threshold,
+            "guarantee": self.guarantee(),
         }
+        d = json.loads(json.dumps(d, allow_nan=True))  # plain JSON types: the checksum reads what load reads
+        return {**d, "checksum": _checksum(d)}
+
+    def guarantee(self) -> dict[str, Any]:
+        """What the auto-accept guarantee rests on: risk, alpha, delta, test, bound, the
+        number of bound images ``n``, the threshold and, at it, the accepted images, their
+        loss sum and the bound's value ``ucb`` (from the risk-coverage curve)."""
+        cfg, at = self.config, _curve_row(self.curve, self.threshold)
+        return {
+            "risk": cfg.risk, "alpha": cfg.alpha, "delta": cfg.delta, "test": cfg.test,
+            "bound": str(self.summary.get("bound", _bound_name(cfg))), "n": int(self.summary.get("bound_images", 0)),
+            "threshold": self.threshold,
+            "n_accepted": None if at is None else int(at["n_accepted"]),
+            "loss_sum": None if at is None else float(at["loss_sum"]),
+            "ucb": None if at is None else float(at["ucb"]),
+        }
+
+    def verify(self, where: str = "the policy") -> None:
+        """Check that the threshold, alpha and bound agree with the stored curve: the
+        threshold is the loosest one that passed its test, its bound is ``<= alpha`` and,
+        for the sequence test, recomputing the bound gives the stored value.
+
+        Raises:
+            ConfigError: naming what disagrees.
+        """
+        cfg, thr, curve = self.config, self.threshold, self.curve
+        bad = f"{where}: refused: "
+        passed = curve[curve["passed"].astype(bool)] if "passed" in curve else curve.iloc[:0]
+        if thr is None:
+            if len(passed):
+                raise ConfigError(bad + "no threshold, but its risk-coverage curve has thresholds that passed")
+            return
+        at = _curve_row(curve, thr)
+        if not math.isfinite(thr) or at is None or not bool(at["passed"]):
+            raise ConfigError(bad + f"threshold {thr!r} is not a threshold that passed the test on its curve")
+        if thr != float(passed["threshold"].min()):
+            raise ConfigError(bad + f"threshold {thr!r} is not the loosest passing one on its curve "
+                              f"({float(passed['threshold'].min())!r})")
+        if not float(at["ucb"]) <= cfg.alpha:
+            raise ConfigError(bad + f"the bound at threshold {thr:.4g} is {float(at['ucb']):.4f}, above its "
+                              f"alpha {cfg.alpha}: the guarantee does not hold")
+        if cfg.test == "ltt_sequence":
+            from autolabel.routing.bounds import clopper_pearson_upper, hoeffding_bentkus_upper
+
+            fn = clopper_pearson_upper if _bound_name(cfg) == "clopper_pearson" else hoeffding_bentkus_upper
+            again = float(fn(float(at["loss_sum"]), float(at["n_accepted"]), cfg.delta))
+            if abs(again - float(at["ucb"])) > 1e-6:
+                raise ConfigError(bad + f"the stored bound {float(at['ucb']):.6f} at threshold {thr:.4g} is not "
+                                  f"the bound of its counts at delta={cfg.delta} ({again:.6f})")
 
     def save(self, path: str | os.PathLike) -> str:
         """Write the policy as JSON; returns the path."""
@@ -119,10 +173,16 @@ class FittedPolicy:
 
     @classmethod
     def load(cls, source: str | os.PathLike | Mapping[str, Any]) -> FittedPolicy:
-        """From a JSON file written by :meth:`save` (or its dict).
+        """From a JSON file written by :meth:`save` (or its dict), validated and checked.
+
+        Every field is validated with strict types (:class:`~autolabel.config.PolicyFile`);
+        the ``checksum`` must match the content (it catches edits and damage, not a
+        forger who recomputes it), the ``guarantee`` must match the configuration, the
+        threshold and the curve, and :meth:`verify` must pass.
 
         Raises:
-            FileNotFoundError: no such file. ValueError: not a valid policy (names the file).
+            FileNotFoundError: no such file. ConfigError (a ValueError): not a valid,
+                unedited policy (names the file and the field; never echoes its content).
         """
         where = "<dict>"
         if not isinstance(source, Mapping):
@@ -132,26 +192,51 @@ class FittedPolicy:
                     source = json.load(f)
             except FileNotFoundError:
                 raise FileNotFoundError(f"policy file not found: {where}") from None
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: not a JSON policy file ({e})") from None
-        if not isinstance(source, Mapping) or source.get("format") != POLICY_FORMAT:
-            raise ValueError(f"{where}: not a routing policy (expected format {POLICY_FORMAT!r})")
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise ConfigError(f"{where}: not a JSON policy file ({type(e).__name__})") from None
+        if not isinstance(source, Mapping) or not str(source.get("format", "")).startswith("autolabel-routing-policy/"):
+            raise ConfigError(f"{where}: not a routing policy (expected format {POLICY_FORMAT!r})")
+        if source.get("format") != POLICY_FORMAT:
+            raise ConfigError(f"{where}: a policy of format {str(source.get('format'))[:40]!r}, written by another "
+                              f"autolabel version; fit it again (autolabel calibrate) to get {POLICY_FORMAT!r}")
         try:
-            cal = source["calibrators"]
-            located, correct, exact = (ClassCalibrator.from_dict(cal[t]) for t in _TARGETS)
-            a, b, c = (float(c) for c in source["miss"])
-            return cls(
-                RoutingPolicy.load(dict(source["config"])), str(source["model_id"]), tuple(source["class_names"]),
-                bool(source["use_agreement"]), located, correct, exact,
-                None if cal["found"] is None else ClassCalibrator.from_dict(cal["found"]), (a, b, c),
-                PlattCalibrator(float(source["image"]["a"]), float(source["image"]["b"])),
-                None if source["threshold"] is None else float(source["threshold"]), str(source["reason"]),
-                pd.DataFrame(source["curve"]), dict(source["summary"]),
-                {k: TreeEnsemble.from_dict(v) for k, v in source.get("learned", {}).items()},
-                source.get("box_threshold"),
+            pf = PolicyFile.model_validate_json(json.dumps(source, allow_nan=True))
+        except ValidationError as e:
+            raise ConfigError(f"{where}: invalid routing policy:\n{validation_text(e)}") from None
+        content = {k: v for k, v in source.items() if k != "checksum"}
+        if _checksum(content) != pf.checksum:
+            raise ConfigError(
+                f"{where}: refused: the policy was edited after it was fitted (its checksum does not match its "
+                "content); fit it again with autolabel calibrate. The checksum catches accidental edits and "
+                "damage, not a deliberate forgery"
             )
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"{where}: invalid routing policy: {type(e).__name__}: {e}") from None
+        policy = cls._from_file(pf, source, where)
+        policy.verify(where)
+        stored, actual = pf.guarantee.model_dump(), policy.guarantee()
+        differ = [f"{k} {stored[k]!r} (the policy's: {actual[k]!r})" for k in stored if stored[k] != actual.get(k)]
+        if differ:
+            raise ConfigError(f"{where}: refused: its stored guarantee disagrees with its configuration, threshold "
+                              f"and curve: {'; '.join(differ)}")
+        return policy
+
+    @classmethod
+    def _from_file(cls, pf: PolicyFile, raw: Mapping[str, Any], where: str) -> FittedPolicy:
+        if pf.config.scorer == "learned" and set(pf.learned) != {"no_edit", "box_error", "edit_s"}:
+            raise ConfigError(f"{where}: invalid routing policy: learned: the learned scorer needs no_edit, "
+                              "box_error and edit_s")
+        if len(set(pf.class_names)) != len(pf.class_names):
+            raise ConfigError(f"{where}: invalid routing policy: class_names: duplicate names")
+        cal = raw["calibrators"]
+        learned = {k: TreeEnsemble.from_dict(v) for k, v in raw.get("learned", {}).items()}
+        if any(len(t.features) != len(LEARNED_INPUTS) for t in learned.values()):
+            raise ConfigError(f"{where}: invalid routing policy: learned: expected {len(LEARNED_INPUTS)} features")
+        located, correct, exact = (ClassCalibrator.from_dict(cal[t]) for t in _TARGETS)
+        return cls(
+            pf.config, pf.model_id, tuple(pf.class_names), pf.use_agreement, located, correct, exact,
+            None if cal["found"] is None else ClassCalibrator.from_dict(cal["found"]),
+            pf.miss, PlattCalibrator(pf.image.a, pf.image.b), pf.threshold, pf.reason,
+            pd.DataFrame(raw["curve"]), dict(pf.summary), learned, pf.box_threshold,
+        )
 
     def __repr__(self) -> str:
         thr = "none" if self.threshold is None else f"{self.threshold:.4g}"
@@ -267,6 +352,20 @@ class FittedPolicy:
         # predicted from realized seconds; the scratch decision keeps the product model's pair of
         # expected seconds (fix vs scratch from the same box probabilities), so they stay comparable
         out["predicted_edit_s"] = np.maximum(self.learned["edit_s"](xin), 0.0)
+
+
+def _checksum(content: Mapping[str, Any]) -> str:
+    """``sha256:`` of the canonical JSON (sorted keys, no spaces) of a policy's content."""
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=True, ensure_ascii=True)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def _curve_row(curve: pd.DataFrame, threshold: float | None) -> pd.Series | None:
+    """The curve's row at ``threshold`` (None: no threshold, or not on the curve)."""
+    if threshold is None or "threshold" not in curve or not len(curve):
+        return None
+    rows = curve[curve["threshold"].to_numpy(np.float64) == threshold]
+    return rows.iloc[-1] if len(rows) else None
 
 
 def _feature(boxes: pd.DataFrame, use_agreement: bool) -> np.ndarray:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
@@ -15,7 +17,7 @@ from autolabel.core import Results
 from autolabel.routing.plots import plot_risk_coverage
 from autolabel.routing.policy import SCORE_LABEL, FittedPolicy
 
-__all__ = ["QUEUES", "Routing", "route", "task_data", "assign"]
+__all__ = ["QUEUES", "Routing", "route", "task_data", "assign", "check_classes"]
 
 QUEUES = ("auto_accept", "review", "scratch")
 _EPS = 1e-6
@@ -150,13 +152,27 @@ class Routing:
         ``scratch_queue.txt`` (file names, one a line), ``seconds.csv``,
         ``summary.json``, ``boxes.csv`` (per pre-label: ``box`` index in its image's predictions,
         ``p_correct`` and ``certified``) and ``risk_coverage.png``. Returns the written paths."""
+        os.makedirs(out_dir, exist_ok=True)
+        stage = tempfile.mkdtemp(prefix=".route-", dir=out_dir)
+        try:  # everything is written into a staging folder first: a failure leaves no file half-replaced
+            staged = self._write(stage, image_root_url)
+            finals = [os.path.join(str(out_dir), os.path.relpath(p, stage)) for p in staged]
+            for f in finals:  # the renames below then only fail where the disk does
+                if os.path.isdir(f):
+                    raise IsADirectoryError(f"cannot write {f}: a folder of that name is in the way")
+            for p, f in zip(staged, finals):
+                os.replace(p, f)
+            written = finals
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        return written
+
+    def _write(self, folder: str, image_root_url: str) -> list[str]:
         from autolabel.formats import write_coco, write_labelstudio
         from autolabel.io.files import atomic_write
 
-        os.makedirs(out_dir, exist_ok=True)
-
         def path(name: str) -> str:  # fixed names only, never names taken from the input
-            return os.path.join(str(out_dir), name)
+            return os.path.join(folder, name)
 
         m = self.manifest
         written = [atomic_write(path("manifest.csv"), m.drop(columns=["image"]).to_csv(index=False))]
@@ -192,6 +208,20 @@ def _json_scalar(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else v
 
 
+def check_classes(names: Sequence[str], policy_names: Sequence[str]) -> None:
+    """Raise ``ValueError`` unless the predictions' class names are the policy's, in order
+    (a renamed or reordered category would be scored with another class's calibrator)."""
+    if tuple(names) == tuple(policy_names):
+        return
+    extra = [n for n in names if n not in policy_names]
+    missing = [n for n in policy_names if n not in names]
+    detail = (f"not in the policy: {extra[:10]}; " if extra else "") + (f"missing: {missing[:10]}" if missing else "")
+    raise ValueError(
+        "the predictions' class names are not the ones the policy was fitted on "
+        f"({detail or 'same names in another order'}); route predictions of the policy's model with its class names"
+    )
+
+
 def route(
     predictions: Results,
     policy: FittedPolicy | str | os.PathLike,
@@ -213,12 +243,19 @@ def route(
         The :class:`Routing` (manifest, per-box scores with ``certified``, exports).
 
     Raises:
-        ValueError: another model's predictions, or predictions thresholded above the
-            policy's evidence boxes (predict at ``evidence_conf``).
+        ValueError: another model's predictions, other class names than the policy's,
+            invalid boxes, a policy whose threshold, alpha and bound disagree, or
+            predictions thresholded above the policy's evidence boxes (predict at
+            ``evidence_conf``).
     """
+    from autolabel.formats._common import check_boxes
+
     pol = policy if isinstance(policy, FittedPolicy) else FittedPolicy.load(policy)
+    pol.verify()
     if check_model:
         pol.check_model(predictions.model_id)
+    check_classes(predictions.class_names, pol.class_names)
+    check_boxes(predictions, "predictions")
     boxes, images = pol.score(predictions, agreement)
     if pol.found is not None and boxes["prelabel"].any() and boxes["prelabel"].all():
         raise ValueError(

@@ -14,7 +14,7 @@ decides which image URLs may be read, :mod:`~autolabel.serve.backend` predicts, 
 :mod:`~autolabel.serve.app` speaks the HTTP protocol.
 """
 
-from autolabel.serve.app import DEFAULT_HOST, DEFAULT_PORT, create_app, serve
+from autolabel.serve.app import DEFAULT_HOST, DEFAULT_PORT, Limits, create_app, serve
 from autolabel.serve.backend import Backend
 from autolabel.serve.images import ImageAccess, RefusedURL
 from autolabel.serve.labelconfig import LabelConfigMismatch, RegionNames, parse_label_config
@@ -27,6 +27,7 @@ __all__ = [
     "RegionNames",
     "parse_label_config",
     "create_app",
+    "Limits",
     "serve",
     "DEFAULT_HOST",
     "DEFAULT_PORT",

@@ -7,15 +7,17 @@ pipeline as :func:`autolabel.prelabel` (decode and download threads ahead of inf
 and writes each task's prediction with the project's region names, through the Label
 Studio writer of :mod:`autolabel.formats` (boxes in percent of the image).
 
-A batch stops at ``time_limit`` seconds: the tasks done by then get their predictions,
-the others an ``error`` entry without ``result`` (Label Studio skips those and asks
-again next time), and progress is logged after every inference batch.
+A batch stops at ``time_limit`` seconds from the request's arrival (time queued behind
+other requests counts): the tasks done by then get their predictions, the others an
+``error`` entry without ``result`` (Label Studio skips those and asks again next time),
+and progress is logged after every inference batch. Images decode in the
+``decode_threads`` of :class:`~autolabel.serve.images.ImageAccess` (a fixed number, not
+one per core), under its pixel limits.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Any, Mapping, Sequence
 
@@ -41,7 +43,8 @@ class Backend:
         policy: a fitted routing policy (JSON path or :class:`~autolabel.routing.FittedPolicy`):
             each prediction then carries its routing scores and queue under ``routing``.
         images: which image URLs may be read (:class:`~autolabel.serve.images.ImageAccess`).
-        time_limit: seconds one predict request may take before it returns what is done.
+        time_limit: seconds one predict request may take, from its arrival, before it
+            returns what is done.
         detector_options: passed to :func:`autolabel.load_detector` (``device``, ``batch_size``, ...).
 
     Raises:
@@ -83,6 +86,7 @@ class Backend:
             self.run_conf = min(self.run_conf, self.policy.config.evidence_conf)
         if time_limit <= 0:
             raise ValueError(f"time_limit must be > 0 seconds, got {time_limit}")
+
         self.images = images or ImageAccess()
         self.time_limit = float(time_limit)
         self.projects: dict[str, RegionNames] = {}
@@ -107,6 +111,9 @@ class Backend:
         """
         names = self.region_names(schema)
         self.projects[str(project)] = names
+        if hostname and self.images.url is None:
+            log.warning("/setup named a Label Studio host; it is ignored (a host is never taken from a request): "
+                        "start serve with --label-studio-url or $LABEL_STUDIO_URL to read /data/upload images")
         self.images.set_host(hostname, access_token)
         log.info("project %s set up: regions %s -> %s, %d labels", project, names.from_name, names.to_name, len(names.labels))
         return {"model_version": self.model_version}
@@ -117,7 +124,25 @@ class Backend:
         check_labels(self.class_names, names)
         return names
 
-    def predict(self, tasks: Sequence[Mapping[str, Any]], label_config: str | None = None, project: str | None = None) -> list[dict[str, Any]]:
+    def names_for(self, label_config: Any = None, project: Any = None) -> RegionNames:
+        """The region names of a request: from its ``label_config``, else those ``/setup``
+        stored for ``project``.
+
+        Raises:
+            LabelConfigMismatch: no usable config (not XML text, not set up), or it lacks the model's classes.
+        """
+        if label_config is not None and not isinstance(label_config, str):
+            raise LabelConfigMismatch(f"label_config must be the labeling config's XML text, got {type(label_config).__name__}")
+        if label_config:
+            return self.region_names(label_config)
+        if project is not None and str(project) in self.projects:
+            return self.projects[str(project)]
+        raise LabelConfigMismatch(f"no labeling config for project {str(project)[:80]!r}: send label_config or call /setup")
+
+    def predict(
+        self, tasks: Sequence[Mapping[str, Any]], label_config: str | None = None, project: str | None = None,
+        names: RegionNames | None = None, started: float | None = None,
+    ) -> list[dict[str, Any]]:
         """One prediction (or ``{"error": reason}``) per task, in task order.
 
         Args:
@@ -125,17 +150,17 @@ class Backend:
             label_config: the project's config (sent with every request); else the one
                 ``/setup`` stored for ``project``.
             project: Label Studio's project id.
+            names: the request's region names, when already read (:meth:`names_for`).
+            started: when the request arrived (``time.monotonic()``; default: now): the
+                time limit counts from then, and a request whose time ran out before it
+                started runs nothing (else at least one inference batch runs).
 
         Raises:
             LabelConfigMismatch: no usable config, or it lacks the model's classes.
         """
-        if label_config:
-            names = self.region_names(label_config)
-        elif project is not None and str(project) in self.projects:
-            names = self.projects[str(project)]
-        else:
-            raise LabelConfigMismatch(f"no labeling config for project {project!r}: send label_config or call /setup")
-        start = time.monotonic()
+        names = names or self.names_for(label_config, project)
+        start = time.monotonic() if started is None else started
+        expired = started is not None and time.monotonic() - started >= self.time_limit  # it ran out while queued
         out: list[dict[str, Any] | None] = [None] * len(tasks)
         items, where = [], []
         for i, task in enumerate(tasks):
@@ -148,7 +173,7 @@ class Backend:
             except RefusedURL as e:
                 log.warning("task %s: %s", tid, e)
                 out[i] = {"error": str(e)}
-        done = self._detect(items, start, len(tasks))
+        done = self._detect([] if expired else items, start, len(tasks))
         dets = [(where[j], d) for j, d in enumerate(done) if isinstance(d, Detections)]
         for j, d in enumerate(done):
             if isinstance(d, Failure):
@@ -172,7 +197,7 @@ class Backend:
         out: list[Detections | Failure] = []
         if not items:
             return out
-        batches = iter_prelabel(items, self.detector, self.run_conf, self.iou, self.max_det, workers=min(8, os.cpu_count() or 1))
+        batches = iter_prelabel(items, self.detector, self.run_conf, self.iou, self.max_det, workers=self.images.decode_threads)
         try:
             for batch in batches:
                 for x in batch:
@@ -182,7 +207,7 @@ class Backend:
                 if elapsed > self.time_limit and len(out) < len(items):
                     break
         finally:
-            batches.close()
+            batches.close()  # a generator: stops its decode threads
         return out
 
     def _predictions(self, dets: list[Detections], names: RegionNames) -> list[dict[str, Any]]:

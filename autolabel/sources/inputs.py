@@ -127,12 +127,14 @@ def _dataset_source(gt: Results, image_dir: str, description: str) -> Source:
     return Source(items, description, len(items), gt)
 
 
-def from_coco(annotations: str | os.PathLike, image_dir: str | os.PathLike | None = None) -> Source:
+def from_coco(annotations: str | os.PathLike, image_dir: str | os.PathLike | None = None,
+              invalid_boxes: str = "error") -> Source:
     """Images of a COCO dataset (``file_name`` relative to ``image_dir``, default: the
-    JSON's folder or its ``images/`` subfolder), with categories and ground truth."""
+    JSON's folder or its ``images/`` subfolder), with categories and ground truth
+    (``invalid_boxes``: see :func:`~autolabel.formats.read_coco`)."""
     from autolabel.formats import read_coco
 
-    gt = read_coco(str(annotations))
+    gt = read_coco(str(annotations), invalid_boxes)
     if image_dir is None:
         base = os.path.dirname(os.path.abspath(annotations))
         first = gt.detections[0].info.key if len(gt) else ""
@@ -148,11 +150,12 @@ def from_yolo(root: str | os.PathLike, split: str | None = None) -> Source:
     return _dataset_source(gt, str(root), f"YOLO {root}" + (f" [{split}]" if split else ""))
 
 
-def from_voc(root: str | os.PathLike, split: str | None = None) -> Source:
-    """A Pascal VOC dataset (``Annotations/``, ``JPEGImages/``, ``ImageSets/Main/<split>.txt``)."""
+def from_voc(root: str | os.PathLike, split: str | None = None, invalid_boxes: str = "error") -> Source:
+    """A Pascal VOC dataset (``Annotations/``, ``JPEGImages/``, ``ImageSets/Main/<split>.txt``);
+    ``invalid_boxes``: see :func:`~autolabel.formats.read_voc`."""
     from autolabel.formats import read_voc
 
-    gt = read_voc(str(root), split=split)
+    gt = read_voc(str(root), split=split, invalid_boxes=invalid_boxes)
     return _dataset_source(gt, os.path.join(str(root), "JPEGImages"), f"VOC {root}" + (f" [{split}]" if split else ""))
 
 
