@@ -25,7 +25,7 @@ import pytest
 import autolabel as al
 from autolabel.cli import main as cli
 from autolabel.config import ConfigError, CostProfile
-from autolabel.formats import labelstudio_config, read_coco, write
+from autolabel.formats import labelstudio_config, read_coco
 from autolabel.routing import FittedPolicy, fit_policy, route
 
 from ls_server import SERVER
