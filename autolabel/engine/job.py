@@ -244,6 +244,8 @@ def run_job(
     logged_conf = conf if isinstance(conf, (int, float)) else {"default": conf.default, "classes": conf.classes}
     manifest = {"model_id": det.model_id, "class_names": det.class_names, "conf": logged_conf, "iou": iou,
                 "max_det": max_det}
+    if det.keypoint_spec is not None:
+        manifest["keypoint_spec"] = det.keypoint_spec.to_dict()
     processed = 0
     with ShardLog(out).open(manifest, resume=resume) as log:
         done = log.done_keys(retry_failed)
