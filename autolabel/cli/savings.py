@@ -46,12 +46,31 @@ def _cmd_savings(args: argparse.Namespace) -> int:
               f"global threshold ({gain['gain_fraction']:+.1%} points)")
         print(f"wrote {gain['thresholds'].save(args.class_thresholds)} (fitted on all images; "
               f"use it with autolabel prelabel --conf-per-class)")
+    out = rep.to_dict()
+    if pred.keypoint_spec is not None and gt.keypoint_spec is not None:  # both files hold keypoints
+        out["keypoints"] = _keypoints(pred, gt, args)
     if args.json:
         from autolabel.io.files import atomic_write
 
-        atomic_write(args.json, json.dumps(rep.to_dict(), indent=1))
+        atomic_write(args.json, json.dumps(out, indent=1))
         print(f"wrote {args.json}")
     return EXIT_OK
+
+
+def _keypoints(pred, gt, args: argparse.Namespace) -> dict:  # type: ignore[no-untyped-def]
+    """Price the keypoints too; print the summary and the joints fixed most."""
+    from autolabel.savings.keypoints import keypoint_savings
+
+    kp = keypoint_savings(pred, gt, args.keypoint_profile, iou_accept=args.iou_accept, iou_min=args.iou_min)
+    s = kp.summary
+    lo, hi = s["saved_fraction_ci95"]
+    print(f"keypoints ({args.keypoint_profile}): {s['labeled_keypoints']} labeled keypoints; saved "
+          f"{s['saved_fraction']:.1%} (95% CI {lo:.1%} to {hi:.1%}) of keypoint labeling time at box threshold "
+          f"{s['conf']:.2f} and visibility threshold {s['visibility_threshold']:.2f} (the best of the sweep); "
+          "actions: " + ", ".join(f"{k} {v}" for k, v in s["actions"].items()))
+    top = kp.per_keypoint.head(3)
+    print("joints fixed most: " + ", ".join(f"{r.keypoint} {r.fix_rate:.0%}" for r in top.itertuples()))
+    return kp.to_dict()
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -91,6 +110,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sav.add_argument("--every-prediction", action="store_true", help="count every prediction in the file as a pre-label")
     sav.add_argument("--class-thresholds", default=None, metavar="YAML",
                      help="fit per-class thresholds, write them here, and report their out-of-sample gain")
+    sav.add_argument("--keypoint-profile", default="keypoints",
+                     help="keypoint cost profile (configs/cost/keypoints.yaml), used when both files hold keypoints")
     sav.add_argument("--machine-seconds", type=float, default=None, help="inference seconds spent on these images")
     sav.set_defaults(func=_cmd_savings)
 

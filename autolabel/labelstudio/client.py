@@ -298,9 +298,12 @@ def control(project: Mapping[str, Any], where: str) -> Control:
     return Control(name, c["to_name"][0], str(inputs[0].get("value") or "image"), tuple(c.get("labels") or ()))
 
 
-def get_project(client: Client, project: int | str, class_names: Sequence[str] | None = None) -> dict[str, Any]:
+def get_project(
+    client: Client, project: int | str, class_names: Sequence[str] | None = None, keypoints: Any = None
+) -> dict[str, Any]:
     """A project by id, or by exact title; created with a config for ``class_names``
-    when given and no project has that title."""
+    (and a ``KeyPointLabels`` control for a :class:`~autolabel.keypoints.KeypointSpec`
+    ``keypoints``) when given and no project has that title."""
     if isinstance(project, int):
         return client.request("GET", f"/api/projects/{project}")
     found = [p for p in client.pages("/api/projects", {"title": project}, "results") if p.get("title") == project]
@@ -317,7 +320,7 @@ def get_project(client: Client, project: int | str, class_names: Sequence[str] |
 
     body = {
         "title": project,
-        "label_config": labelstudio_config(class_names),
+        "label_config": labelstudio_config(class_names, keypoints=keypoints),
         "sampling": "Sequential sampling",
         "description": "pre-labels pushed by autolabel, in review priority order",
     }
