@@ -305,3 +305,33 @@ def test_keypoint_actions_follow_the_ground_truth(truth):
     want_add = int(d.keypoints[0, 10, 2] > 0)
     assert b["actions"]["move"] == 1 and b["actions"]["add"] == want_add and b["actions"]["delete"] == len(hidden[:1])
     assert b["saved_fraction"] < rep.summary["saved_fraction"]
+
+
+# -- downstream -----------------------------------------------------------------------------------
+def test_serve_sends_a_pose_models_keypoints_to_the_projects_keypoint_control(subset):
+    """``autolabel serve`` with the pose model: keypoint regions go to the project's KeyPointLabels
+    control (its own name), each under its box (``parentID``), and equal ``autolabel.prelabel``'s."""
+    from fastapi.testclient import TestClient
+
+    from autolabel.serve import Backend, ImageAccess, create_app
+
+    keys = sorted(p.name for p in subset[0].glob("*.jpg"))[:3]
+    config = ('<View><Image name="photo" value="$img"/><RectangleLabels name="boxes" toName="photo">'
+              '<Label value="person"/></RectangleLabels><KeyPointLabels name="joints" toName="photo">'
+              + "".join(f'<Label value="{n}"/>' for n in COCO_PERSON.names) + "</KeyPointLabels></View>")
+    tasks = [{"id": i, "data": {"img": f"/data/local-files/?d=coco-person/images/{k}"}} for i, k in enumerate(keys)]
+    backend = Backend("yolo11n-pose.onnx", conf=0.5, images=ImageAccess(document_root=DATA))
+    out = TestClient(create_app(backend)).post("/predict", json={"tasks": tasks, "label_config": config}).json()
+    want = al.prelabel([PERSON / "images" / k for k in keys], backend.detector, conf=0.5, progress=False)
+    for d, p in zip(want, out["results"]):
+        boxes = [r for r in p["result"] if r["type"] == "rectanglelabels"]
+        points = [r for r in p["result"] if r["type"] == "keypointlabels"]
+        assert len(boxes) == len(d) and {r["from_name"] for r in points} <= {"joints"}
+        assert len(points) == int((d.keypoints[:, :, 2] >= 0.5).sum()) > 0
+        ids = [r["id"] for r in boxes]
+        for r in points:
+            j, n = ids.index(r["parentID"]), COCO_PERSON.names.index(r["value"]["keypointlabels"][0])
+            x, y, v = d.keypoints[j, n]
+            assert r["value"]["x"] == pytest.approx(100 * x / d.image.width, abs=1e-4)
+            assert r["value"]["y"] == pytest.approx(100 * y / d.image.height, abs=1e-4)
+            assert r["score"] == pytest.approx(v, abs=1e-6)

@@ -83,7 +83,9 @@ def _polygon_regions(i: int, d: Any, info: ImageInfo, to_name: str = "image") ->
     return out
 
 
-def _keypoint_regions(i: int, d: Any, info: ImageInfo, spec: Any, conf: float, to_name: str) -> list[dict[str, Any]]:
+def _keypoint_regions(
+    i: int, d: Any, info: ImageInfo, spec: Any, conf: float, names: tuple[str, str]
+) -> list[dict[str, Any]]:
     """``keypointlabels`` regions of the boxes' keypoints that are shown (score >= conf) or labeled (flags)."""
     if spec is None or d.keypoints is None:
         return []
@@ -95,7 +97,7 @@ def _keypoint_regions(i: int, d: Any, info: ImageInfo, spec: Any, conf: float, t
             if (vis == 0) if flags else (vis < conf):
                 continue
             region = {
-                "id": f"{i}-{j}-k{n}", "parentID": f"{i}-{j}", "from_name": "keypoint", "to_name": to_name,
+                "id": f"{i}-{j}-k{n}", "parentID": f"{i}-{j}", "from_name": names[0], "to_name": names[1],
                 "type": "keypointlabels", "original_width": info.width, "original_height": info.height,
                 "image_rotation": 0, "value": {"x": 100.0 * x / info.width, "y": 100.0 * y / info.height,
                                                "width": 0.6, "keypointlabels": [name]},
@@ -112,10 +114,12 @@ def labelstudio_tasks(
     from_name: str = "label",
     to_name: str = "image",
     keypoint_conf: float = 0.5,
+    keypoint_name: str | None = "keypoint",
 ) -> Iterator[dict[str, Any]]:
     """The import tasks, one per image, as :func:`write_labelstudio` writes them;
     ``from_name``/``to_name``: the project's RectangleLabels control and its image;
-    ``keypoint_conf``: a pose model's keypoints scoring below it are left out.
+    ``keypoint_conf``: a pose model's keypoints scoring below it are left out;
+    ``keypoint_name``: the project's KeyPointLabels control (``None``: no keypoint regions).
 
     A box with ``Detections.data["certified"]`` true gets region ``meta``
     ``{"certified": true, "text": ["certified"]}`` (Label Studio shows ``meta.text`` in
@@ -143,7 +147,9 @@ def labelstudio_tasks(
             for r, c in zip(regions, certified.tolist()):
                 r["meta"] = {"certified": True, "text": ["certified"]} if c else {"certified": False}
         regions += _polygon_regions(i, d, info, to_name)
-        regions += _keypoint_regions(i, d, info, getattr(results, "keypoint_spec", None), keypoint_conf, to_name)
+        if keypoint_name is not None:
+            spec = getattr(results, "keypoint_spec", None)
+            regions += _keypoint_regions(i, d, info, spec, keypoint_conf, (keypoint_name, to_name))
         data: dict[str, Any] = {
             "image": image_root_url + quote(info.file_name, safe="/"), "key": info.key,
             "width": info.width, "height": info.height,
