@@ -335,3 +335,23 @@ def test_serve_sends_a_pose_models_keypoints_to_the_projects_keypoint_control(su
             assert r["value"]["x"] == pytest.approx(100 * x / d.image.width, abs=1e-4)
             assert r["value"]["y"] == pytest.approx(100 * y / d.image.height, abs=1e-4)
             assert r["score"] == pytest.approx(v, abs=1e-6)
+
+
+def test_model_ladder_ranks_a_pose_model_with_keypoint_ap_and_savings(subset, tmp_path):
+    """``run_ladder`` (what ``autolabel compare`` runs) on a pose model and keypoint ground truth: the
+    rung carries keypoint OKS AP (equal to pycocotools on the same predictions) and keypoint savings."""
+    from autolabel.savings.ladder import Ladder, run_ladder
+
+    names = sorted(p.name for p in subset[0].glob("*.jpg"))[:10]
+    ladder, preds, _ = run_ladder(["yolo11n-pose.onnx"], subset[0], subset[1], split=names, min_conf=0.001)
+    row = ladder.table.iloc[0]
+    (res,) = preds.values()
+    formats.write_coco(res, tmp_path / "p.json")
+    gt = json.loads(subset[1].read_text())
+    keep = {im["id"] for im in gt["images"] if im["file_name"] in names}
+    gt = {**gt, "images": [im for im in gt["images"] if im["id"] in keep],
+          "annotations": [a for a in gt["annotations"] if a["image_id"] in keep]}
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    assert row["keypoint_AP"] == pytest.approx(keypoint_ap(tmp_path / "gt.json", ours_as_dets(tmp_path / "p.json"))[0])
+    assert 0 < row["keypoint_ci95_low"] <= row["keypoint_saved_fraction"] <= row["keypoint_ci95_high"] < 1
+    assert "keypoint_AP" in ladder.to_markdown()
