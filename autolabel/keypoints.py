@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["KeypointSpec", "COCO_PERSON", "COCO_SIGMAS", "keypoint_similarity", "oks"]
+__all__ = ["KeypointSpec", "COCO_PERSON", "COCO_SIGMAS", "keypoint_similarity", "oks", "keypoint_box_agreement"]
 
 #: COCO's per-keypoint sigmas (pycocotools ``COCOeval.Params.kpt_oks_sigmas``), person order
 COCO_SIGMAS = tuple(s / 10 for s in (.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87,
@@ -111,3 +111,28 @@ def oks(pred: np.ndarray, gt: np.ndarray, area: np.ndarray, sigmas: Sequence[flo
     n = vis.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n > 0, (ks * vis).sum(1) / n, np.nan)
+
+
+def keypoint_box_agreement(xyxy: np.ndarray, keypoints: np.ndarray, t: float = 0.5, margin: float = 0.1) -> np.ndarray:
+    """How each box's keypoints agree with it: (N, 2) ``visible_share`` (share of its K keypoints
+    with visibility >= ``t``) and ``outside_share`` (share of those lying outside the box grown
+    by ``margin`` of its size on each side; 0 when none is visible).
+
+    Args:
+        xyxy: (N, 4) boxes, pixels.
+        keypoints: (N, K, 3) keypoints, pixels and visibility (score or COCO flag).
+        t: visibility threshold (a COCO flag counts as visible when > 0 with ``t`` <= 1).
+        margin: slack around the box, as a fraction of its width / height.
+
+    Returns:
+        (N, 2) float64.
+    """
+    b = np.asarray(xyxy, np.float64)
+    kp = np.asarray(keypoints, np.float64)
+    vis = kp[..., 2] >= t
+    pad = (b[:, 2:] - b[:, :2]) * margin
+    lo, hi = (b[:, :2] - pad)[:, None], (b[:, 2:] + pad)[:, None]
+    out = ((kp[..., :2] < lo) | (kp[..., :2] > hi)).any(-1) & vis
+    n_vis = vis.sum(1)
+    share = np.where(n_vis > 0, out.sum(1) / np.maximum(n_vis, 1), 0.0)
+    return np.stack([n_vis / max(kp.shape[1], 1), share], 1)

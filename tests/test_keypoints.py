@@ -355,3 +355,32 @@ def test_model_ladder_ranks_a_pose_model_with_keypoint_ap_and_savings(subset, tm
     assert row["keypoint_AP"] == pytest.approx(keypoint_ap(tmp_path / "gt.json", ours_as_dets(tmp_path / "p.json"))[0])
     assert 0 < row["keypoint_ci95_low"] <= row["keypoint_saved_fraction"] <= row["keypoint_ci95_high"] < 1
     assert "keypoint_AP" in ladder.to_markdown()
+
+
+def test_audit_finds_keypoints_off_their_box_and_persons_left_without_keypoints(truth, pred):
+    """Known errors injected into the real labels: 5 persons' keypoints moved off their box by 1.5 box
+    widths, 5 clearly seen persons' keypoints deleted. The audit ranks the moved ones first and finds
+    the deleted ones through the model's keypoints."""
+    from autolabel.audit.keypoints import keypoint_label_issues
+
+    clean = keypoint_label_issues(truth, pred)
+    rng = np.random.default_rng(0)
+    cands = [(i, j) for i, d in enumerate(truth) for j in range(len(d))
+             if (d.keypoints[j, :, 2] > 0).sum() >= 12 and not d.crowd[j]
+             and not ((clean["file_name"] == d.image.file_name) & (clean["box"] == j)).any()]
+    picks = [cands[k] for k in rng.choice(len(cands), 10, replace=False)]
+    dets = [d for d in truth]
+    for n, (i, j) in enumerate(picks):
+        kp = dets[i].keypoints.copy()
+        if n < 5:
+            kp[j, :, 0] += np.where(kp[j, :, 2] > 0, 1.5 * (dets[i].xyxy[j, 2] - dets[i].xyxy[j, 0]), 0)
+        else:
+            kp[j] = 0
+        dets[i] = replace(dets[i], keypoints=kp)
+    bad = keypoint_label_issues(Results(dets, truth.class_names), pred)
+    key = lambda i, j: (truth[i].image.file_name, j)  # noqa: E731
+    outside = bad[bad["issue"] == "keypoints_outside_box"]
+    moved = {key(i, j) for i, j in picks[:5]}
+    assert set(zip(outside["file_name"][:5], outside["box"][:5])) == moved  # the injected ones rank first
+    missing = set(zip(*bad.loc[bad["issue"] == "missing_keypoints", ["file_name", "box"]].to_numpy().T))
+    assert len({key(i, j) for i, j in picks[5:]} & missing) >= 4

@@ -115,11 +115,13 @@ def _seconds(acts: np.ndarray, p: KeypointCostProfile) -> np.ndarray:
 @dataclass(eq=False)
 class KeypointSavings:
     """Keypoint savings at the best (box threshold, visibility threshold): ``summary``
-    (JSON-ready), ``per_keypoint`` (which joints people fix most) and ``sweep`` DataFrames."""
+    (JSON-ready), ``per_keypoint`` (which joints people fix most), ``sweep`` and ``per_image``
+    (keypoint actions and seconds of every image, in the ground truth's order) DataFrames."""
 
     summary: dict[str, Any]
     per_keypoint: Any
     sweep: Any
+    per_image: Any = field(default=None, repr=False)
     matching: Matching | None = field(default=None, repr=False)
 
     @property
@@ -227,4 +229,7 @@ def keypoint_savings(
         "profile": profile if isinstance(profile, str) else (p.description or "custom"),
         "box_profile": p.box_profile,
     }
-    return KeypointSavings(summary, _per_keypoint(acts, names), pd.DataFrame(rows), m)
+    per_image = pd.DataFrame(acts.sum(1).astype(np.int64), columns=list(KEYPOINT_ACTIONS))
+    per_image.insert(0, "file_name", list(m.images))
+    per_image["scratch_s"], per_image["assisted_s"] = scratch, assisted
+    return KeypointSavings(summary, _per_keypoint(acts, names), pd.DataFrame(rows), per_image, m)
