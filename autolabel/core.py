@@ -102,8 +102,8 @@ class Detections:
             if self.track_id.shape != (n,):
                 raise ValueError(f"track_id must have shape ({n},), got {self.track_id.shape}")
         if self.keypoints is not None:
-            k = len(self.keypoint_spec) if self.keypoint_spec is not None else 0
-            self.keypoints = _as(self.keypoints, np.float32, (k, 3))
+            n_kp = len(self.keypoint_spec) if self.keypoint_spec is not None else 0
+            self.keypoints = _as(self.keypoints, np.float32, (n_kp, 3))
             if self.keypoints.ndim != 3 or self.keypoints.shape[0] != n or self.keypoints.shape[2] != 3:
                 raise ValueError(f"keypoints must have shape ({n}, K, 3), got {self.keypoints.shape}")
             if self.keypoint_spec is None:

@@ -140,7 +140,7 @@ class UltralyticsDetector(Detector):
         if self.model.task == "pose":
             from autolabel.keypoints import KeypointSpec
 
-            self.keypoint_spec = KeypointSpec.default(int(self.model.model.kpt_shape[0]))
+            self.keypoint_spec = KeypointSpec.default(int(getattr(self.model.model, "kpt_shape")[0]))
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
         """RGB -> the BGR array Ultralytics expects for numpy input."""

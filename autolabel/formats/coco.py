@@ -80,8 +80,9 @@ def write_coco(results: ResultsLike, path: str | os.PathLike, keypoint_conf: flo
         shutil.copyfileobj(ann, f)
         categories = [{"id": i + 1, "name": n, "supercategory": ""} for i, n in enumerate(results.class_names)]
         spec = getattr(results, "keypoint_spec", None)
-        for c in categories if spec is not None else []:
-            c.update(keypoints=list(spec.names), skeleton=[[a + 1, b + 1] for a, b in spec.skeleton])
+        if spec is not None:
+            for c in categories:
+                c.update(keypoints=list(spec.names), skeleton=[[a + 1, b + 1] for a, b in spec.skeleton])
         f.write('],"categories":' + _dumps(categories) + "}")
     return [str(path)]
 
