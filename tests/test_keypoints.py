@@ -384,3 +384,22 @@ def test_audit_finds_keypoints_off_their_box_and_persons_left_without_keypoints(
     assert set(zip(outside["file_name"][:5], outside["box"][:5])) == moved  # the injected ones rank first
     missing = set(zip(*bad.loc[bad["issue"] == "missing_keypoints", ["file_name", "box"]].to_numpy().T))
     assert len({key(i, j) for i, j in picks[5:]} & missing) >= 4
+
+
+@pytest.mark.parametrize("fmt", ["yolo", "cvat", "labelstudio"])
+def test_prelabel_writes_keypoints_in_every_format_from_its_log(fmt, subset, predicted):
+    """The same ``autolabel prelabel`` command with another ``--format`` exports the job's shard log
+    (no inference again): the keypoints come out equal to the COCO export's."""
+    out = predicted.parent
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli(["prelabel", str(subset[0]), "--model", "yolo11n-pose.onnx", "--format", fmt, "--conf", "0.001",
+                    "--out", str(out)]) == 0
+    coco = formats.read_coco(predicted)
+    sizes = {d.image.key: (d.image.width, d.image.height) for d in coco}
+    back = formats.read(out, fmt, **({"image_sizes": sizes} if fmt == "yolo" else {}))
+    assert back.keypoint_spec == COCO_PERSON and len(back) == len(coco)
+    for d in coco:
+        b = back[d.image.key]
+        shown = d.keypoints[:, :, 2] >= 0.5 if fmt == "labelstudio" else np.ones(d.keypoints.shape[:2], bool)
+        np.testing.assert_allclose(b.keypoints[:, :, :2][shown], d.keypoints[:, :, :2][shown], atol=0.7)
+        np.testing.assert_allclose(b.keypoints[:, :, 2][shown], d.keypoints[:, :, 2][shown], atol=1e-6)
