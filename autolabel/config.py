@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 __all__ = [
     "IOU_ACCEPT", "IOU_MIN", "DEFAULT_PROFILE", "DEFAULT_THRESHOLDS", "EXIT_OK", "EXIT_SKIPPED", "EXIT_FAILED", "ConfigError", "Options", "ModelConfig", "ClassMapConfig", "load_yaml", "config_path", "config_names", "CostProfile", "RoutingPolicy", "TrackerConfig", "VideoCostProfile",
-    "validation_text",
+    "validation_text", "KeypointCostProfile",
 ]
 
 # -- library-wide defaults: every signature that needs one reads it from here ------------------
@@ -343,3 +343,28 @@ class VideoCostProfile(StrictModel):
     config_kind: ClassVar[str] = "cost"
     default_name: ClassVar[str | None] = "video-keyframes"
 
+
+class KeypointCostProfile(StrictModel):
+    """Human seconds per keypoint action (``configs/cost/keypoints*.yaml``); see
+    :mod:`autolabel.savings.keypoints`. The person's box is priced by the image profile
+    ``box_profile`` (a :class:`CostProfile`). A predicted keypoint is accepted as it is when
+    it lies within ``accept_tolerance`` x ``k_i`` x ``s`` of the true point (``k_i = 2 sigma_i``,
+    COCO's per-keypoint constant; ``s`` the square root of the person's area)."""
+
+    box_profile: str = Field("annotation-factory", description="configs/cost profile for the person boxes")
+    keypoint_s: float = Field(gt=0, description="place one keypoint from nothing, its review included")
+    verify_s: float = Field(ge=0, description="look at a correct predicted keypoint and keep it")
+    move_s: float = Field(ge=0, description="drag a predicted keypoint to the right spot")
+    add_s: float = Field(ge=0, description="place a keypoint the model missed (or did not show)")
+    delete_s: float = Field(ge=0, description="remove a keypoint on a point that is not visible or absent")
+    accept_tolerance: float = Field(1.0, gt=0, description="accept distance in units of k_i x s")
+    description: str = ""
+
+    config_kind: ClassVar[str] = "cost"
+    default_name: ClassVar[str | None] = "keypoints"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KeypointCostProfile:
+        if self.verify_s > min(self.move_s, self.add_s):
+            raise ValueError("verify_s must not exceed move_s or add_s")
+        return self

@@ -4,7 +4,8 @@ Boxes are ``xyxy`` float32 in original-image pixels (after EXIF orientation, see
 :mod:`autolabel.sources`), scores float32, class ids int64 indexing ``class_names``.
 Optional per-box arrays: ``class_probs`` (N, C) when a backend exposes the class
 distribution, ``iscrowd`` (N,) for ground truth read from COCO, ``track_id`` (N,) int64
-when boxes belong to tracks. Anything else per box (agreement, certification flags,
+when boxes belong to tracks, ``keypoints`` (N, K, 3) float32 (x, y in original pixels,
+visibility score) for pose models, named by ``keypoint_spec`` (:mod:`autolabel.keypoints`). Anything else per box (agreement, certification flags,
 audit scores) goes in the open ``data`` mapping of (N, ...) arrays, which is sliced and
 concatenated with the named arrays, as supervision's ``Detections.data`` is.
 """
@@ -19,6 +20,7 @@ import numpy as np
 
 from autolabel.boxes import box_area
 from autolabel.io.images import VIDEO_EXTENSIONS
+from autolabel.keypoints import KeypointSpec
 
 __all__ = ["ImageInfo", "Detections", "Failure", "Results"]
 
@@ -76,7 +78,7 @@ class ImageInfo:
         return self.frame_index
 
 
-_PER_BOX = ("xyxy", "scores", "class_ids", "class_probs", "iscrowd", "track_id")  # named per-box arrays
+_PER_BOX = ("xyxy", "scores", "class_ids", "class_probs", "iscrowd", "track_id", "keypoints")  # named per-box arrays
 
 
 def _as(a: object, dtype: type, shape_tail: tuple[int, ...]) -> np.ndarray:
@@ -103,6 +105,8 @@ class Detections:
     iscrowd: np.ndarray | None = None
     track_id: np.ndarray | None = None
     data: dict[str, np.ndarray] = field(default_factory=dict)
+    keypoints: np.ndarray | None = None
+    keypoint_spec: KeypointSpec | None = None
 
     def __post_init__(self) -> None:
         self.xyxy = _as(self.xyxy, np.float32, (4,))
@@ -128,6 +132,15 @@ class Detections:
             self.track_id = _as(self.track_id, np.int64, ())
             if self.track_id.shape != (n,):
                 raise ValueError(f"track_id must have shape ({n},), got {self.track_id.shape}")
+        if self.keypoints is not None:
+            n_kp = len(self.keypoint_spec) if self.keypoint_spec is not None else 0
+            self.keypoints = _as(self.keypoints, np.float32, (n_kp, 3))
+            if self.keypoints.ndim != 3 or self.keypoints.shape[0] != n or self.keypoints.shape[2] != 3:
+                raise ValueError(f"keypoints must have shape ({n}, K, 3), got {self.keypoints.shape}")
+            if self.keypoint_spec is None:
+                self.keypoint_spec = KeypointSpec.default(self.keypoints.shape[1])
+            if self.keypoints.shape[1] != len(self.keypoint_spec):
+                raise ValueError(f"keypoints has {self.keypoints.shape[1]} points, keypoint_spec {len(self.keypoint_spec)}")
         self.data = {str(k): np.asarray(v) for k, v in dict(self.data).items()}
         for k, v in self.data.items():
             if v.ndim == 0 or len(v) != n:
@@ -169,6 +182,8 @@ class Detections:
         first = items[0]
         if any(d.class_names != first.class_names for d in items):
             raise ValueError("cannot concatenate detections with different class_names")
+        if any(d.keypoint_spec != first.keypoint_spec for d in items):
+            raise ValueError("cannot concatenate detections with different keypoint_spec")
 
         keys = set(first.data)
         if any(set(d.data) != keys for d in items):
@@ -180,7 +195,7 @@ class Detections:
 
         named = {f: cat(f) for f in _PER_BOX}
         return Detections(
-            **named, class_names=first.class_names, image=first.image,
+            **named, class_names=first.class_names, image=first.image, keypoint_spec=first.keypoint_spec,
             data={k: np.concatenate([d.data[k] for d in items]) for k in first.data},
         )
 
@@ -208,6 +223,7 @@ class Detections:
         return (
             self.class_names == other.class_names
             and self.image == other.image
+            and self.keypoint_spec == other.keypoint_spec
             and all(same(getattr(self, f), getattr(other, f)) for f in _PER_BOX)
             and self.data.keys() == other.data.keys()
             and all(same(v, other.data[k]) for k, v in self.data.items())
@@ -332,9 +348,13 @@ class Results:
     class_names: tuple[str, ...]
     model_id: str = ""
     failures: list[Failure] = field(default_factory=list)
+    #: the keypoints' names and skeleton (pose models); default: the first image's
+    keypoint_spec: KeypointSpec | None = None
 
     def __post_init__(self) -> None:
         self.class_names = tuple(self.class_names)
+        if self.keypoint_spec is None:
+            self.keypoint_spec = next((d.keypoint_spec for d in self.detections if d.keypoint_spec), None)
         self._by_key: dict[str, int] | None = None
         for d in self.detections:
             if d.class_names != self.class_names and (len(d) or d.class_names):

@@ -121,7 +121,7 @@ def from_supervision(
     named = {attr: data.pop(key, None) for attr, key in _SV_NAMED.items()}
     return Detections(
         detections.xyxy, scores, ids, names, image if image is not None else meta.get("image"),
-        track_id=detections.tracker_id, data=data, **named,
+        track_id=detections.tracker_id, data=data, class_probs=named["class_probs"], iscrowd=named["iscrowd"],
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from autolabel.core import Detections
@@ -34,7 +36,20 @@ def plot_detections(det: Detections, image: np.ndarray | str | None = None, ax=N
         ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=c, linewidth=1.5))
         ax.text(x1, y1, f"{label} {score:.2f}", color="white", fontsize=7, va="bottom",
                 bbox={"facecolor": c, "alpha": 0.8, "pad": 1, "linewidth": 0})
+    if shown.keypoints is not None and shown.keypoint_spec is not None:
+        _plot_keypoints(ax, shown.keypoints, shown.keypoint_spec.skeleton, colors)
     ax.set_axis_off()
     if det.image is not None:
         ax.set_title(f"{det.image.key}: {len(shown)} boxes", fontsize=9)
     return ax
+
+
+def _plot_keypoints(ax: Any, keypoints: np.ndarray, skeleton: tuple, colors: Any, visibility: float = 0.5) -> None:
+    """Each box's visible keypoints as dots and the skeleton edges between visible pairs."""
+    for k, kp in enumerate(keypoints):
+        vis = kp[:, 2] >= visibility
+        c = colors(k % 20)
+        for a, b in skeleton:
+            if vis[a] and vis[b]:
+                ax.plot(kp[[a, b], 0], kp[[a, b], 1], color=c, linewidth=1.2)
+        ax.scatter(kp[vis, 0], kp[vis, 1], s=9, color=c, edgecolors="white", linewidths=0.5, zorder=3)

@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     shared = Path(os.environ.get("AUTOLABEL_SHARED", ROOT.parent / "shared")).resolve()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "labelstudio-served-prelabels.png"))
-    p.add_argument("--image", default="000000000139.jpg", help="a coco-val-150 image file name")
+    p.add_argument("--image", default="000000000139.jpg", help="an image file name in --images")
+    p.add_argument("--images", default="coco-val-150/images", help="the image folder, under ../shared/data")
     p.add_argument("--model", default="yolov5n.onnx")
     p.add_argument("--chromium", default=os.environ.get("CHROMIUM", "/usr/bin/chromium"))
     args = p.parse_args(argv)
@@ -60,10 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     from autolabel import labelstudio as ls
     from autolabel.detectors import load_detector
     from autolabel.formats import labelstudio_config
+    from autolabel.labelstudio.push import _local_files_prefix
 
     import labelstudio_server as srv_mod
     data = shared / "data"
-    names = load_detector(args.model).class_names
+    det = load_detector(args.model)
+    names, keypoints = det.class_names, det.keypoint_spec  # a pose model: the project gets a KeyPointLabels control
     with srv_mod.LabelStudioServer.start(data) as server, tempfile.TemporaryDirectory() as tmp:
         port = srv_mod.free_port()
         env = {**os.environ, "LABEL_STUDIO_API_KEY": server.token, "PYTHONPATH": str(ROOT)}
@@ -76,13 +79,14 @@ def main(argv: list[str] | None = None) -> int:
         try:
             _wait(f"http://127.0.0.1:{port}/health")
             client = ls.Client(server.url, server.token)
-            pid = client.request("POST", "/api/projects", {"title": "served pre-labels", "label_config": labelstudio_config(names)})["id"]
-            prefix = ls._local_files_prefix(client, pid, str(data / "coco-val-150" / "images"), str(data))
+            pid = client.request("POST", "/api/projects", {"title": "served pre-labels",
+                                                        "label_config": labelstudio_config(names, keypoints=keypoints)})["id"]
+            prefix = _local_files_prefix(client, pid, str(data / args.images), str(data))
             client.request("POST", f"/api/projects/{pid}/import", [{"image": prefix + args.image}])
             ml = client.request("POST", "/api/ml", {"url": f"http://127.0.0.1:{port}", "project": pid, "title": "autolabel"})
             client.request("POST", "/api/dm/actions", {"selectedItems": {"all": True, "excluded": []}},
                            params={"id": "retrieve_tasks_predictions", "project": pid})
-            (task,) = list(ls._tasks(client, pid))
+            (task,) = list(ls.tasks(client, pid))
             (pred,) = task["predictions"]
             # the labeling view pre-fills the regions of the project's chosen model version
             client.request("PATCH", f"/api/projects/{pid}", {"model_version": pred["model_version"], "show_collab_predictions": True})

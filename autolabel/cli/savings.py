@@ -32,7 +32,10 @@ def _cmd_savings(args: argparse.Namespace) -> int:
                   f"global threshold ({gain['gain_fraction']:+.1%} points)")
         say(args, f"wrote {gain['thresholds'].save(args.class_thresholds)} (fitted on all images; "
                   f"use it with autolabel prelabel --conf-per-class)")
-    emit_json(args, rep.to_dict())
+    out = rep.to_dict()
+    if pred.keypoint_spec is not None and gt.keypoint_spec is not None:  # both files hold keypoints
+        out["keypoints"] = _keypoints(pred, gt, args)
+    emit_json(args, out)
     return EXIT_OK
 
 
@@ -54,6 +57,22 @@ def _print_savings(args: argparse.Namespace, rep: Any, conf: Any) -> None:
         print(f"note: {args.predictions} holds {s['below_threshold']} predictions scoring below {s['conf']:.2f}; "
               "they are not counted as pre-labels (filter them out when importing: --conf at prelabel time)",
               file=sys.stderr)
+
+
+def _keypoints(pred: Any, gt: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Price the keypoints too; print the summary and the joints fixed most."""
+    from autolabel.savings.keypoints import keypoint_savings
+
+    kp = keypoint_savings(pred, gt, args.keypoint_profile, iou_accept=args.iou_accept, iou_min=args.iou_min)
+    s = kp.summary
+    lo, hi = s["saved_fraction_ci95"]
+    say(args, f"keypoints ({args.keypoint_profile}): {s['labeled_keypoints']} labeled keypoints; saved "
+          f"{s['saved_fraction']:.1%} (95% CI {lo:.1%} to {hi:.1%}) of keypoint labeling time at box threshold "
+          f"{s['conf']:.2f} and visibility threshold {s['visibility_threshold']:.2f} (the best of the sweep); "
+          "actions: " + ", ".join(f"{k} {v}" for k, v in s["actions"].items()))
+    top = kp.per_keypoint.head(3)
+    say(args, "joints fixed most: " + ", ".join(f"{r.keypoint} {r.fix_rate:.0%}" for r in top.itertuples()))
+    return kp.to_dict()
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -95,6 +114,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     sav.add_argument("--every-prediction", action="store_true", help="count every prediction in the file as a pre-label")
     sav.add_argument("--class-thresholds", default=None, metavar="YAML",
                      help="fit per-class thresholds, write them here, and report their out-of-sample gain")
+    sav.add_argument("--keypoint-profile", default="keypoints",
+                     help="keypoint cost profile (configs/cost/keypoints.yaml), used when both files hold keypoints")
     sav.add_argument("--machine-seconds", type=float, default=None, help="inference seconds spent on these images")
     sav.set_defaults(func=_cmd_savings)
 

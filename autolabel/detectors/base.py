@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 import numpy as np
 
 from autolabel.core import Detections
+from autolabel.keypoints import KeypointSpec
 
 if TYPE_CHECKING:
     from autolabel.detectors.thresholds import ClassThresholds
@@ -49,7 +50,8 @@ class Detector(ABC):
 
     Attributes: ``class_names``, ``input_size`` (height, width) or ``None`` when the
     backend resizes internally, ``model_id`` (``<name>@<sha256 prefix of the weights>``),
-    ``batch_size``, and the default ``conf``, ``iou`` and ``max_det``.
+    ``batch_size``, the default ``conf``, ``iou`` and ``max_det``, and ``keypoint_spec``
+    (pose models; ``None`` otherwise).
     """
 
     backend: ClassVar[str] = ""
@@ -73,6 +75,8 @@ class Detector(ABC):
         self.input_size = input_size
         self.batch_size = batch_size
         self.conf, self.iou, self.max_det = conf, iou, max_det
+        #: names and skeleton of the keypoints a pose model predicts (``None``: boxes only)
+        self.keypoint_spec: KeypointSpec | None = None
 
     @property
     def model_id(self) -> str:

@@ -9,6 +9,8 @@ layout         output(s), per image                 decoding
 ``yolov8``     ``[4 + C, N]``                       cx, cy, w, h, C class probs; NMS
 ``yolov8-seg`` ``[4 + C + M, N]`` + ``[M, h, w]``    as ``yolov8``, plus M mask coefficients per
                                                     box and M mask prototypes; NMS
+``yolov8-pose`` ``[4 + C + K * D, N]``              as ``yolov8``, plus K keypoints of D values
+                                                    (x, y[, visibility score]) per box; NMS
 ``end2end``    ``[K, 6]``                           x1, y1, x2, y2, score, class (YOLOv10,
                                                     YOLO26 NMS-free heads); no NMS
 ``rtdetr``     ``[K, 4 + C]``                       cx, cy, w, h *normalised* to 0..1, C class
@@ -18,7 +20,8 @@ layout         output(s), per image                 decoding
 Detection rule: metadata ``end2end: True`` or a last dimension of 6 with more rows than
 6 (at most 1,000 rows when the model has one class, which a YOLOv5 head would also fit)
 -> ``end2end``; two outputs whose second is 4-D -> ``yolov8-seg`` (M = prototype
-channels); otherwise with C class names: ``N x (5 + C)`` -> ``yolov5``, ``(4 + C) x N`` ->
+channels); metadata ``kpt_shape`` ``[K, D]`` and ``(4 + C + K * D) x N`` -> ``yolov8-pose``;
+otherwise with C class names: ``N x (5 + C)`` -> ``yolov5``, ``(4 + C) x N`` ->
 ``yolov8``, ``K x (4 + C)`` -> ``rtdetr``. Anything else is refused with the shape named.
 """
 
@@ -39,20 +42,38 @@ _MAX_END2END = 1000  # end-to-end heads keep max_det (300) boxes; raw YOLO heads
 
 @dataclass(frozen=True)
 class Layout:
-    """How to read a model's outputs: ``name`` (see the module table), the class count
-    and, for segmentation, the number of mask coefficients ``n_masks``."""
+    """How to read a model's outputs: ``name`` (see the module table), the class count,
+    for segmentation the number of mask coefficients ``n_masks``, for pose models
+    ``kpt_shape`` (K keypoints, D values each)."""
 
     name: str
     n_classes: int
     n_masks: int = 0
+    kpt_shape: tuple[int, int] | None = None
 
     @property
     def nms(self) -> bool:
         """The raw boxes need NMS (``False`` for NMS-free end-to-end heads)."""
-        return self.name in ("yolov5", "yolov8", "yolov8-seg")
+        return self.name in ("yolov5", "yolov8", "yolov8-seg", "yolov8-pose")
 
     def __str__(self) -> str:
+        if self.kpt_shape:
+            return f"{self.name} ({self.kpt_shape[0]} keypoints)"
         return self.name + (f" ({self.n_masks} masks)" if self.n_masks else "")
+
+
+def _kpt_shape(meta: Mapping[str, str], path: str) -> tuple[int, int] | None:
+    """Ultralytics' ``kpt_shape`` metadata ``"[17, 3]"`` as ``(17, 3)``; ``None`` when absent."""
+    raw = meta.get("kpt_shape")
+    if not raw:
+        return None
+    try:
+        k, dims = (int(v) for v in str(raw).strip("[]() ").split(","))
+    except ValueError:
+        raise ValueError(f"{path}: metadata kpt_shape {raw!r} is not [keypoints, dims]") from None
+    if k <= 0 or dims not in (2, 3):
+        raise ValueError(f"{path}: metadata kpt_shape {raw!r}: need keypoints > 0 and dims 2 or 3")
+    return k, dims
 
 
 def detect_layout(
@@ -90,6 +111,13 @@ def detect_layout(
             return Layout("yolov8-seg", n_cls, m)
         raise ValueError(f"{path}: output shapes {[list(s) for s in shapes]} do not fit "
                          f"{n_cls} classes + {m} mask coefficients in a YOLOv8-seg layout")
+    kpt = _kpt_shape(meta, path)
+    if kpt is not None:
+        n_cls = c if c is not None else d1 - 4 - kpt[0] * kpt[1]
+        if d1 == 4 + n_cls + kpt[0] * kpt[1] and n_cls > 0 and d1 < d2:
+            return Layout("yolov8-pose", n_cls, kpt_shape=kpt)
+        raise ValueError(f"{path}: output shape {list(first)} does not fit {n_cls} classes + {kpt[0]} x {kpt[1]} "
+                         f"keypoint values (metadata kpt_shape) in a YOLOv8-pose layout [B, 4 + C + K * D, N]")
     if c is None:
         if d1 < d2:
             return Layout("yolov8", d1 - 4)
@@ -110,7 +138,7 @@ def detect_layout(
 def raw_scores(layout: Layout, out: np.ndarray) -> np.ndarray:
     """Every candidate's class scores of one image's first output, (N, C) or (K,) for
     ``end2end`` (used by the load-time health check)."""
-    if layout.name in ("yolov8", "yolov8-seg"):
+    if layout.name in ("yolov8", "yolov8-seg", "yolov8-pose"):
         return out[4: 4 + layout.n_classes].T
     if layout.name == "yolov5":
         return out[:, 5:] * out[:, 4:5]
@@ -139,7 +167,8 @@ def decode_outputs(
     Returns:
         ``xyxy`` (K, 4) float32 input pixels, ``scores`` (K,), ``class_ids`` (K,) int64,
         ``class_probs`` (K, C) or ``None`` (end-to-end heads give one score),
-        ``mask_coefs`` (K, M) or ``None``.
+        ``mask_coefs`` (K, M) or ``None``, ``keypoints`` (K, P, 3) input pixels and
+        visibility score (1 where the model has no visibility channel) or ``None``.
     """
     pred = outs[0]
     coefs = None
@@ -149,7 +178,7 @@ def decode_outputs(
         order = np.argsort(-p[:, 4], kind="stable")[:max_det]
         p = p[order]
         return {"xyxy": p[:, :4].astype(np.float32), "scores": p[:, 4], "class_ids": p[:, 5].astype(np.int64),
-                "class_probs": None, "mask_coefs": None}
+                "class_probs": None, "mask_coefs": None, "keypoints": None}
     if layout.name == "rtdetr":
         probs = pred[:, 4:]
         scores = probs.max(1)
@@ -159,16 +188,16 @@ def decode_outputs(
         h, w = input_size
         xyxy = _cxcywh(p[order, :4]) * np.array([w, h, w, h], np.float32)
         return {"xyxy": xyxy.astype(np.float32), "scores": scores[order], "class_ids": probs[order].argmax(1),
-                "class_probs": probs[order], "mask_coefs": None}
-    if layout.name in ("yolov8", "yolov8-seg"):
+                "class_probs": probs[order], "mask_coefs": None, "keypoints": None}
+    if layout.name in ("yolov8", "yolov8-seg", "yolov8-pose"):
         c = layout.n_classes
         scores = pred[4: 4 + c].max(0)
         keep = scores > conf
         p = pred[:, keep].T
         scores = scores[keep]
         probs = p[:, 4: 4 + c]
-        if layout.n_masks:
-            coefs = p[:, 4 + c:]
+        if layout.n_masks or layout.kpt_shape:
+            coefs = p[:, 4 + c:]  # mask coefficients or keypoint values, kept with their boxes
     else:  # yolov5: objectness bounds the score, filter on it first, then on the product
         p = pred[pred[:, 4] > conf]
         scores = (p[:, 5:] * p[:, 4:5]).max(1)
@@ -182,5 +211,16 @@ def decode_outputs(
         coefs = None if coefs is None else coefs[top]
     xyxy = _cxcywh(p[:, :4])
     k = batched_nms(xyxy, scores, cls, iou, max_det)
+    extra = None if coefs is None else coefs[k]
     return {"xyxy": xyxy[k], "scores": scores[k], "class_ids": cls[k], "class_probs": probs[k],
-            "mask_coefs": None if coefs is None else coefs[k]}
+            "mask_coefs": extra if layout.n_masks else None, "keypoints": _keypoints(layout, extra)}
+
+
+def _keypoints(layout: Layout, values: np.ndarray | None) -> np.ndarray | None:
+    """(K, P * D) keypoint values -> (K, P, 3) with visibility 1 where the head has none."""
+    if layout.kpt_shape is None or values is None:
+        return None
+    kp = values.reshape(len(values), *layout.kpt_shape).astype(np.float32)
+    if layout.kpt_shape[1] == 2:
+        kp = np.concatenate([kp, np.ones((*kp.shape[:2], 1), np.float32)], axis=2)
+    return kp

@@ -6,7 +6,9 @@ RT-DETR) are told apart from the output shapes and metadata
 undo the letterbox, keep the best class per box, apply ``conf``, class-wise NMS at ``iou``
 (layouts that need it) and ``max_det``. The per-box class probability vectors are kept
 (``Detections.class_probs``) where the layout has them. Segmentation exports also give
-mask polygons in ``Detections.data["polygons"]`` (:mod:`autolabel.detectors.masks`).
+mask polygons in ``Detections.data["polygons"]`` (:mod:`autolabel.detectors.masks`); pose
+exports (metadata ``kpt_shape``) give ``Detections.keypoints`` in original-image pixels, the
+letterbox (and a draft decode's scale) undone as for the boxes.
 
 At load the model runs once on a synthetic image and a broken export (scores all zero,
 outside [0, 1], not finite) is refused (:mod:`autolabel.detectors.health`). Any
@@ -27,11 +29,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from autolabel.core import Detections
+from autolabel.keypoints import KeypointSpec
 from autolabel.detectors.base import Detector, file_sha256
 from autolabel.detectors.health import check_image, check_scores, onnx_precision
 from autolabel.detectors.layouts import Layout, decode_outputs, detect_layout, raw_scores
 from autolabel.detectors.masks import POLYGONS, mask_polygons
-from autolabel.detectors.ops import LETTERBOX_PAD, letterbox_resize, unletterbox
+from autolabel.detectors.ops import LETTERBOX_PAD, letterbox_resize, unletterbox, unletterbox_points
 
 __all__ = ["OnnxDetector"]
 
@@ -147,7 +150,7 @@ class OnnxDetector(Detector):
                 raise ValueError(f"{path}: no class names in the ONNX metadata 'names'; pass class_names")
             raise ValueError(f"{path}: an end-to-end ({self.layout.name}) output has no class count; pass class_names")
         if self.layout.n_classes == 0:
-            self.layout = Layout(self.layout.name, len(names), self.layout.n_masks)
+            self.layout = Layout(self.layout.name, len(names), self.layout.n_masks, self.layout.kpt_shape)
         if check and probe is not None:
             self.check_score = check_scores(raw_scores(self.layout, probe[0][0]), path)
         self.path = path
@@ -158,6 +161,8 @@ class OnnxDetector(Detector):
         self._buffers = threading.local()  # reused input tensors: no page faults per batch
         name = os.path.splitext(os.path.basename(path))[0]
         super().__init__(name, names, file_sha256(path), size, batch_size, **defaults)
+        if self.layout.kpt_shape:
+            self.keypoint_spec = KeypointSpec.default(self.layout.kpt_shape[0])
 
     def prepare(
         self, image: np.ndarray, original_size: tuple[int, int] | None = None
@@ -215,7 +220,8 @@ class OnnxDetector(Detector):
         conf: float, iou: float, max_det: int,
     ) -> Detections:
         """One image's raw outputs (batch dimension removed) -> detections in
-        original-image pixels (with ``data["polygons"]`` for segmentation models)."""
+        original-image pixels (with ``data["polygons"]`` for segmentation models and
+        ``keypoints`` for pose models)."""
         d = decode_outputs(self.layout, outs, self.input_size, conf, iou, max_det)
         xyxy = d["xyxy"]
         data = {}
@@ -227,9 +233,11 @@ class OnnxDetector(Detector):
         if not ok.all():  # an end-to-end head's class column outside the names: refuse, naming it
             raise ValueError(f"{self.path}: class id {int(cls[~ok][0])} outside the model's "
                              f"{len(self.class_names)} class names")
+        kp = d["keypoints"]
         return Detections(
             unletterbox(xyxy, ratio, pad, width, height), d["scores"], cls, self.class_names,
-            class_probs=d["class_probs"], data=data,
+            class_probs=d["class_probs"], data=data, keypoint_spec=self.keypoint_spec,
+            keypoints=None if kp is None else unletterbox_points(kp, ratio, pad, width, height),
         )
 
     def run_raw(self, x: np.ndarray) -> np.ndarray:

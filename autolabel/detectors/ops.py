@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["LETTERBOX_PAD", "letterbox", "letterbox_resize", "unletterbox"]
+__all__ = ["LETTERBOX_PAD", "letterbox", "letterbox_resize", "unletterbox", "unletterbox_points"]
 
 LETTERBOX_PAD = 114  # the padding value YOLO models are trained with
 
@@ -44,3 +44,12 @@ def unletterbox(xyxy: np.ndarray, ratio: float, pad: tuple[float, float], width:
     b[:, [0, 2]] = ((b[:, [0, 2]] - pad[0]) / ratio).clip(0, width)
     b[:, [1, 3]] = ((b[:, [1, 3]] - pad[1]) / ratio).clip(0, height)
     return b
+
+
+def unletterbox_points(points: np.ndarray, ratio: float, pad: tuple[float, float], width: int, height: int) -> np.ndarray:
+    """Map (..., >= 2) points (x, y first; other columns kept) from letterboxed input pixels back to the
+    original image, clipped to it (as Ultralytics' ``scale_coords`` does for keypoints)."""
+    p = points.astype(np.float32, copy=True)
+    p[..., 0] = ((p[..., 0] - pad[0]) / ratio).clip(0, width)
+    p[..., 1] = ((p[..., 1] - pad[1]) / ratio).clip(0, height)
+    return p

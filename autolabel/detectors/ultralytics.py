@@ -6,7 +6,9 @@ are predicted a batch at a time at the model's training image size, on CUDA when
 available, letterboxed to the full square input (``rect=False``: an image's boxes do not
 depend on which images share its batch, and match the model's ONNX export). Ultralytics
 does its own NMS; its per-box class distributions are not exposed, so
-``Detections.class_probs`` is ``None``.
+``Detections.class_probs`` is ``None``. Pose checkpoints (task ``pose``) pass
+``result.keypoints`` through as ``Detections.keypoints`` (x, y in original pixels, the
+keypoint confidence as visibility score; 1 where the model has no visibility channel).
 
 Security: a ``.pt`` checkpoint is a Python pickle and can run arbitrary code when it is
 loaded, and when it names a module that is not installed Ultralytics tries to
@@ -127,8 +129,8 @@ class UltralyticsDetector(Detector):
             raise FileNotFoundError(
                 f"{spec}: no such file, and Ultralytics could not provide it ({type(e).__name__}: {e})"
             ) from e
-        if self.model.task != "detect":
-            raise ValueError(f"{spec}: a {self.model.task!r} model; only detection models are supported")
+        if self.model.task not in ("detect", "pose"):
+            raise ValueError(f"{spec}: a {self.model.task!r} model; only detection and pose models are supported")
         names = [str(self.model.names[i]) for i in sorted(self.model.names)]
         if class_names is not None:
             if len(class_names) != len(names):
@@ -139,6 +141,10 @@ class UltralyticsDetector(Detector):
         self.device = device or auto_device()
         path = str(self.model.ckpt_path or spec)
         super().__init__(Path(path).stem, names, file_sha256(path), size, batch_size, **defaults)
+        if self.model.task == "pose":
+            from autolabel.keypoints import KeypointSpec
+
+            self.keypoint_spec = KeypointSpec.default(int(getattr(self.model.model, "kpt_shape")[0]))
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
         """RGB -> the BGR array Ultralytics expects for numpy input."""
@@ -157,5 +163,16 @@ class UltralyticsDetector(Detector):
             h, w = r.orig_shape
             xyxy = r.boxes.xyxy.cpu().numpy().clip(0, [w, h, w, h])  # RT-DETR boxes are not clipped upstream
             scores, cls = r.boxes.conf.cpu().numpy(), r.boxes.cls.cpu().numpy().astype(np.int64)
-            out.append(Detections(xyxy, scores, cls, self.class_names))
+            out.append(Detections(xyxy, scores, cls, self.class_names, keypoints=_keypoints(r),
+                                  keypoint_spec=self.keypoint_spec))
         return out
+
+
+def _keypoints(result: Any) -> np.ndarray | None:
+    """(N, K, 3) x, y, confidence of an Ultralytics result's ``keypoints`` (``None`` for detection models)."""
+    kp = getattr(result, "keypoints", None)
+    if kp is None:
+        return None
+    xy = kp.xy.cpu().numpy().astype(np.float32)
+    conf = kp.conf.cpu().numpy().astype(np.float32) if kp.conf is not None else np.ones(xy.shape[:2], np.float32)
+    return np.concatenate([xy, conf[..., None]], axis=2)

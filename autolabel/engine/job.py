@@ -246,6 +246,8 @@ def run_job(
     p = _plan(source, detector, format, opts)
     manifest = {"model_id": p.det.model_id, "class_names": p.det.class_names, "conf": p.conf.as_conf(), "iou": p.iou,
                 "max_det": p.max_det}
+    if p.det.keypoint_spec is not None:
+        manifest["keypoint_spec"] = p.det.keypoint_spec.to_dict()
     with ShardLog(out).open(manifest, resume=opts.resume) as log:
         done = log.done_keys(opts.retry_failed)
         pending = _Pending(p.src, done)

@@ -3,7 +3,8 @@
 Layout, under ``OUT/.autolabel/``:
 
 * ``manifest.json``: what the log holds (format version, ``model_id``, ``class_names``,
-  ``conf``, ``iou``, ``max_det``), written atomically when the log is created.
+  ``conf``, ``iou``, ``max_det``; pose models add ``keypoint_spec``), written atomically
+  when the log is created.
 * ``shard-00000.jsonl``, ``shard-00001.jsonl``, ...: one new shard per run, never
   reopened, so a torn line can only ever be the last line of a shard.
 * ``lock``: held with ``flock`` while a job writes (a second job on the same ``OUT``
@@ -16,7 +17,8 @@ One JSON object per line (keys left out when empty)::
      "frame_index": 30, "timestamp": 1.2,              # video frames only
      "xyxy": [[x1, y1, x2, y2], ...], "scores": [...], "class_ids": [...],
      "top_probs": [[[class_id, p], ...], ...],          # when the backend has class probabilities
-     "polygons": [[[x, y, x, y, ...], ...], ...]}       # segmentation models: per box, its polygons
+     "polygons": [[[x, y, x, y, ...], ...], ...],       # segmentation models: per box, its polygons
+     "keypoints": [[[x, y, v], ...], ...]}              # pose models: per box, K (x, y, visibility)
     {"key": "dir/b.jpg", "status": "failed", "model_id": "...", "reason": "cannot decode: ..."}
 
 Boxes and scores are the float32 values the model produced, written exactly (a record
@@ -43,6 +45,7 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 import numpy as np
 
 from autolabel.core import Detections, Failure, ImageInfo, Results
+from autolabel.keypoints import KeypointSpec
 from autolabel.io.files import atomic_write, fsync_dir
 
 try:  # POSIX only; elsewhere two jobs on one OUT are not prevented
@@ -88,12 +91,16 @@ def encode_record(x: Detections | Failure, model_id: str) -> str:
         rec["top_probs"] = [[[int(c), float(v)] for c, v in zip(tc, tv)] for tc, tv in zip(top, p)]
     if "polygons" in x.data:
         rec["polygons"] = list(x.data["polygons"])
+    if x.keypoints is not None:
+        rec["keypoints"] = x.keypoints.tolist()  # float32 values, exact in JSON as float64
     return json.dumps(rec, separators=(",", ":")) + "\n"
 
 
-def decode_record(rec: dict[str, Any], class_names: Sequence[str], probs: bool = True) -> Detections | Failure:
-    """A log record back to :class:`Detections` (with its image, and ``class_probs``
-    when recorded and ``probs``) or :class:`Failure`."""
+def decode_record(
+    rec: dict[str, Any], class_names: Sequence[str], probs: bool = True, keypoint_spec: KeypointSpec | None = None
+) -> Detections | Failure:
+    """A log record back to :class:`Detections` (with its image, ``class_probs`` when
+    recorded and ``probs``, ``keypoints`` named by ``keypoint_spec`` when recorded) or :class:`Failure`."""
     if rec["status"] != "ok":
         return Failure(rec["key"], rec.get("reason", ""))
     info = ImageInfo(rec["key"], rec["width"], rec["height"], rec.get("path"),
@@ -109,8 +116,11 @@ def decode_record(rec: dict[str, Any], class_names: Sequence[str], probs: bool =
         data["polygons"] = np.empty(len(rec["polygons"]), object)
         for k, polys in enumerate(rec["polygons"]):  # element by element: numpy would nest the lists
             data["polygons"][k] = polys
+    kp = rec.get("keypoints")
     return Detections(np.asarray(rec["xyxy"], np.float32).reshape(-1, 4), np.asarray(rec["scores"]),
-                      np.asarray(rec["class_ids"]), tuple(class_names), info, dense, data=data)
+                      np.asarray(rec["class_ids"]), tuple(class_names), info, dense, data=data,
+                      keypoint_spec=keypoint_spec if kp is not None else None,
+                      keypoints=None if kp is None else np.asarray(kp, np.float32).reshape(len(rec["scores"]), -1, 3))
 
 
 class ShardLog:
@@ -142,6 +152,8 @@ class ShardLog:
                 for p in [mpath, *self.shards()]:
                     p.unlink(missing_ok=True)
             want = {"version": FORMAT_VERSION, **{k: manifest[k] for k in _MANIFEST_KEYS}}
+            if manifest.get("keypoint_spec") is not None:  # pose models
+                want["keypoint_spec"] = manifest["keypoint_spec"]
             want["class_names"] = list(want["class_names"])
             if mpath.is_file():
                 self._check(self.manifest(), want)
@@ -253,7 +265,7 @@ class ShardLog:
         """The log as in-memory :class:`Results` (labeled images in log order, failures
         listed); ``probs=False`` leaves out the class probabilities (less memory)."""
         view = self.view(probs)
-        return Results(list(view), view.class_names, view.model_id, list(view.failures))
+        return Results(list(view), view.class_names, view.model_id, list(view.failures), view.keypoint_spec)
 
 _Record = TypeVar("_Record", Detections, Failure)
 
@@ -270,6 +282,9 @@ class LogResults:
         m = log.manifest()
         self.class_names: tuple[str, ...] = tuple(m["class_names"])
         self.model_id: str = m["model_id"]
+        spec = m.get("keypoint_spec")
+        #: names and skeleton of the keypoints (pose models), from the manifest
+        self.keypoint_spec = None if spec is None else KeypointSpec.from_dict(spec)
         self.probs = probs
         self.shards = log.shards()
         self.has_frames = False  # whether any labeled image is a video frame
@@ -323,7 +338,7 @@ class LogResults:
                 f = files[shard]
                 if f.tell() != offset:  # records of one shard mostly come in order: no seek
                     f.seek(offset)
-                x = decode_record(json.loads(f.readline()), self.class_names, self.probs)
+                x = decode_record(json.loads(f.readline()), self.class_names, self.probs, self.keypoint_spec)
                 if not isinstance(x, kind):
                     raise RuntimeError(f"{self.shards[shard]}: the record at byte {offset} is not a {kind.__name__}")
                 yield x

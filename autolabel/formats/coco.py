@@ -7,7 +7,13 @@ Written: ``info`` (``model_id``, ``date_created``, ``tool``, ``failures``), ``im
 ``iscrowd``, ``score`` and, for boxes of tracks, ``track_id`` (as in TAO and CVAT's COCO
 variant; read back onto ``Detections.track_id``); boxes of segmentation models add
 ``segmentation`` (polygons in pixels, from ``Detections.data["polygons"]``; ``area``
-stays the box area).
+stays the box area). Pose models' boxes add COCO ``person_keypoints`` fields: ``keypoints``
+(flat ``x, y, v``; ``v`` = 2 where the model's visibility score >= ``keypoint_conf``, else 0),
+``num_keypoints`` and ``keypoint_scores`` (the model's scores, read back onto
+``Detections.keypoints``); categories carry the ``keypoints`` names and the 1-based
+``skeleton``. Keypoints of ground truth or human labels (``v`` flags 0/1/2) are written as
+they are, and ``area`` from ``Detections.data["area"]`` (COCO's segment area, which OKS
+uses) when read from a COCO file that had keypoints.
 """
 
 from __future__ import annotations
@@ -24,12 +30,14 @@ import numpy as np
 from autolabel.core import Failure, ImageInfo, Results
 from autolabel.formats._common import Builder, ResultsLike, check_names, labeled, now, num, number
 from autolabel.io.files import atomic_writer, load_json
+from autolabel.keypoints import KeypointSpec
 
 __all__ = ["write_coco", "read_coco"]
 
 
-def write_coco(results: ResultsLike, path: str | os.PathLike) -> list[str]:
-    """Write ``results`` as one COCO dataset JSON file; returns ``[path]``.
+def write_coco(results: ResultsLike, path: str | os.PathLike, keypoint_conf: float = 0.5) -> list[str]:
+    """Write ``results`` as one COCO dataset JSON file; returns ``[path]``. ``keypoint_conf``:
+    keypoints scoring below it are written with ``v = 0`` (not labeled; pose models only).
 
     Written as the images come (one pass, one image in memory): ``images`` straight to
     the file, ``annotations`` to a temporary file appended after them."""
@@ -52,23 +60,43 @@ def write_coco(results: ResultsLike, path: str | os.PathLike) -> list[str]:
             f.write(("," if image_id > 1 else "") + _dumps(record))
             tracks = d.track_id.tolist() if d.track_id is not None else [None] * len(d)
             polygons = d.data.get("polygons")
+            kps, areas = d.keypoints, d.data.get("area")
             for k, (b, s, c, z, t) in enumerate(zip(d.xyxy.tolist(), d.scores, d.class_ids.tolist(), d.crowd, tracks)):
                 # float64 differences of float32 corners are exact: x + w gives x2 back bit for bit
                 w, h = b[2] - b[0], b[3] - b[1]
                 n_ann += 1
                 record = {"id": n_ann, "image_id": image_id, "category_id": c + 1,
-                          "bbox": [b[0], b[1], w, h], "area": w * h, "iscrowd": int(z), "score": float(num(s))}
+                          "bbox": [b[0], b[1], w, h], "area": w * h if areas is None else float(areas[k]),
+                          "iscrowd": int(z), "score": float(num(s))}
                 if t is not None:
                     record["track_id"] = t  # as TAO and CVAT's COCO export name it
                 if polygons is not None and polygons[k]:
                     record["segmentation"] = list(polygons[k])
+                if kps is not None:
+                    record.update(_keypoint_fields(kps[k], keypoint_conf))
                 ann.write(("," if n_ann > 1 else "") + _dumps(record))
         f.write('],"annotations":[')
         ann.seek(0)
         shutil.copyfileobj(ann, f)
         categories = [{"id": i + 1, "name": n, "supercategory": ""} for i, n in enumerate(results.class_names)]
+        spec = getattr(results, "keypoint_spec", None)
+        if spec is not None:
+            for c in categories:
+                c.update(keypoints=list(spec.names), skeleton=[[a + 1, b + 1] for a, b in spec.skeleton])
         f.write('],"categories":' + _dumps(categories) + "}")
     return [str(path)]
+
+
+def _keypoint_fields(kp: Any, conf: float) -> dict[str, Any]:
+    """COCO fields of one box's (K, 3) keypoints: flags as they are, or scores as flags + ``keypoint_scores``."""
+    v = kp[:, 2]
+    flags = bool(((v == 0) | (v == 1) | (v == 2)).all())  # labels (COCO's v), not a model's scores
+    vis = v.astype(int) if flags else (v >= conf) * 2
+    out: dict[str, Any] = {"keypoints": [x for (px, py), f in zip(kp[:, :2].tolist(), vis.tolist()) for x in (px, py, f)],
+                           "num_keypoints": int((vis > 0).sum())}
+    if not flags:
+        out["keypoint_scores"] = [float(num(x)) for x in v]
+    return out
 
 
 def _dumps(value: Any) -> str:
@@ -107,6 +135,10 @@ def read_coco(source: str | os.PathLike | dict[str, Any], invalid_boxes: str = "
     category, builder = _categories(data["categories"], name, invalid_boxes)
     rows: dict[Any, tuple[list, list, list, list, list]] = {}
     track_ids: dict[Any, list[int]] = {}
+    kp_rows: dict[Any, list[list[float]]] = {}
+    areas: dict[Any, list[float]] = {}
+    kp_cat = next((c for c in data["categories"] if isinstance(c.get("keypoints"), list) and c["keypoints"]), None)
+    spec = None if kp_cat is None else KeypointSpec.from_coco_category(kp_cat)
     infos = []
     for im in data["images"]:
         image_id = _id(im, name, "image")
@@ -122,6 +154,7 @@ def read_coco(source: str | os.PathLike | dict[str, Any], invalid_boxes: str = "
             infos.append((image_id, ImageInfo(fname, w, h)))
         rows[image_id] = ([], [], [], [], [])
         track_ids[image_id] = []
+        kp_rows[image_id], areas[image_id] = [], []
     for a in data.get("annotations") or []:
         if not isinstance(a, dict):
             raise ValueError(f"{name}: annotation {a!r:.80} is not an object")
@@ -144,6 +177,9 @@ def read_coco(source: str | os.PathLike | dict[str, Any], invalid_boxes: str = "
         ids.append(category[a["category_id"]])
         crowd.append(bool(a.get("iscrowd", 0)))
         track_ids[a["image_id"]].append(int(number(a.get("track_id", -1), where, "track_id")))
+        if spec is not None:
+            kp_rows[a["image_id"]].append(_read_keypoints(a, len(spec), where))
+            areas[a["image_id"]].append(number(a.get("area", w * h), where, "area"))
     for image_id, info in infos:
         b, s, i, c, recs = rows[image_id]
         kept = builder.add(info, b, s, i, c, recs)
@@ -156,6 +192,12 @@ def read_coco(source: str | os.PathLike | dict[str, Any], invalid_boxes: str = "
     if tracked:  # any annotation with a track_id: every image gets the array (-1 where absent)
         results.detections = [replace(d, track_id=np.asarray(track_ids[i], np.int64))
                               for d, (i, _) in zip(results.detections, infos)]
+    if spec is not None:  # a keypoint dataset: every box gets keypoints (v = 0 where it has none)
+        results.detections = [
+            replace(d, keypoints=np.asarray(kp_rows[i], np.float32).reshape(len(d), len(spec), 3), keypoint_spec=spec,
+                    data={**d.data, "area": np.asarray(areas[i], np.float64)})
+            for d, (i, _) in zip(results.detections, infos)]
+        results.keypoint_spec = spec
     return results
 
 
@@ -166,6 +208,22 @@ def _id(record: Any, name: str, what: str) -> Any:
         raise ValueError(f"{name}: {what} id must be an integer (or a string), got {type(value).__name__} "
                          f"in {what} {record!r:.80}")
     return value
+
+
+def _read_keypoints(a: dict[str, Any], k: int, where: str) -> list[float]:
+    """One annotation's (K * 3) keypoint values: v from ``keypoint_scores`` when written by autolabel."""
+    flat = a.get("keypoints")
+    if flat is None or (isinstance(flat, list) and not flat):
+        return [0.0] * (3 * k)
+    if not isinstance(flat, list) or len(flat) != 3 * k:
+        raise ValueError(f"{where}: keypoints must be a list of {3 * k} numbers (x, y, v for {k} keypoints)")
+    vals = [number(v, where, "keypoints") for v in flat]
+    scores = a.get("keypoint_scores")
+    if scores is not None:
+        if not isinstance(scores, list) or len(scores) != k:
+            raise ValueError(f"{where}: keypoint_scores must be a list of {k} numbers")
+        vals[2::3] = [number(v, where, "keypoint_scores") for v in scores]
+    return vals
 
 
 def _field(record: Any, key: str, name: str, what: str) -> Any:

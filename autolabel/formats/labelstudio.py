@@ -5,7 +5,13 @@ Each task is ``{"data": {"image": <url>, "key", "width", "height", ...}, "predic
 ``x, y, width, height`` are percent of the image size, with a per-region ``score``.
 Boxes of segmentation models (``Detections.data["polygons"]``) add one ``polygonlabels``
 region per polygon (``points`` in percent, control ``polygon``), and the config a
-``PolygonLabels`` control.
+``PolygonLabels`` control. Boxes of pose models (``Detections.keypoints``) add one
+``keypointlabels`` region per keypoint scoring >= ``keypoint_conf`` (or labeled, for COCO
+flags 0/1/2; control ``keypoint``, ``x, y`` in percent, ``parentID`` = its box region, the
+model's visibility score as region ``score``, a label's flag in ``meta.visibility``), and the
+config a ``KeyPointLabels`` control with one label per keypoint name. Read back, a keypoint
+belongs to its ``parentID`` box, or else to the smallest box holding it; a keypoint not
+written (or not placed) reads as ``(0, 0, 0)``.
 Images are referenced by URL (``image_root_url`` + the URL-quoted file name), never
 embedded. :func:`labelstudio_config` gives the matching ``<View>`` config, also written
 beside the tasks as ``label_config.xml``.
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 import xml.etree.ElementTree as ET
 from typing import Any, Iterator, Mapping, Sequence
 from urllib.parse import quote, unquote
@@ -24,6 +31,7 @@ import numpy as np
 from autolabel.core import Detections, Failure, ImageInfo, Results
 from autolabel.formats._common import Builder, ResultsLike, Size, check_names, from_relative, image_score, labeled, load_xml, num, number, rotated_bounds, size_for, sub, to_relative, xml_text
 from autolabel.io.files import atomic_write, atomic_writer, load_json
+from autolabel.keypoints import KeypointSpec
 
 __all__ = ["write_labelstudio", "read_labelstudio", "labelstudio_config", "CONFIG_NAME"]
 
@@ -31,15 +39,19 @@ CONFIG_NAME = "label_config.xml"
 _RESERVED = ("image", "key", "width", "height", "frame_index", "timestamp")
 
 
-def labelstudio_config(class_names: Sequence[str], polygons: bool = False) -> str:
+def labelstudio_config(
+    class_names: Sequence[str], polygons: bool = False, keypoints: KeypointSpec | None = None
+) -> str:
     """The labeling config XML for rectangles over ``$image`` with these labels (escaped),
-    and polygons (control ``polygon``) when ``polygons``."""
+    polygons (control ``polygon``) when ``polygons``, and keypoints (control ``keypoint``,
+    one label per keypoint name) with a ``keypoints`` spec."""
     view = ET.Element("View")
     sub(view, "Image", name="image", value="$image")
-    controls = [("RectangleLabels", "label")] + ([("PolygonLabels", "polygon")] if polygons else [])
-    for tag, name in controls:
-        labels = sub(view, tag, name=name, toName="image")
-        for n in class_names:
+    controls = [("RectangleLabels", "label", class_names)] + ([("PolygonLabels", "polygon", class_names)] if polygons else [])
+    controls += [("KeyPointLabels", "keypoint", keypoints.names)] if keypoints is not None else []
+    for tag, name, values in controls:
+        labels = sub(view, tag, name=name, toName="image", **({"smart": "false"} if tag == "KeyPointLabels" else {}))
+        for n in values:
             sub(labels, "Label", value=n)
     return xml_text(view, declaration=False)
 
@@ -71,15 +83,43 @@ def _polygon_regions(i: int, d: Any, info: ImageInfo, to_name: str = "image") ->
     return out
 
 
+def _keypoint_regions(
+    i: int, d: Any, info: ImageInfo, spec: Any, conf: float, names: tuple[str, str]
+) -> list[dict[str, Any]]:
+    """``keypointlabels`` regions of the boxes' keypoints that are shown (score >= conf) or labeled (flags)."""
+    if spec is None or d.keypoints is None:
+        return []
+    v = d.keypoints[:, :, 2]
+    flags = bool(((v == 0) | (v == 1) | (v == 2)).all())
+    out = []
+    for j, kp in enumerate(d.keypoints.tolist()):
+        for n, (name, (x, y, vis)) in enumerate(zip(spec.names, kp)):
+            if (vis == 0) if flags else (vis < conf):
+                continue
+            region = {
+                "id": f"{i}-{j}-k{n}", "parentID": f"{i}-{j}", "from_name": names[0], "to_name": names[1],
+                "type": "keypointlabels", "original_width": info.width, "original_height": info.height,
+                "image_rotation": 0, "value": {"x": 100.0 * x / info.width, "y": 100.0 * y / info.height,
+                                               "width": 0.6, "keypointlabels": [name]},
+            }
+            region.update({"meta": {"visibility": int(vis)}} if flags else {"score": float(num(vis))})
+            out.append(region)
+    return out
+
+
 def labelstudio_tasks(
     results: ResultsLike,
     image_root_url: str = "",
     extra_data: Mapping[str, Mapping[str, Any]] | None = None,
     from_name: str = "label",
     to_name: str = "image",
+    keypoint_conf: float = 0.5,
+    keypoint_name: str | None = "keypoint",
 ) -> Iterator[dict[str, Any]]:
     """The import tasks, one per image, as :func:`write_labelstudio` writes them;
-    ``from_name``/``to_name``: the project's RectangleLabels control and its image.
+    ``from_name``/``to_name``: the project's RectangleLabels control and its image;
+    ``keypoint_conf``: a pose model's keypoints scoring below it are left out;
+    ``keypoint_name``: the project's KeyPointLabels control (``None``: no keypoint regions).
 
     A box with ``Detections.data["certified"]`` true gets region ``meta``
     ``{"certified": true, "text": ["certified"]}`` (Label Studio shows ``meta.text`` in
@@ -107,6 +147,9 @@ def labelstudio_tasks(
             for r, c in zip(regions, certified.tolist()):
                 r["meta"] = {"certified": True, "text": ["certified"]} if c else {"certified": False}
         regions += _polygon_regions(i, d, info, to_name)
+        if keypoint_name is not None:
+            spec = getattr(results, "keypoint_spec", None)
+            regions += _keypoint_regions(i, d, info, spec, keypoint_conf, (keypoint_name, to_name))
         data: dict[str, Any] = {
             "image": image_root_url + quote(info.file_name, safe="/"), "key": info.key,
             "width": info.width, "height": info.height,
@@ -127,16 +170,18 @@ def write_labelstudio(
     path: str | os.PathLike,
     image_root_url: str = "",
     extra_data: Mapping[str, Mapping[str, Any]] | None = None,
+    keypoint_conf: float = 0.5,
 ) -> list[str]:
     """Write the tasks JSON to ``path`` and ``label_config.xml`` beside it.
 
     ``image_root_url`` prefixes every image (e.g. ``"/data/local-files/?d=photos/"``);
-    ``extra_data`` maps an image key to fields merged into that task's ``data``."""
+    ``extra_data`` maps an image key to fields merged into that task's ``data``;
+    ``keypoint_conf``: a pose model's keypoints scoring below it are left out."""
     polygons = False
     with atomic_writer(path) as f:
         f.write("[")
         close = "]"
-        for i, t in enumerate(labelstudio_tasks(results, image_root_url, extra_data)):
+        for i, t in enumerate(labelstudio_tasks(results, image_root_url, extra_data, keypoint_conf=keypoint_conf)):
             polygons = polygons or any(r["type"] == "polygonlabels" for r in t["predictions"][0]["result"])
             task = json.dumps(t, indent=1, ensure_ascii=False, allow_nan=False)
             # the same bytes as json.dumps of the whole list with indent=1: each task one level in
@@ -144,7 +189,8 @@ def write_labelstudio(
             close = "\n]"
         f.write(close)
     config = os.path.join(os.path.dirname(str(path)), CONFIG_NAME)
-    return [str(path), atomic_write(config, labelstudio_config(results.class_names, polygons))]
+    spec = getattr(results, "keypoint_spec", None)
+    return [str(path), atomic_write(config, labelstudio_config(results.class_names, polygons, spec))]
 
 
 def read_labelstudio(
@@ -169,11 +215,16 @@ def read_labelstudio(
     tasks = [tasks] if isinstance(tasks, dict) else tasks
     if not isinstance(tasks, list):
         raise ValueError(f"{name}: Label Studio tasks are a JSON list, got {type(tasks).__name__}")
-    if class_names is None and isinstance(source, (str, os.PathLike)):
-        config = os.path.join(os.path.dirname(name), CONFIG_NAME)
-        if os.path.isfile(config):
-            class_names = [el.get("value", "") for el in load_xml(config).iter("Label")]
+    spec = None
+    if isinstance(source, (str, os.PathLike)) and os.path.isfile(os.path.join(os.path.dirname(name), CONFIG_NAME)):
+        config = load_xml(os.path.join(os.path.dirname(name), CONFIG_NAME))
+        if class_names is None:
+            class_names = [el.get("value", "") for c in config if c.tag == "RectangleLabels" for el in c.iter("Label")]
+        kp_names = tuple(el.get("value", "") for c in config if c.tag == "KeyPointLabels" for el in c.iter("Label"))
+        spec = KeypointSpec.default(len(kp_names)) if kp_names else None
+        spec = spec if spec is None or spec.names == kp_names else KeypointSpec(kp_names)
     builder, failures, model_id = Builder(name, class_names), [], None
+    keypoints: list[np.ndarray] = []
     for t, task in enumerate(tasks):
         data = task.get("data") if isinstance(task, dict) else None
         where = f"{name}: task {task.get('id', t) if isinstance(task, dict) else t}"
@@ -189,7 +240,7 @@ def read_labelstudio(
             continue
         if kind == "predictions" and model_id is None:
             model_id = str(chosen[0].get("model_version") or "")
-        boxes, scores, labels, sizes = [], [], [], []
+        boxes, scores, labels, sizes, ids = [], [], [], [], []
         for r in chosen[0].get("result") or []:
             if r.get("type") == "rectanglelabels":
                 rw = f"{where}: region {r.get('id')}"
@@ -198,6 +249,7 @@ def read_labelstudio(
                 scores.append(score if kind == "predictions" else 1.0)
                 labels.append(builder.label(label, rw))
                 sizes.append(wh)
+                ids.append(r.get("id"))
         if data.get("width") and data.get("height"):
             size = int(number(data["width"], where, "data.width")), int(number(data["height"], where, "data.height"))
         else:
@@ -205,7 +257,40 @@ def read_labelstudio(
         frame = data.get("frame_index")
         info = ImageInfo(key, size[0], size[1], None, frame, data.get("timestamp") if frame is not None else None)
         builder.add(info, boxes, scores, labels)
-    return builder.results(model_id or "", failures)
+        if spec is not None:
+            keypoints.append(_read_keypoints(chosen[0].get("result") or [], ids, boxes, spec, where))
+    results = builder.results(model_id or "", failures)
+    if spec is not None:
+        results.detections = [replace(d, keypoints=k, keypoint_spec=spec) for d, k in zip(results.detections, keypoints)]
+        results.keypoint_spec = spec
+    return results
+
+
+def _read_keypoints(result: list, ids: list, boxes: list, spec: KeypointSpec, where: str) -> np.ndarray:
+    """(boxes, K, 3) keypoints of one task's ``keypointlabels`` regions: each to its ``parentID`` box,
+    or the smallest box holding it; v = region score, ``meta.visibility``, or 2 (placed by a person)."""
+    out = np.zeros((len(boxes), len(spec), 3), np.float32)
+    row = {r: i for i, r in enumerate(ids)}
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    for r in result:
+        if r.get("type") != "keypointlabels":
+            continue
+        rw = f"{where}: region {r.get('id')}"
+        v = r.get("value") or {}
+        name = (v.get("keypointlabels") or [""])[0]
+        if name not in spec.names:
+            raise ValueError(f"{rw}: keypoint label {name!r} is not one of {list(spec.names)}")
+        w, h = (number(r.get(f"original_{k}"), rw, f"original_{k}") for k in ("width", "height"))
+        x, y = number(v.get("x"), rw, "x") * w / 100.0, number(v.get("y"), rw, "y") * h / 100.0
+        i = row.get(r.get("parentID"))
+        if i is None:  # placed by a person: the smallest box that holds it
+            inside = np.flatnonzero((b[:, 0] <= x) & (x <= b[:, 2]) & (b[:, 1] <= y) & (y <= b[:, 3]))
+            if not len(inside):
+                continue
+            i = int(inside[np.argmin(((b[:, 2:] - b[:, :2]).prod(1))[inside])])
+        vis = r["score"] if "score" in r else (r.get("meta") or {}).get("visibility", 2)
+        out[i, spec.names.index(name)] = (x, y, number(vis, rw, "score"))
+    return out
 
 
 def _region(r: dict[str, Any], where: str) -> tuple[list[float], float, str, Size]:

@@ -300,10 +300,12 @@ def control(project: Mapping[str, Any], where: str) -> Control:
 
 def get_project(client: Client, project: int | str, class_names: Sequence[str] | None = None,
                 label_config: str | None = None, description: str = "pre-labels pushed by autolabel, in review "
-                "priority order") -> dict[str, Any]:
+                "priority order", keypoints: Any = None) -> dict[str, Any]:
     """A project by id, or by exact title; created when ``class_names`` are given and no
     project has that title, with ``label_config`` (default: the image labeling config of
-    :func:`~autolabel.formats.labelstudio_config` for ``class_names``) and ``description``."""
+    :func:`~autolabel.formats.labelstudio_config` for ``class_names``, with a
+    ``KeyPointLabels`` control for a :class:`~autolabel.keypoints.KeypointSpec` ``keypoints``)
+    and ``description``."""
     if isinstance(project, int):
         return client.request("GET", f"/api/projects/{project}")
     found = [p for p in client.pages("/api/projects", {"title": project}, "results") if p.get("title") == project]
@@ -320,7 +322,7 @@ def get_project(client: Client, project: int | str, class_names: Sequence[str] |
 
     body = {
         "title": project,
-        "label_config": label_config or labelstudio_config(class_names),
+        "label_config": label_config or labelstudio_config(class_names, keypoints=keypoints),
         "sampling": "Sequential sampling",
         "description": description,
     }

@@ -141,8 +141,9 @@ def _adapt(task: dict[str, Any], ctrl: Control) -> dict[str, Any]:
     if ctrl.image_field != "image":
         task["data"][ctrl.image_field] = task["data"].pop("image")
     for p in task.get("predictions", []):
-        for r in p["result"]:
-            r["from_name"], r["to_name"] = ctrl.from_name, ctrl.to_name
+        for r in p["result"]:  # box regions go to the project's RectangleLabels; keypoints keep their control
+            r["from_name"] = ctrl.from_name if r["type"] == "rectanglelabels" else r["from_name"]
+            r["to_name"] = ctrl.to_name
     return task
 
 
@@ -212,7 +213,7 @@ def push(
         plan = order_plan(results, o.order, o.task_data, o.without_prelabels, o.prelabel_conf)
     plan.results = apply_label_map(plan.results, o.label_map)
 
-    proj = get_project(client, project, plan.results.class_names)
+    proj = get_project(client, project, plan.results.class_names, keypoints=plan.results.keypoint_spec)
     pid = int(proj["id"])
     where = f"Label Studio at {client.url}, project {pid} ({proj.get('title')!r})"
     ctrl = control(proj, where)

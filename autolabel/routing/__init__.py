@@ -76,7 +76,8 @@ from autolabel.routing.calibrators import (
 )
 from autolabel.routing.evaluation import RoutingEvaluation, cross_validate, evaluate, realized_seconds
 from autolabel.routing.features import (
-    IMAGE_FEATURES, box_table, class_entropy, class_margin, detector_agreement, image_features, match_targets,
+    IMAGE_FEATURES, KEYPOINT_FEATURES, box_table, class_entropy, class_margin, detector_agreement, image_features,
+    keypoint_features, match_targets,
     tta_agreement,
 )
 from autolabel.routing.fit import fit_policy
@@ -87,7 +88,7 @@ from autolabel.routing.routes import QUEUES, Routing, route, task_data
 __all__ = [
     "QUEUES", "BOUNDS", "START_RISK", "LTTResult", "clopper_pearson_upper", "hoeffding_bentkus_upper", "wsr_upper",
     "min_certifiable", "ltt_threshold", "grid_threshold", "ClassCalibrator", "IsotonicCalibrator",
-    "PlattCalibrator", "detection_ece", "reliability_table", "IMAGE_FEATURES", "box_table", "class_entropy",
+    "PlattCalibrator", "detection_ece", "reliability_table", "IMAGE_FEATURES", "KEYPOINT_FEATURES", "keypoint_features", "box_table", "class_entropy",
     "class_margin", "detector_agreement", "image_features", "match_targets", "tta_agreement", "fit_policy",
     "FittedPolicy", "image_loss", "sequence_start", "Routing", "route", "task_data", "realized_seconds",
     "evaluate", "RoutingEvaluation", "cross_validate", "plot_risk_coverage",

@@ -14,6 +14,10 @@ in one more vectorised pass, to the objects no pre-label found (``found``: evide
 **Per image** (:func:`image_features`): the plain features of the detector output that the
 learned image scorer (:mod:`autolabel.routing.scorers`) reads (:data:`IMAGE_FEATURES`).
 
+**Keypoint evidence** (:func:`keypoint_features`, pose models): per image, the least and
+the mean share of a pre-labeled person's keypoints the model shows, and the largest share
+of shown keypoints lying outside their own box (keypoints that disagree with the box).
+
 **Optional signals** (more inference, off by default): :func:`tta_agreement` (stability of
 each box under a horizontal flip and one rescale) and :func:`detector_agreement` (best
 same-class IoU with the boxes of other detectors), per box in [0, 1].
@@ -32,7 +36,7 @@ from autolabel.core import Detections, Results
 
 __all__ = [
     "class_entropy", "class_margin", "box_table", "match_targets", "IMAGE_FEATURES", "image_features",
-    "tta_agreement", "detector_agreement",
+    "tta_agreement", "detector_agreement", "KEYPOINT_FEATURES", "keypoint_features",
 ]
 
 # -- class-probability uncertainty ------------------------------------------------------
@@ -240,6 +244,26 @@ def image_features(
             _or(np.mean, agr), _or(np.min, agr),
         ))
     return pd.DataFrame(rows, columns=list(IMAGE_FEATURES), dtype=np.float64)
+
+
+#: Per-image keypoint evidence of a pose model's pre-labels (:func:`keypoint_features`).
+KEYPOINT_FEATURES = ("kp_min_visible_share", "kp_mean_visible_share", "kp_max_outside_share")
+
+
+def keypoint_features(results: Results, prelabel_conf: float, visibility: float = 0.5) -> pd.DataFrame:
+    """Keypoint evidence per image (:data:`KEYPOINT_FEATURES`; -1 for an image without
+    pre-labels or keypoints): of the pre-labels (``score >= prelabel_conf``), the least and mean
+    share of keypoints shown (visibility >= ``visibility``: few shown means keypoints to add),
+    and the largest share of shown keypoints outside their box (see
+    :func:`autolabel.keypoints.keypoint_box_agreement`). DataFrame, one row per image."""
+    from autolabel.keypoints import keypoint_box_agreement
+
+    rows = []
+    for d in results:
+        d = d[d.scores >= prelabel_conf]
+        a = keypoint_box_agreement(d.xyxy, d.keypoints, visibility) if d.keypoints is not None else np.zeros((0, 2))
+        rows.append((_or(np.min, a[:, 0]), _or(np.mean, a[:, 0]), _or(np.max, a[:, 1])))
+    return pd.DataFrame(rows, columns=list(KEYPOINT_FEATURES), dtype=np.float64)
 
 
 def _or(f: Any, x: np.ndarray, missing: float = -1.0) -> float:

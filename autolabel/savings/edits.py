@@ -319,8 +319,9 @@ def _pair(a: np.ndarray) -> tuple[float, float]:
 
 def list_profiles() -> list[str]:
     """Names of the shipped image cost profiles (``configs/cost/*.yaml``; ``video-*`` are
-    :class:`~autolabel.config.VideoCostProfile` files, see :mod:`autolabel.video.savings`)."""
-    names = [n for n in config_names("cost") if not n.startswith("video-")]
+    :class:`~autolabel.config.VideoCostProfile` files, see :mod:`autolabel.video.savings`;
+    ``keypoints*`` are :class:`~autolabel.config.KeypointCostProfile` files)."""
+    names = [n for n in config_names("cost") if not n.startswith(("video-", "keypoints"))]
     if not names:
         raise ConfigError("no cost profiles packaged under configs/cost/")
     return names

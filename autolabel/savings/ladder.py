@@ -54,9 +54,10 @@ class MachinePrices:
         return self.gpu_seconds_per_image(input_size) * 1000 / 3600 * self.gpu_hour
 
 
-def coco_map(pred: Results, gt_coco: Mapping[str, Any]) -> tuple[float, float]:
+def coco_map(pred: Results, gt_coco: Mapping[str, Any], iou_type: str = "bbox") -> tuple[float, float]:
     """mAP50-95 and mAP50 of ``pred`` against a COCO ground-truth dict (images paired by
-    ``file_name``, classes by name; pycocotools, 100 detections per image)."""
+    ``file_name``, classes by name; pycocotools, 100 detections per image); ``iou_type``
+    ``"keypoints"``: keypoint OKS AP of a pose model's keypoints."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -66,17 +67,18 @@ def coco_map(pred: Results, gt_coco: Mapping[str, Any]) -> tuple[float, float]:
     for d in pred:
         if d.image is None or d.image.file_name not in img_id:
             continue
-        for b, s, c in zip(d.xyxy.tolist(), d.scores.tolist(), d.labels):
+        kps = d.keypoints.reshape(len(d), -1).tolist() if iou_type == "keypoints" and d.keypoints is not None else None
+        for k, (b, s, c) in enumerate(zip(d.xyxy.tolist(), d.scores.tolist(), d.labels)):
             if c in cat_id:
                 dets.append({"image_id": img_id[d.image.file_name], "category_id": cat_id[c], "score": s,
-                             "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]]})
+                             "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], **({"keypoints": kps[k]} if kps else {})})
     if not dets:
         return 0.0, 0.0
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO()
         coco.dataset = dict(gt_coco)
         coco.createIndex()
-        ev = COCOeval(coco, coco.loadRes(dets), "bbox")
+        ev = COCOeval(coco, coco.loadRes(dets), iou_type)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
@@ -139,11 +141,24 @@ def ladder_row(
                        saved_hours_ci95_high=k.saved_hours_ci95[1])
         row[f"net_{prof}_per_1000"] = k.human_cost_saved - cpu_cost
     gain = per_class_gain(pred, gt, profiles[0])
+    if pred.keypoint_spec is not None and gt.keypoint_spec is not None:  # a pose model on keypoint ground truth
+        row.update(_keypoint_columns(pred, gt, gt_coco, n_boot))
     row.update(per_class_gain_fraction=gain["gain_fraction"], cpu_s_per_image=run.cpu_s_per_image,
                wall_s_per_image=run.wall_s_per_image, cpu_cost_per_1000=cpu_cost,
                gpu_cost_per_1000=prices.gpu_cost_per_1000(run.input_size),
                class_thresholds=gain["thresholds"])
     return row
+
+
+def _keypoint_columns(pred: Results, gt: Results, gt_coco: Mapping[str, Any], n_boot: int) -> dict[str, Any]:
+    """Keypoint OKS AP and the keypoint savings (:mod:`autolabel.savings.keypoints`) of a pose model."""
+    from autolabel.savings.keypoints import keypoint_savings
+
+    ap, ap50 = coco_map(pred, gt_coco, "keypoints")
+    s = keypoint_savings(pred, gt, n_boot=n_boot).summary
+    return {"keypoint_AP": ap, "keypoint_AP50": ap50, "keypoint_saved_fraction": s["saved_fraction"],
+            "keypoint_ci95_low": s["saved_fraction_ci95"][0], "keypoint_ci95_high": s["saved_fraction_ci95"][1],
+            "keypoint_visibility_threshold": s["visibility_threshold"]}
 
 
 def pareto_front(saving: Sequence[float], cost: Sequence[float]) -> np.ndarray:
@@ -221,6 +236,8 @@ class Ladder:
     _COLS = ("model", "precision", "input", "mAP50_95", "mAP50", "threshold", "saved_fraction", "ci95_low",
              "ci95_high", "saved_hours_per_1000", "per_class_gain_fraction", "cpu_s_per_image", "cpu_cost_per_1000",
              "gpu_cost_per_1000", "pareto")
+    _KP_COLS = ("keypoint_AP", "keypoint_AP50", "keypoint_saved_fraction", "keypoint_ci95_low", "keypoint_ci95_high",
+                "keypoint_visibility_threshold")
 
     def _blocks(self) -> list[tuple[str, Any]]:
         df = self.table
@@ -232,7 +249,8 @@ class Ladder:
         b.append(("figure", "pareto"))
         for d in dict.fromkeys(df["dataset"]):
             sub = df[df["dataset"] == d].sort_values("saved_hours_per_1000", ascending=False)
-            b += [("h2", d), ("table", sub[[*self._COLS, *nets]])]
+            kp = [c for c in self._KP_COLS if c in sub and sub[c].notna().any()]  # pose models on keypoint data
+            b += [("h2", d), ("table", sub[[*self._COLS, *nets, *kp]])]
         b += [("h2", "Method"), ("p", _METHOD.format(p=self.prices, prof=self.profiles[0]))]
         return b
 

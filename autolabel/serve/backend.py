@@ -222,7 +222,9 @@ class Backend:
         shown = [d[d.scores >= self.thresholds[d.class_ids]] if len(d) else d for d in dets]
         results = Results(shown, self.class_names, self.model_version)
         preds = []
-        for task, extra in zip(labelstudio_tasks(results, from_name=names.from_name, to_name=names.to_name), routing):
+        tasks = labelstudio_tasks(results, from_name=names.from_name, to_name=names.to_name,
+                                  keypoint_name=names.keypoint_name)
+        for task, extra in zip(tasks, routing):
             (p,) = task["predictions"]
             p = {"result": p["result"], "score": p["score"], "model_version": self.model_version}
             if extra:

@@ -24,12 +24,14 @@ class LabelConfigMismatch(ValueError):
 class RegionNames:
     """Where predicted boxes go: ``from_name`` (the RectangleLabels control), ``to_name``
     (its image), ``image_field`` (the task data key holding the image URL) and the
-    control's ``labels``."""
+    control's ``labels``; ``keypoint_name``: a ``<KeyPointLabels>`` control on the same
+    image, where a pose model's keypoints go (``None``: keypoints are not sent)."""
 
     from_name: str
     to_name: str
     image_field: str
     labels: tuple[str, ...]
+    keypoint_name: str | None = None
 
 
 def parse_label_config(xml: str) -> RegionNames:
@@ -66,7 +68,8 @@ def parse_label_config(xml: str) -> RegionNames:
     if not value.startswith("$") or len(value) < 2:
         raise LabelConfigMismatch(f"<Image name={to_name!r}> takes value={value!r}; expected a task field like '$image'")
     labels = tuple(el.get("value") or "" for el in rect.iter("Label"))
-    return RegionNames(name, to_name, value[1:], labels)
+    kp = next((c.get("name") for c in root.iter("KeyPointLabels") if c.get("toName") == to_name), None)
+    return RegionNames(name, to_name, value[1:], labels, kp)
 
 
 def check_labels(class_names: Sequence[str], names: RegionNames) -> None:
