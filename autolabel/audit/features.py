@@ -42,7 +42,7 @@ FEATURES = (
     "is_missing", "is_spurious", "is_wrong_class", "is_loose", "is_duplicate",
     "score", "cal", "pair_iou", "same50", "same30", "same70", "other50", "any10_raw",
     "dup_iou", "label_iou", "log_area", "log_aspect", "n_labels", "n_confident", "class_freq", "rank",
-    "class_labels", "class_pred", "n_overlap", "any_iou",
+    "class_labels", "class_pred", "n_overlap", "any_iou", "cluster_or",
 )
 LOOSE_IOU = 0.3  # the low end of a loose box (the spec's [0.3, tau))
 DUP_IOU = 0.8
@@ -192,13 +192,16 @@ def candidates(
 def _context(cls: int, g: Any, p: Any, pc: np.ndarray, u: np.ndarray, crowd: np.ndarray, exclude: int = -1) -> dict[str, float]:
     """Is the class plausible here: other labels of the class in the image, the best
     calibrated prediction of the class anywhere in it; how object-like the spot is:
-    predictions (any class) at IoU >= 0.5, the best IoU of any prediction."""
+    predictions (any class) at IoU >= 0.5, the best IoU of any prediction, and
+    ``cluster_or``: 1 - prod(1 - p) over the calibrated predictions at IoU >= 0.5 (a
+    cluster of weak boxes on one spot is evidence of an object none of them proves)."""
     same_lab = (g.class_ids == cls) & ~crowd
     if 0 <= exclude < len(same_lab):
         same_lab[exclude] = False
     of_cls = p.class_ids == cls
     return dict(class_labels=float(same_lab.sum()), class_pred=float(pc[of_cls].max()) if of_cls.any() else 0.0,
-                n_overlap=float((u >= 0.5).sum()), any_iou=float(u.max()) if len(u) else 0.0)
+                n_overlap=float((u >= 0.5).sum()), any_iou=float(u.max()) if len(u) else 0.0,
+                cluster_or=float(1 - np.prod(1 - pc[u >= 0.5])))
 
 
 def _row(i: int, info: Any, kind: str, box: np.ndarray, category: str, suggested: str, label: int, pred: int,
