@@ -38,9 +38,9 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -103,7 +103,7 @@ def predictions(name: str, model: str | None = None, conf: float = 0.001) -> Res
     CACHE.mkdir(parents=True, exist_ok=True)
     if not path.is_file():
         os.environ.setdefault("AUTOLABEL_MODEL_DIR", str(SHARED / "models"))
-        kw = {"split": "val"} if name == "bccd-val" else {}
+        kw: dict[str, Any] = {"split": "val"} if name == "bccd-val" else {}
         r = al.prelabel(str(DATA / src), model, conf=conf, progress=False,
                         class_map=None if cmap is None else str(ROOT / "configs" / "classmaps" / cmap), **kw)
         tmp = CACHE / f".tmp-{os.getpid()}"
@@ -172,12 +172,12 @@ def suspects_ap(suspects: Any, injected: Injected, file_names: list[str], recall
     box[:, 2:] += box[:, :2]
     target = {"original": [injected.xyxy], "shifted": [injected.alt], "either": [injected.xyxy, injected.alt]}[shift]
     by_img: dict[int, list[int]] = {}
-    for e, i in enumerate(injected.image):
-        by_img.setdefault(int(i), []).append(e)
+    for n_err, i in enumerate(injected.image):
+        by_img.setdefault(int(i), []).append(n_err)
     found, tp = np.zeros(len(injected), bool), np.zeros(len(s), bool)
     for r in range(len(s)):
-        e = np.asarray(by_img.get(int(img[r]), []), np.int64)
-        e = e[~found[e]]
+        errs = np.asarray(by_img.get(int(img[r]), []), np.int64)
+        e = errs[~found[errs]]
         if not len(e):
             continue
         u = np.max([box_iou(box[r:r + 1], t[e])[0] for t in target], axis=0)
@@ -243,8 +243,7 @@ def _box_metrics(prefix: str, s: Any, inj: Injected, names: list[str]) -> dict[s
     return out
 
 
-@dataclass
-class Run:
+class Run(NamedTuple):
     """One benchmark run: data set, model, part, injection seed, the audit's ``clean_score``
     and the prediction floor (predictions below it dropped)."""
 
@@ -296,10 +295,10 @@ def run_one(r: Run, objectlab: bool = True) -> dict[str, Any]:
         plain = plain_rule(pred, bad)
         plain_img = plain.groupby("file_name")["score"].max().reindex(names).fillna(0).to_numpy()
         row.update(img_ap_cleanlab=image_ap(has, 1 - cl), img_ap_plain=image_ap(has, plain_img), plain_rows=len(plain))
-        for k in KINDS_INJECTED:
-            hk = _subset(inj, inj.kind == k).images_with_errors(n)
+        for kind in KINDS_INJECTED:
+            hk = _subset(inj, inj.kind == kind).images_with_errors(n)
             keep = hk | ~has
-            row[f"img_ap_ours_{k}"], row[f"img_ap_cleanlab_{k}"] = image_ap(hk, 1 - q, keep), image_ap(hk, 1 - cl, keep)
+            row[f"img_ap_ours_{kind}"], row[f"img_ap_cleanlab_{kind}"] = image_ap(hk, 1 - q, keep), image_ap(hk, 1 - cl, keep)
         row.update(_box_metrics("plain_", plain, inj, names))
     return row
 

@@ -126,7 +126,7 @@ def candidates(
                 any10_raw=_masked_max(p.scores[None], u[j:j + 1] >= 0.1, 1)[0],
                 dup_iou=float(np.where(g.class_ids == g.class_ids[j], gl[j], 0).max()) if len(g) > 1 else 0.0,
                 label_iou=float(gl[j].max()) if len(g) > 1 else 0.0,
-                **_context(g.class_ids[j], g, p, pc, u[j], crowd, exclude=j),
+                **_context(g.class_ids[j], g, p, pc, u[j], crowd, exclude=int(j)),
             )
             k = np.flatnonzero(sel_hi & (hi.pred_gt == row))
             kind, box, sugg, pj, score, c, piou = "spurious", g.xyxy[j].astype(np.float64), names[g.class_ids[j]], -1, 0.0, 0.0, 0.0
@@ -158,7 +158,7 @@ def candidates(
                 kind = "duplicate"
             if kind == "ok" and f["dup_iou"] < DUP_IOU:
                 kind = "loose" if f["same70"] < 0.5 * f["same30"] else "spurious"  # let the ranker weigh it
-            rows.append(_row(i, info, kind, box, names[g.class_ids[j]], sugg, j, pj, g.xyxy[j], score, c, piou, f,
+            rows.append(_row(i, info, kind, box, names[g.class_ids[j]], sugg, int(j), pj, g.xyxy[j], score, c, piou, f,
                              area_img, n_lab, n_conf, freq[g.class_ids[j]]))
         # -- one candidate per unpaired prediction cluster ---------------------------------
         sel = (lo.pred_image == i) & (lo.pred_edit == DELETE)

@@ -54,9 +54,9 @@ def hits(cand: Any, injected: Injected, order: np.ndarray | None = None, either:
     img = cand["image"].to_numpy()
     box = cand[["x1", "y1", "x2", "y2"]].to_numpy(np.float64)
     taken = np.zeros(len(injected), bool)
-    by_img: dict[int, np.ndarray] = {}
+    by_img: dict[int, list[int]] = {}
     for e, i in enumerate(injected.image):
-        by_img.setdefault(int(i), []).append(e)  # type: ignore[attr-defined]
+        by_img.setdefault(int(i), []).append(e)
     ious = {i: box_iou(box[img == i], injected.xyxy[np.asarray(e)]) for i, e in by_img.items()}
     if either:
         ious = {i: np.maximum(v, box_iou(box[img == i], injected.alt[np.asarray(by_img[i])])) for i, v in ious.items()}
@@ -67,11 +67,11 @@ def hits(cand: Any, injected: Injected, order: np.ndarray | None = None, either:
         i = int(img[c])
         if i not in by_img:
             continue
-        e = np.asarray(by_img[i])
-        u = np.where(taken[e], -1, ious[i][local[c]])
+        errs = np.asarray(by_img[i])
+        u = np.where(taken[errs], -1, ious[i][local[c]])
         k = int(np.argmax(u))
         if u[k] >= HIT_IOU:
-            taken[e[k]], out[c] = True, True
+            taken[errs[k]], out[c] = True, True
     return out
 
 
