@@ -147,21 +147,15 @@ def suspects_ap(suspects: Any, injected: Injected, file_names: list[str], recall
     """The issue's box-level check, read literally: how well the rows of ``suspects.csv``
     rank the injected errors.
 
-    The rows (``file_name, x, y, w, h, score``) are taken by score, highest first (ties
-    in file order). A row is a true positive when it lies on the same image as an
-    injected error not found yet and has IoU >= ``hit_iou`` with that error's box (the
-    best such error is taken; each error is found once, so a second row on the same
-    error is a false positive). An error's box: the original (now missing) box for a
-    drop; the added box for a spurious one; the label's box for a class swap; for a
-    shift, ``shift`` = ``"original"`` (where the object is), ``"shifted"`` (the label as
-    drawn) or ``"either"``.
+    Rows (``file_name, x, y, w, h, score``) by score, highest first (ties in file order);
+    a row is a true positive when it has IoU >= ``hit_iou`` with the box of a not yet found
+    injected error of its image (each error found once). An error's box: the original box
+    of a drop, the added box, the swapped label's box; a shift's ``shift`` =
+    ``"original"``, ``"shifted"`` (the label as drawn) or ``"either"``.
 
-    ``recall="errors"``: AP = the mean, over *all* injected errors, of the precision at
-    the rank where each is found (0 for errors never found): recall is counted against
-    the injected errors, so rows never written cost recall. ``recall="rows"``:
-    scikit-learn's ``average_precision_score`` over the rows (a row positive when it is
-    a true positive), i.e. the same mean over the errors the rows find (scores tied as
-    one step). ``return_found``: also the (rows,) bool true positives, in rank order.
+    ``recall="errors"``: AP = mean over *all* injected errors of the precision at the
+    rank each is found (0 if never). ``recall="rows"``: scikit-learn's AP over the rows
+    (recall over the errors the rows find). ``return_found``: also the (rows,) bool hits.
     """
     from sklearn.metrics import average_precision_score
 
@@ -195,15 +189,12 @@ def suspects_ap(suspects: Any, injected: Injected, file_names: list[str], recall
 
 
 def plain_rule(pred: Results, labels: Results, conf: float = 0.25, support_conf: float = 0.001) -> Any:
-    """A plain rule-based audit, for scale (rows like ``suspects.csv``): predictions at
-    ``conf`` or more that the matcher (``match_sweep``, IoU from 0.3, wrong-class pairs
-    allowed) pairs with no label are *missing*, scored by their confidence; a label with
-    no prediction (any class, from ``support_conf``) at IoU >= 0.5 is *spurious*, scored
-    1 - its best IoU with any prediction; a label with a confident other-class
-    prediction at IoU >= 0.5 and no confident same-class one there is *wrong class*,
-    scored by that confidence; a label whose best confident same-class prediction fits
-    it at IoU in [0.3, 0.7) is *loose*, scored 1 - that IoU. Label suspects sit at the
-    label's box."""
+    """A plain rule-based audit, for scale (rows like ``suspects.csv``, label suspects at
+    the label box): unpaired predictions from ``conf`` are *missing* (score: confidence); a
+    label with no prediction (from ``support_conf``) at IoU >= 0.5 *spurious* (1 - best
+    IoU); a confident other-class prediction at IoU >= 0.5 with no same-class one there
+    *wrong class* (its confidence); best confident same-class IoU in [0.3, 0.7) *loose*
+    (1 - IoU)."""
     import pandas as pd
 
     from autolabel.matching import DELETE, match_sweep
