@@ -79,8 +79,6 @@ def parts(name: str, n: int) -> dict[str, np.ndarray]:
 
 def subset(r: Results, idx: np.ndarray) -> Results:
     """``r`` with only the images at positions ``idx``."""
-    from dataclasses import replace
-
     return replace(r, detections=[r[int(i)] for i in idx])
 
 
