@@ -176,7 +176,7 @@ def audit(
     ranker: Ranker | None = None,
     conf: float = 0.25,
     seeds: Sequence[int] = (101, 102, 103),
-    min_score: float = 0.05,
+    min_score: float = 0.01,
     clean_score: float | None = 0.2,
     dedup_iou: float | None = 0.5,
 ) -> Audit:

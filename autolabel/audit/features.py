@@ -12,7 +12,8 @@ once at a *low* one (``iou_min`` 0.3, wrong-class pairs allowed). From its edits
 - a confident prediction of another class paired to a label makes it *wrong_class*;
 - a label no prediction pairs with, even at the low threshold, is *spurious*;
 - a low-threshold prediction paired with no label is *missing* (predictions on the
-  same spot are merged: class-agnostic NMS at IoU 0.5);
+  same spot are merged: class-agnostic NMS at IoU 0.5), on a crowd region too
+  (``in_crowd``: its IoA with the region; the ranker learns how rarely that is an error);
 - two labels of one class at IoU >= 0.8 make the second a *duplicate*.
 
 Every label gets one candidate (its most likely kind), every unpaired prediction
@@ -42,7 +43,7 @@ FEATURES = (
     "is_missing", "is_spurious", "is_wrong_class", "is_loose", "is_duplicate",
     "score", "cal", "pair_iou", "same50", "same30", "same70", "other50", "any10_raw",
     "dup_iou", "label_iou", "log_area", "log_aspect", "n_labels", "n_confident", "class_freq", "rank",
-    "class_labels", "class_pred", "n_overlap", "any_iou", "cluster_or",
+    "class_labels", "class_pred", "n_overlap", "any_iou", "cluster_or", "in_crowd",
 )
 LOOSE_IOU = 0.3  # the low end of a loose box (the spec's [0.3, tau))
 DUP_IOU = 0.8
@@ -123,7 +124,7 @@ def candidates(
                 same30=_masked_max(pc[None], same[j:j + 1] & (u[j:j + 1] >= LOOSE_IOU), 1)[0],
                 same70=_masked_max(pc[None], same[j:j + 1] & (u[j:j + 1] >= iou_accept), 1)[0],
                 other50=_masked_max(pc[None], ~same[j:j + 1] & (u[j:j + 1] >= 0.5), 1)[0],
-                any10_raw=_masked_max(p.scores[None], u[j:j + 1] >= 0.1, 1)[0],
+                any10_raw=_masked_max(p.scores[None], u[j:j + 1] >= 0.1, 1)[0], in_crowd=0.0,
                 dup_iou=float(np.where(g.class_ids == g.class_ids[j], gl[j], 0).max()) if len(g) > 1 else 0.0,
                 label_iou=float(gl[j].max()) if len(g) > 1 else 0.0,
                 **_context(g.class_ids[j], g, p, pc, u[j], crowd, exclude=int(j)),
@@ -161,10 +162,11 @@ def candidates(
             rows.append(_row(i, info, kind, box, names[g.class_ids[j]], sugg, int(j), pj, g.xyxy[j], score, c, piou, f,
                              area_img, n_lab, n_conf, freq[g.class_ids[j]]))
         # -- one candidate per unpaired prediction cluster ---------------------------------
-        sel = (lo.pred_image == i) & (lo.pred_edit == DELETE)
+        sel = (lo.pred_image == i) & np.isin(lo.pred_edit, (DELETE, IGNORE))  # IGNORE: on a crowd region
         if sel.any():
-            bj = lo.pred_box[sel]
-            bj = bj[np.argsort(-pred[i].scores[bj], kind="stable")]
+            order = np.argsort(-pred[i].scores[lo.pred_box[sel]], kind="stable")
+            bj = lo.pred_box[sel][order]
+            in_crowd = np.where(lo.pred_edit[sel] == IGNORE, lo.pred_iou[sel], 0.0)[order]
             pb = pred[i].xyxy[bj]
             iou_pp = box_iou(pb, pb)
             alive = np.ones(len(bj), bool)
@@ -177,7 +179,7 @@ def candidates(
                 s = float(pred[i].scores[b])
                 cname = names[pred[i].class_ids[b]]
                 c = float(pcf[b])
-                f = dict(same50=c, same30=c, same70=c, other50=0.0, any10_raw=s,
+                f = dict(same50=c, same30=c, same70=c, other50=0.0, any10_raw=s, in_crowd=float(in_crowd[r]),
                          dup_iou=float(_masked_max(lab_iou[r:r + 1], lab_same[r:r + 1], 1)[0]) if n_lab else 0.0,
                          label_iou=float(lab_iou[r].max()) if n_lab else 0.0,
                          **_context(pred[i].class_ids[b], g, p, pc, box_iou(pb[r:r + 1], p.xyxy)[0], crowd))
