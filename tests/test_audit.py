@@ -205,3 +205,27 @@ def test_suspects_csv_ranks_injected_errors_on_bccd(bccd, tmp_path):
     plain = bench.suspects_ap(bench.plain_rule(pred, bad), inj, names)
     assert ap >= 0.6 and ap > plain, (ap, plain)  # 0.64 vs 0.54 when written
     assert found.sum() <= len(inj) and bench.suspects_ap(pd.concat([s, s]), inj, names) < ap  # a repeated row is a miss
+
+
+def test_kind_logit_fits_each_kind_on_its_own():
+    """Evidence that means opposite things for two kinds (a high value: an error for
+    'missing', a correct label for 'loose'): one model per kind ranks both right, which
+    a single linear model over all candidates cannot; a kind seen all one way gets its
+    constant rate, and an unfitted model says so."""
+    from autolabel.audit.ranker import KindLogit
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 2))
+    kinds = np.array(["missing", "loose"] * 200)
+    y = np.where(kinds == "missing", x[:, 0] > 0, x[:, 0] < 0)
+    m = KindLogit().fit(x, y, kinds)
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(y, m.predict(x, kinds)) > 0.95  # both kinds ranked right, in one list
+    assert roc_auc_score(y, LogisticRegression().fit(x, y).predict_proba(x)[:, 1]) < 0.7  # one model: no
+    one = KindLogit().fit(x, np.where(kinds == "loose", False, y), kinds)
+    assert np.allclose(one.predict(x[kinds == "loose"], kinds[kinds == "loose"]), 0.0)
+    assert (one.predict(x[:3], np.array(["duplicate"] * 3)) == 0).all()
+    with pytest.raises(RuntimeError, match="before fit"):
+        KindLogit().predict(x, kinds)

@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--conf", type=float, default=0.25, help="confident-prediction threshold (default 0.25)")
     a.add_argument("--seeds", type=int, nargs="+", default=[101, 102, 103],
                    help="corruption seeds of the ranker's training copies (default 101 102 103)")
-    a.add_argument("--min-score", type=float, default=0.05, help="suspects.csv lists suspects from this score")
+    a.add_argument("--min-score", type=float, default=0.01, help="suspects.csv lists suspects from this score")
     a.add_argument("--queue-min-score", type=float, default=0.1, help="suspects in the review queue from this score")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
     json_option(a, "the counts and the top suspects")

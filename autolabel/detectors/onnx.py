@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from autolabel.boxes import box_area
 from autolabel.core import Detections
 from autolabel.keypoints import KeypointSpec
 from autolabel.detectors.base import Detector, file_sha256
@@ -234,11 +235,12 @@ class OnnxDetector(Detector):
             raise ValueError(f"{self.path}: class id {int(cls[~ok][0])} outside the model's "
                              f"{len(self.class_names)} class names")
         kp = d["keypoints"]
-        return Detections(
+        out = Detections(
             unletterbox(xyxy, ratio, pad, width, height), d["scores"], cls, self.class_names,
             class_probs=d["class_probs"], data=data, keypoint_spec=self.keypoint_spec,
             keypoints=None if kp is None else unletterbox_points(kp, ratio, pad, width, height),
         )
+        return out[np.flatnonzero(box_area(out.xyxy) > 0)]  # a box clipped to the image border can collapse to a line
 
     def run_raw(self, x: np.ndarray) -> np.ndarray:
         """``session.run`` on an already preprocessed NCHW float32 batch (benchmark ceiling);

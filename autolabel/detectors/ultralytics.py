@@ -33,6 +33,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from autolabel.boxes import box_area
 from autolabel.core import Detections
 from autolabel.detectors.base import Detector, auto_device, file_sha256
 
@@ -163,8 +164,8 @@ class UltralyticsDetector(Detector):
             h, w = r.orig_shape
             xyxy = r.boxes.xyxy.cpu().numpy().clip(0, [w, h, w, h])  # RT-DETR boxes are not clipped upstream
             scores, cls = r.boxes.conf.cpu().numpy(), r.boxes.cls.cpu().numpy().astype(np.int64)
-            out.append(Detections(xyxy, scores, cls, self.class_names, keypoints=_keypoints(r),
-                                  keypoint_spec=self.keypoint_spec))
+            d = Detections(xyxy, scores, cls, self.class_names, keypoints=_keypoints(r), keypoint_spec=self.keypoint_spec)
+            out.append(d[np.flatnonzero(box_area(d.xyxy) > 0)])  # a box clipped to the image border can collapse to a line
         return out
 
 
