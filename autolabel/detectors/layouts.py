@@ -212,8 +212,8 @@ def decode_outputs(
     xyxy = _cxcywh(p[:, :4])
     k = batched_nms(xyxy, scores, cls, iou, max_det)
     extra = None if coefs is None else coefs[k]
-    return {"xyxy": xyxy[k], "scores": scores[k], "class_ids": cls[k], "class_probs": probs[k],
-            "mask_coefs": extra if layout.n_masks else None, "keypoints": _keypoints(layout, extra)}
+    return {"xyxy": xyxy[k], "scores": scores[k], "class_ids": cls[k], "class_probs": probs[k], "mask_coefs":
+            extra if layout.n_masks else None, "keypoints": _keypoints(layout, extra)}
 
 
 def _keypoints(layout: Layout, values: np.ndarray | None) -> np.ndarray | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import replace
 import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from pathlib import Path
@@ -262,6 +263,23 @@ class Builder:
             for info, b, s, i, c in self.rows
         ]
         return Results(dets, tuple(names), model_id, list(failures))
+
+
+def keypoint_flags(visibility: np.ndarray) -> bool:
+    """Whether keypoint visibilities are COCO's ``v`` flags 0/1/2 (labels) rather than a model's scores."""
+    v = np.asarray(visibility)
+    return bool(((v == 0) | (v == 1) | (v == 2)).all())
+
+
+def with_keypoints(results: Results, keypoints: Sequence[Any], spec: Any, data: Sequence[dict] | None = None) -> Results:
+    """``results`` (changed in place) with each image's keypoints ((N * K * 3) values) under ``spec``,
+    and per image extra ``data`` arrays."""
+    results.detections = [
+        replace(d, keypoints=np.asarray(k, np.float32).reshape(len(d), len(spec), 3), keypoint_spec=spec,
+                data={**d.data, **(data[i] if data is not None else {})})
+        for i, (d, k) in enumerate(zip(results.detections, keypoints))]
+    results.keypoint_spec = spec
+    return results
 
 
 def size_for(key: str, sizes: Mapping[str, Size] | None, where: str) -> Size:

@@ -28,7 +28,9 @@ from typing import Any
 import numpy as np
 
 from autolabel.core import Failure, ImageInfo, Results
-from autolabel.formats._common import Builder, ResultsLike, check_names, labeled, now, num, number
+from autolabel.formats._common import (
+    Builder, ResultsLike, check_names, keypoint_flags, labeled, now, num, number, with_keypoints,
+)
 from autolabel.io.files import atomic_writer, load_json
 from autolabel.keypoints import KeypointSpec
 
@@ -90,7 +92,7 @@ def write_coco(results: ResultsLike, path: str | os.PathLike, keypoint_conf: flo
 def _keypoint_fields(kp: Any, conf: float) -> dict[str, Any]:
     """COCO fields of one box's (K, 3) keypoints: flags as they are, or scores as flags + ``keypoint_scores``."""
     v = kp[:, 2]
-    flags = bool(((v == 0) | (v == 1) | (v == 2)).all())  # labels (COCO's v), not a model's scores
+    flags = keypoint_flags(v)  # labels (COCO's v), not a model's scores
     vis = v.astype(int) if flags else (v >= conf) * 2
     out: dict[str, Any] = {"keypoints": [x for (px, py), f in zip(kp[:, :2].tolist(), vis.tolist()) for x in (px, py, f)],
                            "num_keypoints": int((vis > 0).sum())}
@@ -135,7 +137,7 @@ def read_coco(source: str | os.PathLike | dict[str, Any], invalid_boxes: str = "
     category, builder = _categories(data["categories"], name, invalid_boxes)
     rows: dict[Any, tuple[list, list, list, list, list]] = {}
     track_ids: dict[Any, list[int]] = {}
-    kp_rows: dict[Any, list[list[float]]] = {}
+    kp_rows: dict[Any, list[list[float]]] = {}  # keypoint datasets: per image, per box
     areas: dict[Any, list[float]] = {}
     kp_cat = next((c for c in data["categories"] if isinstance(c.get("keypoints"), list) and c["keypoints"]), None)
     spec = None if kp_cat is None else KeypointSpec.from_coco_category(kp_cat)
@@ -192,12 +194,8 @@ def read_coco(source: str | os.PathLike | dict[str, Any], invalid_boxes: str = "
     if tracked:  # any annotation with a track_id: every image gets the array (-1 where absent)
         results.detections = [replace(d, track_id=np.asarray(track_ids[i], np.int64))
                               for d, (i, _) in zip(results.detections, infos)]
-    if spec is not None:  # a keypoint dataset: every box gets keypoints (v = 0 where it has none)
-        results.detections = [
-            replace(d, keypoints=np.asarray(kp_rows[i], np.float32).reshape(len(d), len(spec), 3), keypoint_spec=spec,
-                    data={**d.data, "area": np.asarray(areas[i], np.float64)})
-            for d, (i, _) in zip(results.detections, infos)]
-        results.keypoint_spec = spec
+    if spec is not None:  # a keypoint dataset: every box gets keypoints (v = 0 where it has none), and its area
+        with_keypoints(results, [kp_rows[i] for i, _ in infos], spec, [{"area": np.asarray(areas[i])} for i, _ in infos])
     return results
 
 

@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
-from dataclasses import replace
 from typing import Any, Sequence
 
 import numpy as np
 
 from autolabel.core import ImageInfo, Results
-from autolabel.formats._common import Builder, ResultsLike, check_names, labeled, load_xml, now, num, number, rotated_bounds, sub, xml_text
+from autolabel.formats._common import (
+    Builder, ResultsLike, check_names, keypoint_flags, labeled, load_xml, now, num, number, rotated_bounds, sub,
+    with_keypoints, xml_text,
+)
 from autolabel.io.files import atomic_writer
 from autolabel.keypoints import KeypointSpec
 
@@ -122,8 +124,7 @@ def _svg(spec: KeypointSpec) -> str:
 
 def _skeleton(image: ET.Element, label: str, kp: Any, spec: KeypointSpec, conf: float, group: dict) -> None:
     """One box's ``<skeleton>``: flags 0/1/2 as outside/occluded/visible, a model's scores as ``score``."""
-    v = kp[:, 2]
-    flags = bool(((v == 0) | (v == 1) | (v == 2)).all())
+    flags = keypoint_flags(kp[:, 2])
     sk = sub(image, "skeleton", label=label, source="auto", z_order=0, **group)
     for name, (x, y, vis) in zip(spec.names, kp.tolist()):
         hidden = vis == 0 if flags else vis < conf
@@ -165,10 +166,7 @@ def read_cvat(path: str | os.PathLike, class_names: Sequence[str] | None = None)
         if spec is not None:
             keypoints.append(_read_skeletons(image, groups, spec, where))
     results = builder.results(root.findtext("meta/model_id", ""))
-    if spec is not None:
-        results.detections = [replace(d, keypoints=k, keypoint_spec=spec) for d, k in zip(results.detections, keypoints)]
-        results.keypoint_spec = spec
-    return results
+    return results if spec is None else with_keypoints(results, keypoints, spec)
 
 
 def _read_spec(root: ET.Element) -> KeypointSpec | None:

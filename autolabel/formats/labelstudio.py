@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
 import xml.etree.ElementTree as ET
 from typing import Any, Iterator, Mapping, Sequence
 from urllib.parse import quote, unquote
@@ -29,7 +28,10 @@ from urllib.parse import quote, unquote
 import numpy as np
 
 from autolabel.core import Detections, Failure, ImageInfo, Results
-from autolabel.formats._common import Builder, ResultsLike, Size, check_names, from_relative, image_score, labeled, load_xml, num, number, rotated_bounds, size_for, sub, to_relative, xml_text
+from autolabel.formats._common import (
+    Builder, ResultsLike, Size, check_names, from_relative, image_score, keypoint_flags, labeled, load_xml, num, number,
+    rotated_bounds, size_for, sub, to_relative, with_keypoints, xml_text,
+)
 from autolabel.io.files import atomic_write, atomic_writer, load_json
 from autolabel.keypoints import KeypointSpec
 
@@ -89,8 +91,7 @@ def _keypoint_regions(
     """``keypointlabels`` regions of the boxes' keypoints that are shown (score >= conf) or labeled (flags)."""
     if spec is None or d.keypoints is None:
         return []
-    v = d.keypoints[:, :, 2]
-    flags = bool(((v == 0) | (v == 1) | (v == 2)).all())
+    flags = keypoint_flags(d.keypoints[:, :, 2])
     out = []
     for j, kp in enumerate(d.keypoints.tolist()):
         for n, (name, (x, y, vis)) in enumerate(zip(spec.names, kp)):
@@ -215,14 +216,7 @@ def read_labelstudio(
     tasks = [tasks] if isinstance(tasks, dict) else tasks
     if not isinstance(tasks, list):
         raise ValueError(f"{name}: Label Studio tasks are a JSON list, got {type(tasks).__name__}")
-    spec = None
-    if isinstance(source, (str, os.PathLike)) and os.path.isfile(os.path.join(os.path.dirname(name), CONFIG_NAME)):
-        config = load_xml(os.path.join(os.path.dirname(name), CONFIG_NAME))
-        if class_names is None:
-            class_names = [el.get("value", "") for c in config if c.tag == "RectangleLabels" for el in c.iter("Label")]
-        kp_names = tuple(el.get("value", "") for c in config if c.tag == "KeyPointLabels" for el in c.iter("Label"))
-        spec = KeypointSpec.default(len(kp_names)) if kp_names else None
-        spec = spec if spec is None or spec.names == kp_names else KeypointSpec(kp_names)
+    class_names, spec = _from_config(source, name, class_names)
     builder, failures, model_id = Builder(name, class_names), [], None
     keypoints: list[np.ndarray] = []
     for t, task in enumerate(tasks):
@@ -260,10 +254,24 @@ def read_labelstudio(
         if spec is not None:
             keypoints.append(_read_keypoints(chosen[0].get("result") or [], ids, boxes, spec, where))
     results = builder.results(model_id or "", failures)
-    if spec is not None:
-        results.detections = [replace(d, keypoints=k, keypoint_spec=spec) for d, k in zip(results.detections, keypoints)]
-        results.keypoint_spec = spec
-    return results
+    return results if spec is None else with_keypoints(results, keypoints, spec)
+
+
+def _from_config(
+    source: Any, name: str, class_names: Sequence[str] | None
+) -> tuple[Sequence[str] | None, KeypointSpec | None]:
+    """Class names (unless given) and the keypoint spec of the ``label_config.xml`` beside a tasks file."""
+    config_file = os.path.join(os.path.dirname(name), CONFIG_NAME)
+    if not isinstance(source, (str, os.PathLike)) or not os.path.isfile(config_file):
+        return class_names, None
+    config = load_xml(config_file)
+    if class_names is None:
+        class_names = [el.get("value", "") for c in config if c.tag == "RectangleLabels" for el in c.iter("Label")]
+    kp_names = tuple(el.get("value", "") for c in config if c.tag == "KeyPointLabels" for el in c.iter("Label"))
+    if not kp_names:
+        return class_names, None
+    spec = KeypointSpec.default(len(kp_names))
+    return class_names, spec if spec.names == kp_names else KeypointSpec(kp_names)
 
 
 def _read_keypoints(result: list, ids: list, boxes: list, spec: KeypointSpec, where: str) -> np.ndarray:

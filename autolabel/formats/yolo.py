@@ -15,7 +15,6 @@ and ``skeleton`` (0-based) in
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from typing import Any, Mapping
 
 import numpy as np
@@ -23,7 +22,10 @@ import yaml
 
 from autolabel.config import load_yaml
 from autolabel.core import ImageInfo, Results
-from autolabel.formats._common import Builder, ResultsLike, Size, check_names, from_relative, num, number, per_image_paths, rel_posix, size_for, to_relative
+from autolabel.formats._common import (
+    Builder, ResultsLike, Size, check_names, from_relative, keypoint_flags, num, number, per_image_paths, rel_posix,
+    size_for, to_relative, with_keypoints,
+)
 from autolabel.io.files import atomic_write
 from autolabel.io.images import image_size
 from autolabel.io.images import find_images
@@ -119,19 +121,14 @@ def read_yolo(
         builder.add(ImageInfo(key, *size, path if exists else None), boxes, scores, ids)
         keypoints.append(kps)
     results = builder.results(str(data.get("model_id") or ""))
-    if spec is not None:
-        results.detections = [replace(d, keypoints=k.reshape(len(d), len(spec), 3), keypoint_spec=spec)
-                              for d, k in zip(results.detections, keypoints)]
-        results.keypoint_spec = spec
-    return results
+    return results if spec is None else with_keypoints(results, keypoints, spec)
 
 
 def _keypoint_text(kp: Any, info: ImageInfo, confidence: bool, conf: float) -> list[str]:
     """Each box's `` x y v ...`` (normalised x, y; v a score or a COCO flag)."""
     if kp is None:
         raise ValueError(f"image {info.key!r}: boxes without keypoints in a keypoint dataset")
-    v = kp[:, :, 2]
-    flags = bool(((v == 0) | (v == 1) | (v == 2)).all())
+    flags = keypoint_flags(kp[:, :, 2])
     out = []
     for box in kp:
         vis = box[:, 2] if confidence or flags else (box[:, 2] >= conf) * 2

@@ -150,6 +150,15 @@ def _bootstrap(scratch: np.ndarray, assisted: np.ndarray, n_boot: int, seed: int
     return np.percentile(np.where(sb > 0, 1 - ab / np.where(sb > 0, sb, 1), 0), [2.5, 97.5]).tolist()
 
 
+def _totals(acts: np.ndarray, scratch: np.ndarray, assisted: np.ndarray, n_boot: int) -> dict[str, Any]:
+    """Action counts, seconds, the saved fraction with its 95% interval, hours saved per 1,000 images."""
+    s, a = float(scratch.sum()), float(assisted.sum())
+    return {"actions": dict(zip(KEYPOINT_ACTIONS, acts.sum((0, 1)).astype(int).tolist())),
+            "scratch_seconds": s, "assisted_seconds": a, "saved_fraction": 1 - a / s if s > 0 else 0.0,
+            "saved_fraction_ci95": _bootstrap(scratch, assisted, n_boot),
+            "saved_hours_per_1000_images": (s - a) / max(len(scratch), 1) * 1000 / 3600}
+
+
 def _per_keypoint(acts: np.ndarray, names: Sequence[str]) -> Any:
     import pandas as pd
 
@@ -217,18 +226,10 @@ def keypoint_savings(
 
     _, m, t, acts, scratch, assisted, pairs = best
     names = (m.gt.keypoint_spec or m.pred.keypoint_spec).names  # type: ignore[union-attr]
-    summary = {
-        "images": len(m.gt), "conf": m.conf, "visibility_threshold": t,
-        "paired_persons": len(pairs.gt),
-        "labeled_keypoints": int(pairs.labeled.sum()),
-        "actions": dict(zip(KEYPOINT_ACTIONS, acts.sum((0, 1)).astype(int).tolist())),
-        "scratch_seconds": float(scratch.sum()), "assisted_seconds": float(assisted.sum()),
-        "saved_fraction": float(1 - assisted.sum() / scratch.sum()) if scratch.sum() > 0 else 0.0,
-        "saved_fraction_ci95": _bootstrap(scratch, assisted, n_boot),
-        "saved_hours_per_1000_images": float((scratch.sum() - assisted.sum()) / max(len(m.gt), 1) * 1000 / 3600),
-        "profile": profile if isinstance(profile, str) else (p.description or "custom"),
-        "box_profile": p.box_profile,
-    }
+    summary = {"images": len(m.gt), "conf": m.conf, "visibility_threshold": t, "paired_persons": len(pairs.gt),
+               "labeled_keypoints": int(pairs.labeled.sum()), **_totals(acts, scratch, assisted, n_boot),
+               "profile": profile if isinstance(profile, str) else (p.description or "custom"),
+               "box_profile": p.box_profile}
     per_image = pd.DataFrame(acts.sum(1).astype(np.int64), columns=list(KEYPOINT_ACTIONS))
     per_image.insert(0, "file_name", list(m.images))
     per_image["scratch_s"], per_image["assisted_s"] = scratch, assisted
