@@ -5,8 +5,8 @@ Boxes are ``xyxy`` float32 in original-image pixels (after EXIF orientation, see
 Optional per-box arrays: ``class_probs`` (N, C) when a backend exposes the class
 distribution, ``iscrowd`` (N,) for ground truth read from COCO, ``track_id`` (N,) int64
 when boxes belong to tracks, ``keypoints`` (N, K, 3) float32 (x, y in original pixels,
-visibility score) for pose models, named by ``keypoint_spec`` (:mod:`autolabel.keypoints`). Anything else per box (agreement, certification flags,
-audit scores) goes in the open ``data`` mapping of (N, ...) arrays, which is sliced and
+visibility score) for pose models, named by ``keypoint_spec`` (:mod:`autolabel.keypoints`).
+Anything else per box (agreement, certification flags, audit scores) goes in the open ``data`` mapping of (N, ...) arrays, which is sliced and
 concatenated with the named arrays, as supervision's ``Detections.data`` is.
 """
 
@@ -19,63 +19,10 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from autolabel.boxes import box_area
-from autolabel.io.images import VIDEO_EXTENSIONS
+from autolabel.imageinfo import ImageInfo
 from autolabel.keypoints import KeypointSpec
 
 __all__ = ["ImageInfo", "Detections", "Failure", "Results"]
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    """Identity of one image or video frame.
-
-    ``key`` is stable across runs: the path relative to the source root for files,
-    ``"<video>#<frame index>"`` for video frames.
-    """
-
-    key: str
-    width: int
-    height: int
-    path: str | None = None
-    frame_index: int | None = None
-    timestamp: float | None = None
-
-    @property
-    def file_name(self) -> str:
-        """Name used for this image in exported datasets (relative, ``/``-separated)."""
-        if self.frame_index is None:
-            return self.key
-        stem = self.sequence_name.rsplit(".", 1)[0]
-        return f"{stem}/frame_{self.frame_index:06d}.jpg"
-
-    @property
-    def sequence_name(self) -> str:
-        """The sequence's name as keys and written files carry it: the key before ``#``
-        (a video's file name, a MOTChallenge sequence's name); see :attr:`sequence`."""
-        return self.key.split("#", 1)[0]
-
-    @property
-    def sequence(self) -> str:
-        """The video or sequence this frame belongs to, the one grouping key of every stage.
-
-        The video file's path for frames decoded from a video (so two ``clip.mp4`` in
-        different folders never merge), else the key before ``#`` (numbered image files,
-        frames read back from a dataset); an image that is not a frame is its own key.
-        """
-        if self.path and self.path.lower().endswith(VIDEO_EXTENSIONS):
-            return self.path
-        return self.sequence_name
-
-    @property
-    def frame(self) -> int:
-        """The frame index (0-based) of a video frame.
-
-        Raises:
-            ValueError: this image is not a video frame (no ``frame_index``).
-        """
-        if self.frame_index is None:
-            raise ValueError(f"image {self.key!r} is not a video frame (no frame_index)")
-        return self.frame_index
 
 
 _PER_BOX = ("xyxy", "scores", "class_ids", "class_probs", "iscrowd", "track_id", "keypoints")  # named per-box arrays

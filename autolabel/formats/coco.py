@@ -22,8 +22,8 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -119,6 +119,68 @@ def _categories(categories: list[Any], name: str, invalid_boxes: str) -> tuple[d
     return category, builder
 
 
+@dataclass
+class _Rows:
+    """One image's annotations as read, per box."""
+
+    boxes: list[list[float]] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    ids: list[int] = field(default_factory=list)
+    crowd: list[bool] = field(default_factory=list)
+    records: list[str] = field(default_factory=list)
+    tracks: list[int] = field(default_factory=list)
+    keypoints: list[list[float]] = field(default_factory=list)
+    areas: list[float] = field(default_factory=list)
+
+    def builder_args(self) -> tuple[list, list, list, list, list]:
+        return self.boxes, self.scores, self.ids, self.crowd, self.records
+
+    def keep(self, kept: Sequence[int]) -> None:
+        """Keep the per-box lists the builder does not hold of the boxes it kept."""
+        self.tracks = [self.tracks[k] for k in kept]
+        if self.keypoints:
+            self.keypoints = [self.keypoints[k] for k in kept]
+            self.areas = [self.areas[k] for k in kept]
+
+
+def _images(images: list[Any], name: str) -> list[tuple[Any, ImageInfo]]:
+    """``(image id, ImageInfo)`` of each ``images`` record, in order."""
+    infos, seen = [], set()
+    for im in images:
+        image_id = _id(im, name, "image")
+        where = f"image id {image_id}"
+        if image_id in seen:
+            raise ValueError(f"{name}: {where} appears twice")
+        seen.add(image_id)
+        fname = str(_field(im, "file_name", name, where))
+        w, h = (int(number(_field(im, k, name, where), f"{name}: {where}", k)) for k in ("width", "height"))
+        video, frame = im.get("video"), im.get("frame_index")
+        if video and frame is not None:
+            infos.append((image_id, ImageInfo(f"{video}#{frame}", w, h, None, frame, im.get("timestamp"))))
+        else:
+            infos.append((image_id, ImageInfo(fname, w, h)))
+    return infos
+
+
+def _check_annotation(a: Any, name: str, rows: Mapping[Any, Any], category: Mapping[Any, int]) -> str:
+    """Refuse an annotation record that names no known image or category or has no box;
+    returns how errors name it."""
+    if not isinstance(a, dict):
+        raise ValueError(f"{name}: annotation {a!r:.80} is not an object")
+    where = f"{name}: annotation id {a.get('id')!r:.40}"
+    for k in ("image_id", "category_id"):
+        if not isinstance(a.get(k), (int, str)) or isinstance(a.get(k), bool):
+            raise ValueError(f"{where}: {k} must be an integer (or a string), got {type(a.get(k)).__name__}")
+    if a.get("image_id") not in rows:
+        raise ValueError(f"{where}: unknown image_id {a.get('image_id')!r}")
+    if a.get("category_id") not in category:
+        raise ValueError(f"{where}: unknown category_id {a.get('category_id')!r}")
+    bbox = a.get("bbox")
+    if not isinstance(bbox, list) or len(bbox) != 4:
+        raise ValueError(f"{where}: bbox must be [x, y, w, h], got {bbox!r}")
+    return where
+
+
 def read_coco(source: str | os.PathLike | dict[str, Any], invalid_boxes: str = "error") -> Results:
     """A COCO dataset (path or parsed dict): one :class:`Detections` per entry of
     ``images`` in order, even with no boxes. Class names come from ``categories``
@@ -135,67 +197,37 @@ def read_coco(source: str | os.PathLike | dict[str, Any], invalid_boxes: str = "
     if missing:
         raise ValueError(f"{name}: not a COCO dataset: missing or non-list {', '.join(missing)}")
     category, builder = _categories(data["categories"], name, invalid_boxes)
-    rows: dict[Any, tuple[list, list, list, list, list]] = {}
-    track_ids: dict[Any, list[int]] = {}
-    kp_rows: dict[Any, list[list[float]]] = {}  # keypoint datasets: per image, per box
-    areas: dict[Any, list[float]] = {}
     kp_cat = next((c for c in data["categories"] if isinstance(c.get("keypoints"), list) and c["keypoints"]), None)
     spec = None if kp_cat is None else KeypointSpec.from_coco_category(kp_cat)
-    infos = []
-    for im in data["images"]:
-        image_id = _id(im, name, "image")
-        where = f"image id {image_id}"
-        if image_id in rows:
-            raise ValueError(f"{name}: {where} appears twice")
-        fname = str(_field(im, "file_name", name, where))
-        w, h = (int(number(_field(im, k, name, where), f"{name}: {where}", k)) for k in ("width", "height"))
-        video, frame = im.get("video"), im.get("frame_index")
-        if video and frame is not None:
-            infos.append((image_id, ImageInfo(f"{video}#{frame}", w, h, None, frame, im.get("timestamp"))))
-        else:
-            infos.append((image_id, ImageInfo(fname, w, h)))
-        rows[image_id] = ([], [], [], [], [])
-        track_ids[image_id] = []
-        kp_rows[image_id], areas[image_id] = [], []
+    infos = _images(data["images"], name)
+    rows: dict[Any, _Rows] = {image_id: _Rows() for image_id, _ in infos}
+    size = {image_id: (info.width, info.height) for image_id, info in infos}
     for a in data.get("annotations") or []:
-        if not isinstance(a, dict):
-            raise ValueError(f"{name}: annotation {a!r:.80} is not an object")
-        where = f"{name}: annotation id {a.get('id')!r:.40}"
-        for k in ("image_id", "category_id"):
-            if not isinstance(a.get(k), (int, str)) or isinstance(a.get(k), bool):
-                raise ValueError(f"{where}: {k} must be an integer (or a string), got {type(a.get(k)).__name__}")
-        if a.get("image_id") not in rows:
-            raise ValueError(f"{where}: unknown image_id {a.get('image_id')!r}")
-        if a.get("category_id") not in category:
-            raise ValueError(f"{where}: unknown category_id {a.get('category_id')!r}")
-        bbox = a.get("bbox")
-        if not isinstance(bbox, list) or len(bbox) != 4:
-            raise ValueError(f"{where}: bbox must be [x, y, w, h], got {bbox!r}")
-        x, y, bw, bh = (number(v, where, "bbox") for v in bbox)
-        boxes, scores, ids, crowd, records = rows[a["image_id"]]
-        records.append(f"annotation id {a.get('id')!r:.40}")
-        boxes.append([x, y, x + bw, y + bh])
-        scores.append(number(a.get("score", 1.0), where, "score"))
-        ids.append(category[a["category_id"]])
-        crowd.append(bool(a.get("iscrowd", 0)))
-        track_ids[a["image_id"]].append(int(number(a.get("track_id", -1), where, "track_id")))
+        where = _check_annotation(a, name, rows, category)
+        x, y, bw, bh = (number(v, where, "bbox") for v in a["bbox"])
+        r = rows[a["image_id"]]
+        r.records.append(f"annotation id {a.get('id')!r:.40}")
+        r.boxes.append([x, y, x + bw, y + bh])
+        r.scores.append(number(a.get("score", 1.0), where, "score"))
+        r.ids.append(category[a["category_id"]])
+        r.crowd.append(bool(a.get("iscrowd", 0)))
+        r.tracks.append(int(number(a.get("track_id", -1), where, "track_id")))
         if spec is not None:
-            kp_rows[a["image_id"]].append(_read_keypoints(a, len(spec), where))
-            areas[a["image_id"]].append(number(a.get("area", w * h), where, "area"))
+            w, h = size[a["image_id"]]
+            r.keypoints.append(_read_keypoints(a, len(spec), where))
+            r.areas.append(number(a.get("area", w * h), where, "area"))
     for image_id, info in infos:
-        b, s, i, c, recs = rows[image_id]
-        kept = builder.add(info, b, s, i, c, recs)
-        track_ids[image_id] = [track_ids[image_id][k] for k in kept]
-    tracked = any("track_id" in a for a in data.get("annotations") or [])
+        rows[image_id].keep(builder.add(info, *rows[image_id].builder_args()))
     meta: dict[str, Any] = data["info"] if isinstance(data.get("info"), dict) else {}
     failures = [Failure(str(f.get("key")), str(f.get("reason")))
                 for f in meta.get("failures") or [] if isinstance(f, dict)]
     results = builder.results(str(meta.get("model_id") or ""), failures)
-    if tracked:  # any annotation with a track_id: every image gets the array (-1 where absent)
-        results.detections = [replace(d, track_id=np.asarray(track_ids[i], np.int64))
+    if any("track_id" in a for a in data.get("annotations") or []):  # every image gets the array (-1 where absent)
+        results.detections = [replace(d, track_id=np.asarray(rows[i].tracks, np.int64))
                               for d, (i, _) in zip(results.detections, infos)]
     if spec is not None:  # a keypoint dataset: every box gets keypoints (v = 0 where it has none), and its area
-        with_keypoints(results, [kp_rows[i] for i, _ in infos], spec, [{"area": np.asarray(areas[i])} for i, _ in infos])
+        with_keypoints(results, [rows[i].keypoints for i, _ in infos], spec,
+                       [{"area": np.asarray(rows[i].areas)} for i, _ in infos])
     return results
 
 
