@@ -10,20 +10,16 @@ from autolabel.config import EXIT_OK, EXIT_SKIPPED
 from autolabel.cli._common import given
 
 
+def _track_postprocess(args: argparse.Namespace) -> tuple[object, float]:
+    """``--track``: the tracking (+ refinement) the job runs on its logged detections at
+    export, and the detector threshold it needs (the tracker's ``detection_conf``)."""
+    import functools
 
-def _cmd_track(args: argparse.Namespace) -> int:
-    """``--track``: detect frame by frame, track, write (in memory, not through the resumable job log)."""
-    from autolabel.formats import write
-    from autolabel.video.tracking import prelabel_tracks
+    from autolabel.config import TrackerConfig
+    from autolabel.video.tracking import track
 
-    res = prelabel_tracks(args.source, args.model, conf=args.conf, tracker=args.tracker, iou=args.iou,
-                          max_det=args.max_det, progress=not args.quiet, class_map=args.class_map,
-                          **given(every=args.every, every_seconds=args.every_seconds))
-    written = write(res, args.out, args.format)
-    tracks = len({(d.image.key.split("#")[0], int(t)) for d in res for t in (d.track_id if d.track_id is not None else [])})
-    print(json.dumps({"status": "completed", "model_id": res.model_id, "frames": len(res), "boxes": res.num_boxes,
-                      "tracks": tracks, "skipped": len(res.failures), "written": written}, indent=2))
-    return EXIT_OK if not res.failures else EXIT_SKIPPED
+    cfg = TrackerConfig.load(args.tracker)
+    return functools.partial(track, tracker=cfg, refine=args.refine), cfg.detection_conf if args.conf is None else args.conf
 
 
 def _conf(args: argparse.Namespace) -> object:
@@ -38,13 +34,11 @@ def _conf(args: argparse.Namespace) -> object:
 
 def _cmd_prelabel(args: argparse.Namespace) -> int:
     from autolabel.engine import run_job
-
-    if args.track:
-        return _cmd_track(args)
     from autolabel.formats import TRACK_FORMATS
 
-    if args.format in TRACK_FORMATS:
+    if args.format in TRACK_FORMATS and not args.track:
         raise ValueError(f"--format {args.format} writes tracks: add --track")
+    post, conf = _track_postprocess(args) if args.track else (None, _conf(args))
 
     src_opts = given(every=args.every, every_seconds=args.every_seconds)
     det_opts = given(device=args.device, batch_size=args.batch_size, threads=args.threads,
@@ -52,10 +46,10 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
     ray_opts = given(actors=args.ray_actors, num_cpus=args.ray_cpus, num_gpus=args.ray_gpus)
     try:
         summary = run_job(
-            args.source, args.out, args.model, args.format, conf=_conf(args), iou=args.iou, max_det=args.max_det,
+            args.source, args.out, args.model, args.format, conf=conf, iou=args.iou, max_det=args.max_det,
             class_map=args.class_map, engine=args.engine, resume=args.resume, retry_failed=args.retry_failed,
             workers=args.workers, streams=args.streams, progress=not args.quiet, detector_options=det_opts, ray_options=ray_opts,
-            **src_opts,
+            postprocess=post, **src_opts,
         )
     except Exception as e:  # a crash mid-job (exit status 2 in autolabel.cli.main): the log keeps what is done
         if not isinstance(e, (FileNotFoundError, ValueError, KeyError)):
@@ -119,6 +113,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     pre.add_argument("--ray-gpus", type=float, default=None, help="Ray: GPUs per actor (default 0)")
     pre.add_argument("--track", action="store_true", help="SOURCE is a sequence (MOT folder, video): give boxes track ids")
     pre.add_argument("--tracker", default=None, help="tracker config name or YAML (configs/trackers; default bytetrack)")
+    pre.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
+                     help="with --track: offline track refinement (stitch, fill, drop, smooth; --no-refine: off)")
     pre.set_defaults(func=_cmd_prelabel)
 
     mod = sub.add_parser("models", help="list the models the resolver can find: layout, input, precision, health")
