@@ -49,7 +49,7 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
             args.source, args.out, args.model, args.format, conf=conf, iou=args.iou, max_det=args.max_det,
             class_map=args.class_map, engine=args.engine, resume=args.resume, retry_failed=args.retry_failed,
             workers=args.workers, streams=args.streams, progress=not args.quiet, detector_options=det_opts, ray_options=ray_opts,
-            postprocess=post, **src_opts,
+            postprocess=post, slice=args.slice, **src_opts,
         )
     except Exception as e:  # a crash mid-job (exit status 2 in autolabel.cli.main): the log keeps what is done
         if not isinstance(e, (FileNotFoundError, ValueError, KeyError)):
@@ -113,6 +113,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     pre.add_argument("--ray-gpus", type=float, default=None, help="Ray: GPUs per actor (default 0)")
     pre.add_argument("--track", action="store_true", help="SOURCE is a sequence (MOT folder, video): give boxes track ids")
     pre.add_argument("--tracker", default=None, help="tracker config name or YAML (configs/trackers; default bytetrack)")
+    pre.add_argument("--slice", action=argparse.BooleanOptionalAction, default=None,
+                     help="sliced inference: tiles + full frame, merged by NMS (default: only frames shrunk 1.5x "
+                          "or more at the model input; --slice every image, --no-slice none)")
     pre.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
                      help="with --track: offline track refinement (stitch, fill, drop, smooth; --no-refine: off)")
     pre.set_defaults(func=_cmd_prelabel)

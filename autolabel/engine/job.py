@@ -202,6 +202,7 @@ def run_job(
     format_options: dict[str, Any] | None = None,
     export: bool = True,
     postprocess: Postprocess | None = None,
+    slice: bool | None = None,
     **source_options: Any,
 ) -> JobSummary:
     """Pre-label ``source`` into ``out`` as a resumable, crash-safe batch job.
@@ -213,7 +214,9 @@ def run_job(
     it skips what is done; ``resume=False`` starts over; ``retry_failed=True``
     processes inputs that failed before once more; ``export=False`` only fills the log
     (export it later with :func:`export_log`, in as many formats as needed);
-    ``postprocess`` transforms all results at export (tracking: see :data:`Postprocess`).
+    ``postprocess`` transforms all results at export (tracking: see :data:`Postprocess`);
+    ``slice``: sliced inference of large frames (:func:`autolabel.detectors.slicing.with_slicing`;
+    local engine only).
 
     ``engine="local"`` decodes in ``workers`` threads while the detector runs, with
     ``streams`` batches in inference at once (defaults from the cores and the model:
@@ -246,7 +249,13 @@ def run_job(
     if engine == "ray" and isinstance(detector, Detector):
         raise ValueError("engine='ray' needs the model as a path or name that each Ray actor loads, "
                          "not a loaded Detector")
+    from autolabel.detectors.slicing import with_slicing
+
     det = load_detector(detector, **(detector_options or {}))
+    if engine == "local":
+        det = with_slicing(det, slice)
+    elif slice:
+        raise ValueError("sliced inference needs engine='local'")
     if class_map is not None:
         ClassMap.load(class_map, det.class_names)  # a bad class map fails before any work
     streams, workers = engine_settings(det, streams, workers)  # defaults from cores and model
