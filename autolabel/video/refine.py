@@ -209,8 +209,8 @@ def _smooth_fill(t: Track, fps: float, o: RefineOptions) -> Track:
     frames = np.concatenate([t.frames, fill])
     order = np.argsort(frames)
     detected = np.concatenate([np.ones(len(t), bool), np.zeros(len(fill), bool)])[order]
-    joined = np.concatenate([t.data["joined"], np.zeros(len(fill), bool)])[order]
     frames = frames[order]
+    joined = np.interp(frames, t.frames, t.data["joined"].astype(float)) >= 1  # a filled gap between joined ends
     if len(t) >= 5:  # a cubic smoothing spline needs 5 points
         w = np.clip(t.scores, 0.05, 1.0)
         lam = (o.smooth_position, o.smooth_position, o.smooth_size, o.smooth_size)
