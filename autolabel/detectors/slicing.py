@@ -63,22 +63,25 @@ class SlicedDetector(Detector):
         mode: ``"auto"``, ``"on"`` or ``"off"``.
         overlap: tile overlap, a share of the tile size.
         min_scale: auto mode slices frames shrunk at least this much at the model input.
+        tile: tile (height, width) in frame pixels (default: the model's input size).
     """
 
-    def __init__(self, inner: Detector, mode: str = "auto", overlap: float = 0.2, min_scale: float = 1.5):
+    def __init__(self, inner: Detector, mode: str = "auto", overlap: float = 0.2, min_scale: float = 1.5,
+                 tile: tuple[int, int] | None = None):
         if mode not in MODES:
             raise ValueError(f"slice mode must be one of {MODES}, got {mode!r}")
         super().__init__(inner.name, inner.class_names, inner.weights_sha256, inner.input_size, inner.batch_size,
                          inner.conf, inner.iou, inner.max_det)
         self.inner, self.mode, self.overlap, self.min_scale = inner, mode, overlap, min_scale
-        self.tile_size = tuple(inner.input_size or (640, 640))
+        self.tile_size = tuple(tile or inner.input_size or (640, 640))
         self.thread_safe = inner.thread_safe  # type: ignore[misc]
         self.auto_streams = getattr(inner, "auto_streams", 1)
 
     @property
     def model_id(self) -> str:
         """The inner model's id; forced slicing adds ``+sliced`` (other boxes, another log)."""
-        return self.inner.model_id + ("+sliced" if self.mode == "on" else "")
+        tile = "x".join(map(str, self.tile_size))
+        return self.inner.model_id + (f"+sliced{tile}" if self.mode == "on" else "")
 
     def slices(self, height: int, width: int) -> list[tuple[int, int, int, int]]:
         """The tile windows of a frame this size (none when it is not sliced)."""
@@ -132,9 +135,9 @@ def _place(d: Detections, win: tuple[int, int, int, int], frame: tuple[int, int]
     return replace(d[keep], xyxy=b[keep])
 
 
-def with_slicing(detector: Detector, slice: bool | None = None) -> Detector:
+def with_slicing(detector: Detector, slice: bool | None = None, tile: tuple[int, int] | None = None) -> Detector:
     """``detector`` with sliced inference: ``None`` auto (large frames only), True every
-    frame, False none (the detector itself)."""
+    frame, False none (the detector itself); ``tile`` as :class:`SlicedDetector`."""
     if slice is False or isinstance(detector, SlicedDetector):
         return detector
-    return SlicedDetector(detector, "auto" if slice is None else "on")
+    return SlicedDetector(detector, "auto" if slice is None else "on", tile=tile)
