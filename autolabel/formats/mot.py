@@ -72,7 +72,7 @@ def write_mot(results: ResultsLike, out_dir: str | os.PathLike, fps: float | Non
                         f.write(f"{box},1,1,1\n")
                     else:
                         f.write(f"{box},{num(s)},{c + 1 if multi else -1},-1,-1\n")
-        written += _write_boxdata(base + ".boxdata.csv", frames)
+        extra = _write_boxdata(base + ".boxdata.csv", frames)
         first = frames[0].image
         rate = fps or _rate(frames) or 25.0
         ini = configparser.ConfigParser()
@@ -84,7 +84,7 @@ def write_mot(results: ResultsLike, out_dir: str | os.PathLike, fps: float | Non
         }
         with atomic_writer(base + ".ini") as f:
             ini.write(f)
-        written += [base + ".txt", base + ".ini"]
+        written += [base + ".txt", base + ".ini", *extra]
     return written
 
 

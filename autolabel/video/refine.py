@@ -20,6 +20,12 @@ pass sees every frame of a track at once, as the auto-labelers of driving progra
    detector's frame-to-frame jitter averages out; the box follows the object.
 4. **Fill** gaps of up to ``fill_gap_s`` seconds from the same spline (not a straight
    line between the gap's ends): the boxes filled in carry ``detected=False``.
+5. **Trim exits**: at each end of a track, boxes that touch the frame's border and are
+   narrower (left/right border) or shorter (top/bottom) than ``exit_ratio`` of the
+   track's median detected size are cut: the object is mostly outside the frame. Such a
+   box pairs with no ground truth at IoU 0.5 whichever way it is annotated (a box
+   stopped at the border when the annotation stops, or IoU <= ``exit_ratio`` with a box
+   extended beyond it), so a person would only delete it.
 
 Why a spline and not a Kalman (RTS) smoother: both are linear smoothers of the same
 kind (a cubic smoothing spline is the RTS smoother of an integrated random walk), but
@@ -60,6 +66,7 @@ class RefineOptions:
         smooth_position: spline penalty of the box centre, in (seconds^3); larger is smoother.
         smooth_size: spline penalty of log width and log height.
         fill_gap_s: longest gap inside a track that is filled in.
+        exit_ratio: end boxes on the border smaller than this share of the track's size are cut.
     """
 
     stitch_gap_s: float = 1.2
@@ -71,9 +78,11 @@ class RefineOptions:
     smooth_position: float = 0.015
     smooth_size: float = 0.1
     fill_gap_s: float = 1.2
+    exit_ratio: float = 0.5
 
 
-def refine_tracks(tracks: list[Track], fps: float, options: RefineOptions | None = None) -> list[Track]:
+def refine_tracks(tracks: list[Track], fps: float, options: RefineOptions | None = None,
+                  frame_size: tuple[int, int] | None = None) -> list[Track]:
     """Stitch, drop, smooth and fill one sequence's tracks (see the module docs).
 
     Args:
@@ -81,6 +90,7 @@ def refine_tracks(tracks: list[Track], fps: float, options: RefineOptions | None
             ``data["detected"]`` False (filled in by the tracker) are discarded first.
         fps: frames per second of the sequence.
         options: the settings (default :class:`RefineOptions`).
+        frame_size: ``(width, height)`` in pixels, for trimming exits (None: no trimming).
 
     Returns:
         New tracks (ids kept from the earliest fragment), each with ``data`` keys
@@ -91,7 +101,28 @@ def refine_tracks(tracks: list[Track], fps: float, options: RefineOptions | None
     raw = [t for t in raw if len(t)]
     joined = _stitch(raw, fps, o)
     kept = [t for t in joined if len(t) >= o.min_frames or t.scores.mean() >= o.min_score]
-    return [_smooth_fill(t, fps, o) for t in kept]
+    out = [_smooth_fill(t, fps, o) for t in kept]
+    if frame_size is not None:
+        out = [x for x in (_trim_exits(t, frame_size, o.exit_ratio) for t in out) if len(x)]
+    return out
+
+
+def _trim_exits(t: Track, size: tuple[int, int], ratio: float) -> Track:
+    """Step 5 of the module docs."""
+    w, h = size
+    b = t.xyxy
+    det = t.data["detected"]
+    bw, bh = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+    mw, mh = np.median(bw[det]), np.median(bh[det])
+    side = ((b[:, 0] <= 2) | (b[:, 2] >= w - 2)) & (bw < ratio * mw)
+    top = ((b[:, 1] <= 2) | (b[:, 3] >= h - 2)) & (bh < ratio * mh)
+    out = side | top
+    a = int(np.argmin(out)) if not out.all() else len(t)  # first box kept from the start
+    z = len(t) - int(np.argmin(out[::-1])) if not out.all() else a  # one past the last kept
+    if a == 0 and z == len(t):
+        return t
+    return replace(t, frames=t.frames[a:z], xyxy=b[a:z], scores=t.scores[a:z],
+                   data={k: v[a:z] for k, v in t.data.items()})
 
 
 def _detected_only(t: Track) -> Track:

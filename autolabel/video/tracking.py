@@ -118,7 +118,9 @@ def track(
             tracks += _track_class(frames, c, cfg, rate)
         tracks = _postprocess(tracks, cfg)
         if refine is not False:
-            tracks = refine_tracks(tracks, rate, refine if isinstance(refine, RefineOptions) else None)
+            first = frames[0].image
+            size = (first.width, first.height) if first.width and first.height else None  # type: ignore[union-attr]
+            tracks = refine_tracks(tracks, rate, refine if isinstance(refine, RefineOptions) else None, size)
         for new_id, t in enumerate(sorted(tracks, key=lambda t: (t.frames[0], t.track_id)), start=1):
             t.track_id = new_id
         images = [d.image for d in frames]
