@@ -256,7 +256,8 @@ class VideoRoutingConfig(StrictModel):
     fit_error: float = Field(0.05, gt=0, lt=1, description="error share the threshold is chosen at (margin below max_error)")
     delta: float = Field(0.1, gt=0, lt=1, description="the unit bound holds with probability 1 - delta")
     max_frames: int = Field(25, ge=1, description="longest segment, in frames")
-    regularization: float = Field(1.0, gt=0, description="inverse L2 strength of the logistic model (scikit-learn C)")
+    regularization: float = Field(0.1, gt=0, description="inverse L2 strength of the logistic model (scikit-learn C)")
+    review_breaks: bool = Field(True, description="segments where a track starts or ends inside the sequence go to review")
     description: str = ""
 
     config_kind: ClassVar[str] = "routing"

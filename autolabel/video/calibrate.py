@@ -14,6 +14,9 @@ sequences with ground truth:
   residuals, overlap with other tracks, detector support, fragment joins, box size,
   border contact, track length, distance to the track's end). Few sequences and a few
   hundred correlated segments call for a model with few degrees of freedom.
+* **Gate**: with ``review_breaks`` (the preset), a segment where its track starts or
+  ends inside the sequence always goes to review: there trackers and annotators
+  disagree most (people entering, leaving, occluded), whatever the features say.
 * **Threshold**: chosen on *held-out* predictions: each sequence is scored by the model
   fitted on the others (leave one sequence out), and the threshold is the lowest whose
   accepted segments hold errors in at most ``fit_error`` of cases (a margin below the
@@ -75,7 +78,13 @@ class VideoPolicy:
     def route(self, segs: Any) -> Any:
         """``segs`` with ``p_hold`` and ``route`` (``accept`` / ``review``)."""
         p = self.probability(segs) if len(segs) else np.zeros(0)
-        return segs.assign(p_hold=p, route=np.where(p >= self.threshold, "accept", "review"))
+        return segs.assign(p_hold=p, route=np.where(self.eligible(segs) & (p >= self.threshold), "accept", "review"))
+
+    def eligible(self, segs: Any) -> np.ndarray:
+        """(n,) bool: segments the model may accept (with ``review_breaks``, none that holds a track break)."""
+        if not self.config.get("review_breaks", True) or not len(segs):
+            return np.ones(len(segs), bool)
+        return ~(segs["break_start"].to_numpy(bool) | segs["break_end"].to_numpy(bool))
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the policy as JSON (atomically)."""
@@ -181,11 +190,12 @@ def _calibrate_labeled(labeled: list[Any], cfg: VideoRoutingConfig) -> VideoPoli
         for i, s in enumerate(labeled):
             rest = pd.concat([x for j, x in enumerate(labeled) if j != i], ignore_index=True)
             m = _policy(rest, cfg, 0.5, {})
-            held.append(s.assign(p_hold=m.probability(s)))
+            held.append(s.assign(p_hold=np.where(m.eligible(s), m.probability(s), -1.0)))
         oof = pd.concat(held, ignore_index=True)
     else:  # one sequence: in-sample, said in the note
-        oof = allsegs.assign(p_hold=_policy(allsegs, cfg, 0.5, {}).probability(allsegs))
-    t = _threshold(oof["p_hold"].to_numpy(), oof["error"].to_numpy(bool), cfg.fit_error)
+        m = _policy(allsegs, cfg, 0.5, {})
+        oof = allsegs.assign(p_hold=np.where(m.eligible(allsegs), m.probability(allsegs), -1.0))
+    t = max(_threshold(oof["p_hold"].to_numpy(), oof["error"].to_numpy(bool), cfg.fit_error), 0.0)
     routed = oof.assign(route=np.where(oof["p_hold"] >= t, "accept", "review"))
     units = {str(n): bool(g.loc[g["route"] == "accept", "error"].any()) for n, g in routed.groupby("sequence")}
     failed, n = sum(units.values()), len(units)

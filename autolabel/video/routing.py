@@ -3,7 +3,8 @@ to review as frame ranges, and list the frames where tracks break ("check here")
 
 **Segments.** Every pre-label track is cut into segments of at most ``max_frames``
 frames, and wherever its detector support changes (a run of detected boxes, a run of
-gap-filled ones). Each segment is scored by: ``mean_score``, ``min_score``, ``frames``,
+gap-filled ones) or its box starts or stops touching the frame's border (where people
+leave the view and annotations disagree on where the track ends). Each segment is scored by: ``mean_score``, ``min_score``, ``frames``,
 ``agreement`` (share of its frames where the detector found the box itself, not the gap
 filler: ``Detections.data["detected"]``), ``overlap`` (largest IoU of its boxes with
 another track's box on the same frame: where two tracks cross, ids can swap) and
@@ -100,7 +101,8 @@ def _track_segments(t: Any, ov: np.ndarray, span: tuple[int, int], size: tuple[i
     w, h = size
     b = t.xyxy
     border = (b[:, 0] <= 2) | (b[:, 1] <= 2) | (b[:, 2] >= w - 2) | (b[:, 3] >= h - 2)
-    cut = np.flatnonzero((np.diff(det.astype(int)) != 0) | (np.diff(t.frames) != 1)) + 1
+    change = (np.diff(det.astype(int)) != 0) | (np.diff(border.astype(int)) != 0)  # support or border contact
+    cut = np.flatnonzero(change | (np.diff(t.frames) != 1)) + 1
     edges = [0, *cut.tolist(), len(t)]
     rows = []
     for a, z in zip(edges[:-1], edges[1:]):
