@@ -81,7 +81,7 @@ class StrictModel(BaseModel):
             return source
         where = "<dict>"
         if not isinstance(source, dict):
-            path = config_path(cls.config_kind, source) if cls.config_kind else Path(source)
+            path = config_path(cls.config_kind, source) if cls.config_kind else Path(source)  # type: ignore[arg-type]
             where, source = str(path), load_yaml(path)
         try:
             return cls.model_validate(source)

@@ -174,7 +174,8 @@ def prelabel(
     conf, iou, max_det = det.settings(conf, iou, max_det)
     out: list[Detections] = []
     failures: list[Failure] = []
-    for batch in tracked(iter_prelabel(src, det, conf, iou, max_det), src.length, f"prelabel {det.name}", progress):
+    batches = iter_prelabel(src, det, conf, iou, max_det)  # type: ignore[arg-type]
+    for batch in tracked(batches, src.length, f"prelabel {det.name}", progress):
         for x in batch:
             if isinstance(x, Failure):
                 failures.append(x)

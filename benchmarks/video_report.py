@@ -67,7 +67,7 @@ def split(r: Results, parts: int) -> list[Results]:
         ds = r.detections[k * n // parts:(k + 1) * n // parts]
         from dataclasses import replace
 
-        out.append(Results([replace(d, image=replace(d.image, key=d.image.key.replace("#", f"-{k}#")))
+        out.append(Results([replace(d, image=replace(d.image, key=d.image.key.replace("#", f"-{k}#")))  # type: ignore[type-var,union-attr]
                             for d in ds], r.class_names, r.model_id))
     return out
 
@@ -80,10 +80,13 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "video-shared.md"))
     args = ap.parse_args()
     warnings.simplefilter("ignore")
-    rows, refined = [], {}
+    rows: list[dict] = []
+    refined: dict[str, tuple[Results, Results]] = {}
     seqs = [open_sequence(s) for s in args.seqs]
     for seq in seqs:
         gt = seq.ground_truth
+        if gt is None:
+            raise SystemExit(f"{seq.description}: no gt/gt.txt to evaluate against")
         for sliced in (False, True):
             raw, det_s = detections(seq, args.model, sliced)
             for refine in (False, True):

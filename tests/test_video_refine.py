@@ -52,6 +52,13 @@ def test_refinement_makes_boxes_tighter_and_steadier(clip):
     d = refined.detections[5]
     assert set(d.data) >= {"detected", "raw_iou", "joined"}
 
+    from autolabel.video.keyframes import track_keyframes
+
+    def stored(r):  # keyframes the CVAT / Label Studio video formats write (tau 0.7)
+        return sum(len(track_keyframes(t.frames, t.xyxy, t.scores).frames) for t in tracks_of(sequences(r)["TUD-Campus"]))
+
+    assert stored(refined) < 0.7 * stored(plain)
+
 
 def _longest(raw, fps) -> Track:
     tracks = tracks_of(sequences(track(raw, fps=fps, refine=False))["TUD-Campus"], ["detected"])

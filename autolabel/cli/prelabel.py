@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from autolabel.config import EXIT_OK, EXIT_SKIPPED
 from autolabel.cli._common import given
 
 
-def _track_postprocess(args: argparse.Namespace) -> tuple[object, float]:
+def _track_postprocess(args: argparse.Namespace) -> tuple[Any, float]:
     """``--track``: the tracking (+ refinement) the job runs on its logged detections at
     export, and the detector threshold it needs (the tracker's ``detection_conf``)."""
     import functools
@@ -49,7 +50,7 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
             args.source, args.out, args.model, args.format, conf=conf, iou=args.iou, max_det=args.max_det,
             class_map=args.class_map, engine=args.engine, resume=args.resume, retry_failed=args.retry_failed,
             workers=args.workers, streams=args.streams, progress=not args.quiet, detector_options=det_opts, ray_options=ray_opts,
-            postprocess=post, slice=args.slice, **src_opts,
+            postprocess=post, slice=args.slice, **src_opts,  # type: ignore[arg-type]
         )
     except Exception as e:  # a crash mid-job (exit status 2 in autolabel.cli.main): the log keeps what is done
         if not isinstance(e, (FileNotFoundError, ValueError, KeyError)):

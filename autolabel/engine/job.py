@@ -153,7 +153,7 @@ def export_log(
         rows.writerows([x.key, x.reason] for x in results.failures)
     staged.append(stage / "errors.csv")
     if has_frames:  # (pandas only when needed: ~100 MB)
-        frame_table(results).to_csv(stage / "frames.csv", index=False)
+        frame_table(results).to_csv(stage / "frames.csv", index=False)  # type: ignore[arg-type]
         staged.append(stage / "frames.csv")
     root = stage.resolve()
     written = [str(out / Path(p).resolve().relative_to(root)) for p in staged]
@@ -277,7 +277,7 @@ def run_job(
         else:
             from autolabel.engine.ray_engine import iter_prelabel_ray
 
-            batches = iter_prelabel_ray(pending, detector, det, conf, iou, max_det, ray_options,
+            batches = iter_prelabel_ray(pending, detector, det, conf, iou, max_det, ray_options,  # type: ignore[arg-type]
                                         detector_options or {})
         total = None if src.length is None else max(src.length - len(done), 0)
         writer = _Writer(log, det.model_id)

@@ -223,8 +223,8 @@ def read_mot(
         d = Detections.from_xywh(a[order, 2:6], scores[order], cls[order], class_names=labels,
                                  image=ImageInfo(key, w, h, p, fi, ts), track_id=ids[order])
         if keys:
-            d.data.update({k: np.array([extra.get((fi + 1, int(t)), {}).get(k, np.nan) for t in d.track_id])
-                           for k in keys})  # type: ignore[union-attr]
+            d.data.update({k: np.array([extra.get((fi + 1, int(t)), {}).get(k, np.nan) for t in ids[order]])
+                           for k in keys})
         dets.append(d)
     return Results(dets, tuple(labels), meta.get("model_id", ""))
 

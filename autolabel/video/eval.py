@@ -54,7 +54,7 @@ def evaluate_mot_files(gt_path: str | os.PathLike, pred_path: str | os.PathLike,
     gt = read_mot(gt_path, image_size=(1 << 20, 1 << 20), ground_truth=True)
     with tempfile.TemporaryDirectory() as tmp:
         gt_file = write_mot(gt, tmp, ground_truth=True)[0]
-        r = evaluate_mot_sequence(gt_file, pred_path, metrics=["CLEAR", "HOTA", "Identity"], threshold=threshold)
+        r = evaluate_mot_sequence(gt_file, str(pred_path), metrics=["CLEAR", "HOTA", "Identity"], threshold=threshold)
     values = {**r.CLEAR.to_dict(), **r.HOTA.to_dict(), **r.Identity.to_dict()}  # type: ignore[union-attr]
     return {k: values[k] for k in _COLUMNS}
 

@@ -179,8 +179,7 @@ def segment_errors(segs: Any, tracked: Results, gt: Results, iou_accept: float =
         state[key] = (edit == ACCEPT, int(gt_ids[g]) if g >= 0 else -1)
     errors = []
     for r in segs.itertuples(index=False):
-        got = [state.get((r.sequence, r.track_id, f)) for f in range(r.start, r.end + 1)]
-        got = [x for x in got if x is not None]
+        got = [x for f in range(r.start, r.end + 1) if (x := state.get((r.sequence, r.track_id, f))) is not None]
         errors.append(not all(x[0] for x in got) or len({x[1] for x in got}) > 1)
     return segs.assign(error=errors)
 

@@ -158,7 +158,7 @@ def _track_class(frames: list[Detections], c: int, cfg: TrackerConfig, fps: floa
         unused.append((f, d.xyxy[sorted(free)], d.scores[sorted(free)]))
     for rs in rows.values():
         _backfill(rs, unused, cfg.backfill)
-    return [Track(t, label, [r[0] for r in rs], [r[1] for r in rs], [r[2] for r in rs],
+    return [Track(t, label, np.array([r[0] for r in rs]), np.array([r[1] for r in rs]), np.array([r[2] for r in rs]),
                   {"detected": np.ones(len(rs), bool)}) for t, rs in rows.items()]
 
 
