@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from autolabel.config import EXIT_OK, EXIT_SKIPPED
+from autolabel.config import EXIT_OK
 from autolabel.cli._common import given
 
 
