@@ -108,6 +108,10 @@ def test_mot15_and_mot16_ground_truth_read_alike(tmp_path):
     # the original 7-column TUD-Campus file (-1 flags) evaluates against itself perfectly, not "empty"
     m = evaluate_mot_files(TUD / "gt" / "gt.txt", TUD / "gt" / "gt_mot.txt")
     assert m["MOTA"] == pytest.approx(1.0) and m["IDF1"] == pytest.approx(1.0)
+    empty = tmp_path / "nothing.txt"  # a tracker that found nobody scores 0, it does not crash
+    empty.write_text("")
+    m = evaluate_mot_files(TUD / "gt" / "gt.txt", empty)
+    assert m["MOTA"] == 0 and m["CLR_FN"] == 359 and m["ML"] == 8
 
 
 def test_sliced_inference_finds_small_people_the_full_frame_misses():

@@ -52,6 +52,10 @@ def evaluate_mot_files(gt_path: str | os.PathLike, pred_path: str | os.PathLike,
     from autolabel.formats.mot import read_mot, write_mot
 
     gt = read_mot(gt_path, image_size=(1 << 20, 1 << 20), ground_truth=True)
+    if os.path.getsize(pred_path) == 0:  # nothing tracked: every object missed (trackers.eval refuses empty files)
+        tracks = {int(t) for d in gt for t in (d.track_id if d.track_id is not None else [])}
+        return {**{k: 0.0 for k in _COLUMNS}, "IDSW": 0, "Frag": 0, "MT": 0, "PT": 0, "ML": len(tracks),
+                "CLR_FP": 0, "CLR_FN": gt.num_boxes}
     with tempfile.TemporaryDirectory() as tmp:
         gt_file = write_mot(gt, tmp, ground_truth=True)[0]
         r = evaluate_mot_sequence(gt_file, str(pred_path), metrics=["CLEAR", "HOTA", "Identity"], threshold=threshold)
