@@ -90,7 +90,7 @@ def test_short_unsure_tracks_are_dropped(clip):
     t = _longest(raw, fps)
     short = Track(9, t.label, t.frames[:4], t.xyxy[:4] + 300, np.full(4, 0.2), {"detected": np.ones(4, bool)})
     sure = Track(8, t.label, t.frames[:4], t.xyxy[:4] + 100, np.full(4, 0.9), {"detected": np.ones(4, bool)})
-    ids = {x.track_id for x in refine_tracks([t, short, sure], fps, RefineOptions(stitch_iou=1.1))}
+    ids = {x.track_id for x in refine_tracks([t, short, sure], fps, RefineOptions(stitch_distance=0.0))}
     assert ids == {t.track_id, 8}
 
 

@@ -7,8 +7,8 @@ pass sees every frame of a track at once, as the auto-labelers of driving progra
 1. **Stitch** fragments of one object across gaps: a track that ends and another that
    starts up to ``stitch_gap_s`` seconds later are joined when each one's motion,
    extrapolated across the gap (a line fitted to its last / first ``motion_frames``
-   boxes), lands on the other's end box with IoU >= ``stitch_iou``, and their box sizes
-   agree within ``stitch_size``. Pairs are chosen by one optimal assignment per round
+   boxes), lands within ``stitch_distance`` box heights of the other's end box centre,
+   and their box heights agree within ``stitch_size``. Pairs are chosen by one optimal assignment per round
    (``scipy.optimize.linear_sum_assignment``), until no pair is left.
 2. **Drop** short, unsure tracks: fewer than ``min_frames`` detected boxes and a mean
    score below ``min_score``.
@@ -46,7 +46,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from autolabel.boxes import box_iou, paired_iou
+from autolabel.boxes import paired_iou
 from autolabel.video.tracks import Track
 
 __all__ = ["RefineOptions", "refine_tracks"]
@@ -58,7 +58,7 @@ class RefineOptions:
 
     Attributes:
         stitch_gap_s: longest gap between two fragments that may be joined.
-        stitch_iou: IoU the extrapolated box must reach with the other fragment's end box.
+        stitch_distance: largest distance between an extrapolated and the observed box centre, in box heights.
         stitch_size: largest ratio between the fragments' end box heights.
         motion_frames: boxes at each fragment's end that fit its motion line.
         min_frames: tracks with fewer detected boxes than this ...
@@ -70,7 +70,7 @@ class RefineOptions:
     """
 
     stitch_gap_s: float = 1.2
-    stitch_iou: float = 0.3
+    stitch_distance: float = 0.2
     stitch_size: float = 1.5
     motion_frames: int = 10
     min_frames: int = 8
@@ -149,18 +149,24 @@ def _motion(t: Track, at: int, n: int, tail: bool) -> np.ndarray:
 
 
 def _link_cost(a: Track, b: Track, max_gap: int, o: RefineOptions) -> float:
-    """Cost of ``a`` continuing as ``b`` (inf when gated out): 1 - the worse of the two
-    extrapolation IoUs."""
+    """Cost of ``a`` continuing as ``b`` (inf when gated out): the larger of the two
+    extrapolation errors, each the distance between the extrapolated and the observed box
+    centre over the larger box height (centres, not IoU: an occluder that cuts a fragment's
+    end box changes its size far more than its centre)."""
     gap = int(b.frames[0] - a.frames[-1])
     if a.label != b.label or gap < 1 or gap > max_gap:
         return np.inf
     ha, hb = a.xyxy[-1, 3] - a.xyxy[-1, 1], b.xyxy[0, 3] - b.xyxy[0, 1]
     if max(ha, hb) > o.stitch_size * max(min(ha, hb), 1e-6):
         return np.inf
-    fwd = box_iou(_motion(a, int(b.frames[0]), o.motion_frames, True)[None], b.xyxy[:1])[0, 0]
-    back = box_iou(_motion(b, int(a.frames[-1]), o.motion_frames, False)[None], a.xyxy[-1:])[0, 0]
-    worst = min(fwd, back)
-    return np.inf if worst < o.stitch_iou else 1.0 - worst + 0.1 * gap / max_gap
+
+    def miss(pred: np.ndarray, seen: np.ndarray) -> float:
+        d = np.hypot((pred[0] + pred[2] - seen[0] - seen[2]) / 2, (pred[1] + pred[3] - seen[1] - seen[3]) / 2)
+        return float(d / max(pred[3] - pred[1], seen[3] - seen[1], 1e-6))
+
+    worst = max(miss(_motion(a, int(b.frames[0]), o.motion_frames, True), b.xyxy[0]),
+                miss(_motion(b, int(a.frames[-1]), o.motion_frames, False), a.xyxy[-1]))
+    return np.inf if worst > o.stitch_distance else worst + 0.1 * gap / max_gap
 
 
 def _join(a: Track, b: Track, n: int) -> Track:
