@@ -258,6 +258,9 @@ class VideoRoutingConfig(StrictModel):
     max_frames: int = Field(25, ge=1, description="longest segment, in frames")
     regularization: float = Field(0.1, gt=0, description="inverse L2 strength of the logistic model (scikit-learn C)")
     review_breaks: bool = Field(True, description="segments where a track starts or ends inside the sequence go to review")
+    min_score: float = Field(0.3, ge=0, le=1, description="segments with a lower box score go to review")
+    min_agreement: float = Field(1.0, ge=0, le=1, description="segments with a smaller share of detected frames go to review")
+    min_track_frames: int = Field(25, ge=1, description="segments of shorter tracks go to review")
     description: str = ""
 
     config_kind: ClassVar[str] = "routing"

@@ -14,9 +14,12 @@ sequences with ground truth:
   residuals, overlap with other tracks, detector support, fragment joins, box size,
   border contact, track length, distance to the track's end). Few sequences and a few
   hundred correlated segments call for a model with few degrees of freedom.
-* **Gate**: with ``review_breaks`` (the preset), a segment where its track starts or
+* **Gates**: with ``review_breaks`` (the preset), a segment where its track starts or
   ends inside the sequence always goes to review: there trackers and annotators
-  disagree most (people entering, leaving, occluded), whatever the features say.
+  disagree most (people entering, leaving, occluded), whatever the features say; so
+  does a segment with a box scored below ``min_score``, a frame no detection supports
+  (``min_agreement``) or a track shorter than ``min_track_frames``. The gates hold where the model cannot learn: calibration
+  sequences without errors of some kind give it nothing to learn them from.
 * **Threshold**: chosen on *held-out* predictions: each sequence is scored by the model
   fitted on the others (leave one sequence out), and the threshold is the lowest whose
   accepted segments hold errors in at most ``fit_error`` of cases (a margin below the
@@ -81,10 +84,17 @@ class VideoPolicy:
         return segs.assign(p_hold=p, route=np.where(self.eligible(segs) & (p >= self.threshold), "accept", "review"))
 
     def eligible(self, segs: Any) -> np.ndarray:
-        """(n,) bool: segments the model may accept (with ``review_breaks``, none that holds a track break)."""
-        if not self.config.get("review_breaks", True) or not len(segs):
-            return np.ones(len(segs), bool)
-        return ~(segs["break_start"].to_numpy(bool) | segs["break_end"].to_numpy(bool))
+        """(n,) bool: segments the model may accept: ``min_score``, ``min_agreement`` and
+        ``min_track_frames`` reached and, with ``review_breaks``, no track break inside."""
+        if not len(segs):
+            return np.ones(0, bool)
+        c = self.config
+        ok = ((segs["min_score"].to_numpy(float) >= c.get("min_score", 0.0))
+              & (segs["agreement"].to_numpy(float) >= c.get("min_agreement", 0.0))
+              & (segs["log_track_frames"].to_numpy(float) >= np.log(c.get("min_track_frames", 1))))
+        if c.get("review_breaks", True):
+            ok &= ~(segs["break_start"].to_numpy(bool) | segs["break_end"].to_numpy(bool))
+        return ok
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the policy as JSON (atomically)."""
