@@ -253,7 +253,7 @@ class VideoRoutingConfig(StrictModel):
 
     iou: float = Field(0.5, gt=0, le=1, description="a segment holds when every box pairs with one object at this IoU")
     max_error: float = Field(0.1, gt=0, lt=1, description="largest share of accepted segments that may hold an error")
-    fit_error: float = Field(0.05, gt=0, lt=1, description="error share the threshold is chosen at (margin below max_error)")
+    fit_error: float = Field(0.02, gt=0, lt=1, description="error share the threshold is chosen at (margin below max_error)")
     delta: float = Field(0.1, gt=0, lt=1, description="the unit bound holds with probability 1 - delta")
     max_frames: int = Field(25, ge=1, description="longest segment, in frames")
     regularization: float = Field(0.1, gt=0, description="inverse L2 strength of the logistic model (scikit-learn C)")

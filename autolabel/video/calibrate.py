@@ -22,7 +22,7 @@ sequences with ground truth:
   sequences without errors of some kind give it nothing to learn them from.
 * **Threshold**: chosen on *held-out* predictions: each sequence is scored by the model
   fitted on the others (leave one sequence out), and the threshold is the lowest whose
-  accepted segments hold errors in at most ``fit_error`` of cases (a margin below the
+  accepted segments hold errors in at most ``fit_error`` (2%) of cases (a margin below the
   target ``max_error`` for sequences unlike the calibration ones). The final model is
   then fitted on every sequence.
 * **Bound**: sequences are the independent units (frames and segments of one sequence
