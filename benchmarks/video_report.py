@@ -87,7 +87,7 @@ def large_frames(seq, model: str, frames: int = 40) -> pd.DataFrame:  # type: ig
     gt_frames = [d for d in seq.ground_truth if d.image.frame_index < frames]
     canvases = []
     for d in gt_frames:
-        im = Image.open(d.image.path).convert("RGB").resize((int(640 * f), int(480 * f)), Image.BILINEAR)
+        im = Image.open(d.image.path).convert("RGB").resize((int(640 * f), int(480 * f)), Image.Resampling.BILINEAR)
         c = np.full((H, W, 3), 114, np.uint8)
         c[y0:y0 + im.height, x0:x0 + im.width] = np.asarray(im)
         canvases.append(c)
@@ -113,23 +113,16 @@ def large_frames(seq, model: str, frames: int = 40) -> pd.DataFrame:  # type: ig
     return pd.DataFrame(rows)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seqs", nargs="+", default=[str(ROOT.parent / "shared" / "data" / s)
-                                                  for s in ("tud-campus", "tud-stadtmitte")])
-    ap.add_argument("--model", default=str(ROOT.parent / "shared" / "models" / "yolo11n-int8.onnx"))
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "video-shared.md"))
-    args = ap.parse_args()
-    warnings.simplefilter("ignore")
+def ablation(seqs: list, model: str) -> tuple[pd.DataFrame, dict[str, tuple[Results, Results]]]:
+    """Every sequence with slicing off / forced and refinement off / on: quality, savings, time per frame."""
     rows: list[dict] = []
     refined: dict[str, tuple[Results, Results]] = {}
-    seqs = [open_sequence(s) for s in args.seqs]
     for seq in seqs:
         gt = seq.ground_truth
         if gt is None:
             raise SystemExit(f"{seq.description}: no gt/gt.txt to evaluate against")
         for sliced in (False, True):
-            raw, det_s = detections(seq, args.model, sliced)
+            raw, det_s = detections(seq, model, sliced)
             for refine in (False, True):
                 t0 = time.perf_counter()
                 t = track(raw, "bytetrack", fps=seq.fps, refine=refine)
@@ -145,21 +138,20 @@ def main() -> int:
                              "detect ms/frame": 1000 * det_s / len(seq), "track+refine ms/frame": 1000 * trk_s / len(seq)})
     table = pd.DataFrame(rows)
     mean = table.groupby(["slicing", "refine"], as_index=False).mean(numeric_only=True).assign(sequence="mean")
-    table = pd.concat([table, mean[table.columns]], ignore_index=True)
-    out = [f"# Video pre-labels on the shared sequences ({', '.join(s.name for s in seqs)})\n",
-           f"Written by `python benchmarks/video_report.py`. Model `{Path(args.model).name}`, class map person, "
-           "detections at conf 0.05, ByteTrack (configs/trackers/bytetrack.yaml), refinement "
-           "(autolabel.video.refine) on or off. Savings: configs/cost/video-keyframes.yaml, corrected pre-label tracks "
-           "imported as their own keyframes (tau 0.7). Times on a shared 2-core CPU (noisy).\n",
-           "## Ablation: refinement and slicing\n", table.to_markdown(index=False, floatfmt=".3f"), ""]
+    return pd.concat([table, mean[table.columns]], ignore_index=True), refined
 
-    big = large_frames(seqs[-1], args.model)
-    out += ["## Slicing where it is meant for: small people in large frames\n",
-            f"The first 40 frames of {seqs[-1].name}, each shrunk to 1/3 and set in a 1920x1080 canvas (people "
-            "40-80 px tall), ground truth moved with it; refined tracks. Auto mode slices these frames "
-            "(shrunk 3x at the 640 input).\n", big.to_markdown(index=False, floatfmt=".3f"), ""]
 
-    # -- segment routing -------------------------------------------------------------------------------------
+def _pooled(df: pd.DataFrame) -> dict:
+    """The per-sequence routing rows summed into one."""
+    return {"sequence": "pooled", "segments": int(df["segments"].sum()), "accepted": int(df["accepted"].sum()),
+            "accepted_errors": int(df["accepted_errors"].sum()),
+            "error_share": df["accepted_errors"].sum() / max(df["accepted"].sum(), 1),
+            "coverage": float((df["coverage"] * df["segments"]).sum() / df["segments"].sum())}
+
+
+def routing_section(refined: dict[str, tuple[Results, Results]]) -> list[str]:
+    """Segment routing on the refined tracks: the old fixed rule, the learned policy left out by sequence and sub-sequence."""
+    out: list[str] = []
     tr, gts = [v[0] for v in refined.values()], [v[1] for v in refined.values()]
     rule = []
     for t, g in zip(tr, gts):
@@ -173,19 +165,42 @@ def main() -> int:
     sub_gt = [s for g in gts for s in split(g, 3)]
     loo_sub = leave_one_out(subs, sub_gt, "video-factory-pass-90")
     pol = calibrate(tr, gts, "video-factory-pass-90")
-    pooled = lambda df: {"sequence": "pooled", "segments": int(df["segments"].sum()), "accepted": int(df["accepted"].sum()),  # noqa: E731
-                         "accepted_errors": int(df["accepted_errors"].sum()),
-                         "error_share": df["accepted_errors"].sum() / max(df["accepted"].sum(), 1),
-                         "coverage": float((df["coverage"] * df["segments"]).sum() / df["segments"].sum())}
     out += ["## Segment routing (preset video-factory-pass-90: every frame's box on the same object at IoU >= 0.5)\n",
             "Old fixed rule (min score >= 0.5, every frame detected, no break), on the refined tracks:\n",
             pd.DataFrame(rule).to_markdown(index=False, floatfmt=".3f"), "",
             "Learned policy, leave one sequence out (each sequence routed by the policy calibrated on the other):\n",
-            pd.concat([loo, pd.DataFrame([pooled(loo)])]).to_markdown(index=False, floatfmt=".3f"), "",
+            pd.concat([loo, pd.DataFrame([_pooled(loo)])]).to_markdown(index=False, floatfmt=".3f"), "",
             "Leave one sub-sequence out (each sequence cut in 3; adjacent thirds share people, so this is optimistic):\n",
-            pd.concat([loo_sub, pd.DataFrame([pooled(loo_sub)])]).to_markdown(index=False, floatfmt=".3f"), "",
+            pd.concat([loo_sub, pd.DataFrame([_pooled(loo_sub)])]).to_markdown(index=False, floatfmt=".3f"), "",
             f"Policy calibrated on both sequences: threshold {pol.threshold:.3f}; {pol.calibration['note']}\n",
             "```json\n" + json.dumps({k: v for k, v in pol.calibration.items() if k != "note"}, default=float) + "\n```\n"]
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seqs", nargs="+", default=[str(ROOT.parent / "shared" / "data" / s)
+                                                  for s in ("tud-campus", "tud-stadtmitte")])
+    ap.add_argument("--model", default=str(ROOT.parent / "shared" / "models" / "yolo11n-int8.onnx"))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "video-shared.md"))
+    args = ap.parse_args()
+    warnings.simplefilter("ignore")
+    seqs = [open_sequence(s) for s in args.seqs]
+    table, refined = ablation(seqs, args.model)
+    out = [f"# Video pre-labels on the shared sequences ({', '.join(s.name for s in seqs)})\n",
+           f"Written by `python benchmarks/video_report.py`. Model `{Path(args.model).name}`, class map person, "
+           "detections at conf 0.05, ByteTrack (configs/trackers/bytetrack.yaml), refinement "
+           "(autolabel.video.refine) on or off. Savings: configs/cost/video-keyframes.yaml, corrected pre-label tracks "
+           "imported as their own keyframes (tau 0.7). Times on a shared 2-core CPU (noisy).\n",
+           "## Ablation: refinement and slicing\n", table.to_markdown(index=False, floatfmt=".3f"), ""]
+
+    big = large_frames(seqs[-1], args.model)
+    out += ["## Slicing where it is meant for: small people in large frames\n",
+            f"The first 40 frames of {seqs[-1].name}, each shrunk to 1/3 and set in a 1920x1080 canvas (people "
+            "40-80 px tall), ground truth moved with it; refined tracks. Auto mode slices these frames "
+            "(shrunk 3x at the 640 input).\n", big.to_markdown(index=False, floatfmt=".3f"), ""]
+
+    out += routing_section(refined)
     text = "\n".join(out)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     tmp = f"{args.out}.tmp-{os.getpid()}"
