@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 __all__ = [
     "IOU_ACCEPT", "IOU_MIN", "DEFAULT_PROFILE", "DEFAULT_THRESHOLDS", "EXIT_OK", "EXIT_SKIPPED", "EXIT_FAILED", "ConfigError", "Options", "ModelConfig", "ClassMapConfig", "load_yaml", "config_path", "config_names", "CostProfile", "RoutingPolicy", "TrackerConfig", "VideoCostProfile",
-    "validation_text", "KeypointCostProfile",
+    "validation_text", "KeypointCostProfile", "VideoRoutingConfig",
 ]
 
 # -- library-wide defaults: every signature that needs one reads it from here ------------------
@@ -297,6 +297,26 @@ class RoutingPolicy(StrictModel):
         if not self.coverage_grid or not all(0 < c <= 1 for c in self.coverage_grid):
             raise ValueError(f"coverage_grid must hold levels in (0, 1], got {list(self.coverage_grid)}")
         return self
+
+
+class VideoRoutingConfig(StrictModel):
+    """Segment routing of tracked video before it is fitted (``configs/routing/video-*.yaml``);
+    see :mod:`autolabel.video.calibrate`."""
+
+    iou: float = Field(0.5, gt=0, le=1, description="a segment holds when every box pairs with one object at this IoU")
+    max_error: float = Field(0.1, gt=0, lt=1, description="largest share of accepted segments that may hold an error")
+    fit_error: float = Field(0.02, gt=0, lt=1, description="error share the threshold is chosen at (margin below max_error)")
+    delta: float = Field(0.1, gt=0, lt=1, description="the unit bound holds with probability 1 - delta")
+    max_frames: int = Field(25, ge=1, description="longest segment, in frames")
+    regularization: float = Field(0.1, gt=0, description="inverse L2 strength of the logistic model (scikit-learn C)")
+    review_breaks: bool = Field(True, description="segments where a track starts or ends inside the sequence go to review")
+    min_score: float = Field(0.3, ge=0, le=1, description="segments with a lower box score go to review")
+    min_agreement: float = Field(1.0, ge=0, le=1, description="segments with a smaller share of detected frames go to review")
+    min_track_frames: int = Field(25, ge=1, description="segments of shorter tracks go to review")
+    description: str = ""
+
+    config_kind: ClassVar[str] = "routing"
+    default_name: ClassVar[str | None] = "video-factory-pass-90"
 
 
 class TrackerConfig(StrictModel):

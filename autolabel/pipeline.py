@@ -136,6 +136,7 @@ def prelabel(
     max_det: int | None = None,
     progress: bool = True,
     class_map: Any = None,
+    slice: bool | None = None,
     **source_options: Any,
 ) -> Results:
     """Pre-label every image of ``source`` with ``detector`` (default: the bundled
@@ -150,6 +151,8 @@ def prelabel(
         progress: show a progress bar.
         class_map: a :class:`~autolabel.classmap.ClassMap` or a YAML path: renames,
             merges and drops classes.
+        slice: sliced inference (:mod:`autolabel.detectors.slicing`): None slices only
+            frames too large for the model input, True every image, False none.
         source_options: go to :func:`~autolabel.sources.open_source`.
 
     Returns:
@@ -163,7 +166,9 @@ def prelabel(
     """
     from autolabel.classmap import ClassMap
 
-    det = detector if isinstance(detector, Detector) else load_detector(detector)
+    from autolabel.detectors.slicing import with_slicing
+
+    det = with_slicing(detector if isinstance(detector, Detector) else load_detector(detector), slice)
     src = open_source(source, **source_options).require_items()
     cmap = None if class_map is None else ClassMap.load(class_map, det.class_names)
     thresholds, iou, max_det = det.settings(conf, iou, max_det)

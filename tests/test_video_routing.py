@@ -48,14 +48,16 @@ def test_a_shifted_segment_and_an_id_switch_are_errors_and_nothing_else(gt):
         f = d.image.frame_index
         if 30 <= f <= 40:
             xy[ids == 5] += np.array([20, 0, 20, 0], np.float32)  # IoU < 0.7 on frames 30-40
-        if f >= 60:  # tracks 4 and 7 swap ids from frame 60 on (inside their segments 50-70 and 48-70)
+        if f >= 60:  # tracks 4 and 7 swap ids from frame 60 on (inside their segments 50-70 and 57-70)
             ids = np.where(ids == 4, 7, np.where(ids == 7, 4, ids))
         return replace(d, xyxy=xy, track_id=ids)
 
     pred = Results([edit(d) for d in gt], gt.class_names)
     errs = segment_errors(route_segments(segments(pred)), pred, gt)
     bad = set(zip(errs.loc[errs["error"], "track_id"], errs.loc[errs["error"], "start"]))
-    assert bad == {(5, 25), (4, 50), (7, 48)}  # track 7 starts at frame 23: segments 23-47, 48-70
+    # track 7 starts at frame 23; segments are also cut where its box touches the border (frames 30-32, 57-70)
+    assert bad == {(5, 25), (4, 50), (7, 57)}
+    assert errs[errs["track_id"] == 7]["start"].tolist() == [23, 30, 31, 32, 57]
 
 
 def test_low_scores_and_filled_gaps_send_a_segment_to_review(gt):

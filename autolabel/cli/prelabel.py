@@ -6,25 +6,22 @@ import argparse
 import json
 import os
 import sys
+from typing import Any
 
-from autolabel.config import EXIT_OK, EXIT_SKIPPED
+from autolabel.config import EXIT_OK
 from autolabel.cli._common import given
 
 
+def _track_postprocess(args: argparse.Namespace) -> tuple[Any, float]:
+    """``--track``: the tracking (+ refinement) the job runs on its logged detections at
+    export, and the detector threshold it needs (the tracker's ``detection_conf``)."""
+    import functools
 
-def _cmd_track(args: argparse.Namespace) -> int:
-    """``--track``: detect frame by frame, track, write (in memory, not through the resumable job log)."""
-    from autolabel.formats import write
-    from autolabel.video.tracking import prelabel_tracks
+    from autolabel.config import TrackerConfig
+    from autolabel.video.tracking import track
 
-    res = prelabel_tracks(args.source, args.model, conf=args.conf, tracker=args.tracker, iou=args.iou,
-                          max_det=args.max_det, progress=not args.quiet, class_map=args.class_map,
-                          **given(every=args.every, every_seconds=args.every_seconds))
-    written = write(res, args.out, args.format)
-    tracks = len({(d.info.sequence, int(t)) for d in res for t in (d.track_id if d.track_id is not None else [])})
-    print(json.dumps({"status": "completed", "model_id": res.model_id, "frames": len(res), "boxes": res.num_boxes,
-                      "tracks": tracks, "skipped": len(res.failures), "written": written}, indent=2))
-    return EXIT_OK if not res.failures else EXIT_SKIPPED
+    cfg = TrackerConfig.load(args.tracker)
+    return functools.partial(track, tracker=cfg, refine=args.refine), cfg.detection_conf if args.conf is None else args.conf
 
 
 def _conf(args: argparse.Namespace) -> object:
@@ -41,21 +38,21 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
     from autolabel.engine import JobOptions, run_job
     from autolabel.engine.ray_engine import RayOptions
 
-    if args.track:
-        return _cmd_track(args)
     from autolabel.formats import TRACK_FORMATS
 
-    if args.format in TRACK_FORMATS:
+    if args.format in TRACK_FORMATS and not args.track:
         raise ValueError(f"--format {args.format} writes tracks: add --track")
+    post, conf = _track_postprocess(args) if args.track else (None, _conf(args))
 
     ray = given(actors=args.ray_actors, num_cpus=args.ray_cpus, num_gpus=args.ray_gpus)
     options = JobOptions(
-        conf=_conf(args), iou=args.iou, max_det=args.max_det, class_map=args.class_map, engine=args.engine,
+        conf=conf, iou=args.iou, max_det=args.max_det, class_map=args.class_map, engine=args.engine,
         resume=args.resume, retry_failed=args.retry_failed, workers=args.workers, streams=args.streams,
         progress=not args.quiet, source_options=given(every=args.every, every_seconds=args.every_seconds),
         detector_options=given(device=args.device, batch_size=args.batch_size, threads=args.threads,
                                draft=False if args.no_draft else None),
         ray_options=RayOptions.model_validate(ray) if args.engine == "ray" else None,
+        postprocess=post, slice=args.slice,
     )
     try:
         summary = run_job(args.source, args.out, args.model, args.format, options)
@@ -126,6 +123,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     pre.add_argument("--ray-gpus", type=float, default=None, help="Ray: GPUs per actor (default 0)")
     pre.add_argument("--track", action="store_true", help="SOURCE is a sequence (MOT folder, video): give boxes track ids")
     pre.add_argument("--tracker", default=None, help="tracker config name or YAML (configs/trackers; default bytetrack)")
+    pre.add_argument("--slice", action=argparse.BooleanOptionalAction, default=None,
+                     help="sliced inference: tiles + full frame, merged by NMS (default: only frames shrunk 1.5x "
+                          "or more at the model input; --slice every image, --no-slice none)")
+    pre.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
+                     help="with --track: offline track refinement (stitch, fill, drop, smooth; --no-refine: off)")
     pre.set_defaults(func=_cmd_prelabel)
 
     mod = sub.add_parser("models", help="list the models the resolver can find: layout, input, precision, health")

@@ -11,10 +11,10 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from autolabel.config import EXIT_FAILED, EXIT_OK, EXIT_SKIPPED
-from autolabel.core import Detections, Failure
+from autolabel.core import Detections, Failure, Results
 from autolabel.detectors import Detector, load_detector
 from autolabel.detectors.thresholds import ClassThresholds
 from autolabel.engine.log import LOG_DIR, LogResults, ShardLog, encode_record
@@ -23,7 +23,13 @@ from autolabel.io.files import atomic_write, atomic_writer, fsync_dir
 from autolabel.pipeline import iter_prelabel, tracked
 from autolabel.sources import Item, NoImagesError, Source, open_source
 
-__all__ = ["ENGINES", "JobOptions", "JobSummary", "run_job", "export_log"]
+__all__ = ["ENGINES", "JobOptions", "JobSummary", "Postprocess", "run_job", "export_log"]
+
+Postprocess = Callable[[Results], Results]
+"""Whole-input post-processing at export (e.g. tracking and refining a sequence's boxes:
+``autolabel.video.tracking.track``): it gets every logged image at once, in memory, and
+returns what is written. Passed in by the caller, so the engine never imports the video
+layer above it."""
 
 
 @dataclass
@@ -104,8 +110,8 @@ class _Pending:
 
 def export_log(
     out_dir: str | os.PathLike, format: str = "coco", class_map: Any = None, iou: float | None = None,
-    **format_options: Any,
-) -> tuple[LogResults, list[str]]:
+    postprocess: Postprocess | None = None, **format_options: Any,
+) -> tuple[LogResults | Results, list[str]]:
     """Write the export, ``errors.csv`` and (for video) ``frames.csv`` from ``OUT``'s log.
 
     The log is read as the files are written, one image at a time, so memory does not
@@ -115,7 +121,9 @@ def export_log(
     redone by the next run. ``class_map`` is applied here (the log keeps the model's own
     classes). Returns the exported results as a :class:`~autolabel.engine.log.LogResults`
     view of the log (without class probabilities, which no format writes) and the
-    written paths.
+    written paths. ``postprocess`` (see :data:`Postprocess`) reads the whole log into
+    memory and transforms it before the export; it is re-run from the log on every
+    export, so a resumed job writes exactly what an uninterrupted one does.
 
     Raises:
         LogError: no log in ``out_dir``, or a corrupt record (named by shard and line).
@@ -127,11 +135,14 @@ def export_log(
 
     out = Path(out_dir)
     log = ShardLog(out)
-    results = log.view(probs=False)
+    results: LogResults | Results = log.view(probs=False)
+    has_frames = results.has_frames  # type: ignore[union-attr]
     if class_map is not None:
         cmap = ClassMap.load(class_map, results.class_names)
         nms_iou = log.manifest()["iou"] if iou is None else iou
-        results = results.map(lambda d: cmap(d, nms_iou), cmap.target_names)
+        results = results.map(lambda d: cmap(d, nms_iou), cmap.target_names)  # type: ignore[union-attr]
+    if postprocess is not None:
+        results = postprocess(Results(list(results), results.class_names, results.model_id, list(results.failures)))
     stage = out / LOG_DIR / "export.tmp"
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
@@ -141,7 +152,7 @@ def export_log(
         rows.writerow(["key", "reason"])
         rows.writerows([x.key, x.reason] for x in results.failures)
     staged.append(stage / "errors.csv")
-    if results.has_frames:  # (pandas only when needed: ~100 MB)
+    if has_frames:  # (pandas only when needed: ~100 MB)
         frame_table(results).to_csv(stage / "frames.csv", index=False)
         staged.append(stage / "frames.csv")
     root = stage.resolve()
@@ -191,6 +202,7 @@ def _plan(source: Any, detector: Any, format: str, opts: JobOptions) -> _Plan:
         ModelNotFoundError: the model cannot be found.
     """
     from autolabel.classmap import ClassMap
+    from autolabel.detectors.slicing import with_slicing
     from autolabel.detectors.tuning import engine_settings
     from autolabel.formats import check_format
 
@@ -198,7 +210,11 @@ def _plan(source: Any, detector: Any, format: str, opts: JobOptions) -> _Plan:
     if opts.engine == "ray" and isinstance(detector, Detector):
         raise ValueError("engine='ray' needs the model as a path or name that each Ray actor loads, "
                          "not a loaded Detector")
+    if opts.engine == "ray" and opts.slice:
+        raise ValueError("sliced inference needs engine='local'")
     det = load_detector(detector, **opts.detector_options)
+    if opts.engine == "local":
+        det = with_slicing(det, opts.slice)
     if opts.class_map is not None:
         ClassMap.load(opts.class_map, det.class_names)  # a bad class map fails before any work
     streams, workers = engine_settings(det, opts.streams, opts.workers)  # defaults from cores and model
@@ -265,7 +281,7 @@ def run_job(
         if processed == 0 and not pending.already_done:
             raise NoImagesError(f"no images found in {p.src.description}")
         if opts.export:
-            results, written = export_log(out, format, opts.class_map, p.iou, **opts.format_options)
+            results, written = export_log(out, format, opts.class_map, p.iou, opts.postprocess, **opts.format_options)
         else:
             results, written = log.view(probs=False), []
         torn = len(log.torn)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from numbers import Real
-from typing import Any, Literal, Mapping, get_args
+from typing import Any, Callable, Literal, Mapping, get_args
 
 from pydantic import Field, StrictBool, field_validator, model_validator
 
@@ -38,6 +38,10 @@ class JobOptions(Options):
         detector_options, format_options: passed to ``load_detector`` and the writer.
         source_options: passed to :func:`~autolabel.sources.open_source` (``every``, ``split``, ...).
         export: write the export when every input is done (else only the log).
+        postprocess: whole-input post-processing at export (:data:`~autolabel.engine.job.Postprocess`,
+            e.g. tracking a sequence's boxes), re-run from the log on every export.
+        slice: sliced inference of large frames (:func:`autolabel.detectors.slicing.with_slicing`;
+            ``None``: automatic; local engine only).
     """
 
     conf: Any = None
@@ -55,6 +59,8 @@ class JobOptions(Options):
     format_options: dict[str, Any] = Field(default_factory=dict)
     source_options: dict[str, Any] = Field(default_factory=dict)
     export: StrictBool = True
+    postprocess: Callable[[Any], Any] | None = None
+    slice: StrictBool | None = None
 
     @field_validator("conf")
     @classmethod

@@ -4,13 +4,19 @@ Rows are ``frame,id,x,y,w,h,score,-1,-1,-1`` (the MOTChallenge tracker layout th
 TrackEval and ``trackers.eval`` read): ``frame`` is ``ImageInfo.frame_index + 1`` (MOT
 frames are 1-based), ``x, y, w, h`` top-left corner and size in pixels with 2 decimals.
 With more than one class, column 8 holds the class number (1-based, in the order of the
-ini's ``labels``). The ``.ini`` beside each file is a MOTChallenge ``seqinfo.ini``
+ini's ``labels``). Per-box ``Detections.data`` arrays (refined tracks carry ``detected``,
+``raw_iou``, ``joined``: :mod:`autolabel.video.refine`) go to ``<sequence>.boxdata.csv``
+(``frame,id,<keys>``) beside the file, which the reader reads back when present. The ``.ini`` beside each file is a MOTChallenge ``seqinfo.ini``
 (``name``, ``frameRate``, ``seqLength``, ``imWidth``, ``imHeight``) plus ``labels`` and
 ``model_id``, so the reader can rebuild every frame's identity, empty frames included.
 
-Ground-truth files (``gt/gt.txt``) are read with ``ground_truth=True``: rows whose
-column 7 (the "consider" flag) is 0, or whose column 8 (class) is set and not 1
-(pedestrian), are dropped, as MOTChallenge's evaluation does.
+Ground-truth files (``gt/gt.txt``) are read with ``ground_truth=True``, in any of the
+MOTChallenge layouts: MOT15 (7 or 10 columns: ``flag`` -1 or 1 = consider, then world
+coordinates ``x, y, z`` or -1), MOT16/17/20 (9 columns: ``flag, class, visibility``) and
+8 columns (``flag, class``). Rows whose flag is 0 are dropped, and in the layouts with a
+class column (8 or 9 columns), rows of a class other than 1 (pedestrian), as
+MOTChallenge's evaluation does. A 10-column file's columns 8-10 are world coordinates,
+never a class.
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ def write_mot(results: ResultsLike, out_dir: str | os.PathLike, fps: float | Non
                         f.write(f"{box},1,1,1\n")
                     else:
                         f.write(f"{box},{num(s)},{c + 1 if multi else -1},-1,-1\n")
+        extra = _write_boxdata(base + ".boxdata.csv", frames)
         first = frames[0].info
         rate = fps or _rate(frames) or 25.0
         ini = _CaseKeptParser()
@@ -77,8 +84,38 @@ def write_mot(results: ResultsLike, out_dir: str | os.PathLike, fps: float | Non
         }
         with atomic_writer(base + ".ini") as f:
             ini.write(f)
-        written += [base + ".txt", base + ".ini"]
+        written += [base + ".txt", base + ".ini", *extra]
     return written
+
+
+def _write_boxdata(path: str, frames: Sequence[Detections]) -> list[str]:
+    """``frame,id,<data keys>`` of every box, when the boxes carry numeric ``data``."""
+    keys = sorted(k for k in frames[0].data if all(k in d.data and d.data[k].dtype.kind in "biuf" for d in frames))
+    if not keys:
+        return []
+    with atomic_writer(path) as f:
+        f.write(",".join(["frame", "id", *keys]) + "\n")
+        for d in frames:
+            for i, t in enumerate((d.track_id if d.track_id is not None else np.zeros(0, np.int64)).tolist()):
+                vals = [num(float(d.data[k][i])) for k in keys]
+                f.write(",".join([str(int(d.image.frame_index) + 1), str(t), *vals]) + "\n")  # type: ignore[union-attr,arg-type]
+    return [path]
+
+
+def _read_boxdata(path: str) -> dict[tuple[int, int], dict[str, float]]:
+    """``{(frame, id): {key: value}}`` of a ``.boxdata.csv`` (empty when there is none)."""
+    if not os.path.isfile(path):
+        return {}
+    import csv
+
+    out = {}
+    with open(path, encoding="utf-8", newline="") as f:
+        for n, row in enumerate(csv.DictReader(f), 2):
+            try:
+                out[(int(row.pop("frame")), int(row.pop("id")))] = {k: float(v) for k, v in row.items()}
+            except (TypeError, ValueError, KeyError):
+                raise ValueError(f"{path}, line {n}: expected frame,id and numbers") from None
+    return out
 
 
 def _rate(frames: Sequence[Detections]) -> float | None:
@@ -88,8 +125,9 @@ def _rate(frames: Sequence[Detections]) -> float | None:
     return round((b.frame - a.frame) / (b.timestamp - a.timestamp), 3)
 
 
-def _parse(path: str) -> np.ndarray:
-    rows = []
+def _parse(path: str) -> tuple[np.ndarray, int]:
+    """The rows as (n, 8) floats (missing columns: flag 1, class -1) and the widest row's column count."""
+    rows, width = [], 0
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             parts = [p for p in line.replace(" ", "").strip().split(",")]
@@ -103,8 +141,9 @@ def _parse(path: str) -> np.ndarray:
                 raise ValueError(f"{path}, line {n}: not a number in {line.strip()!r}") from None
             if not np.isfinite(vals).all():
                 raise ValueError(f"{path}, line {n}: non-finite value")
+            width = max(width, len(parts))
             rows.append(vals + [1.0] * (7 - len(vals)) + [-1.0] * (8 - max(len(vals), 7)))
-    return np.array(rows, np.float64).reshape(-1, 8)
+    return np.array(rows, np.float64).reshape(-1, 8), width
 
 
 def read_mot(
@@ -142,11 +181,13 @@ def read_mot(
             raise ValueError(f"{path}: frames= describes one sequence, the folder holds {len(found)}")
         parts = [read_mot(p, frames, image_size, ground_truth, class_name) for p in found]
         return Results([d for r in parts for d in r], parts[0].class_names, parts[0].model_id)
-    rows = _parse(path)
+    rows, width = _parse(path)
     meta = _ini(os.path.splitext(path)[0] + ".ini")
     labels = [x for x in meta.get("labels", "").split(",") if x] or [class_name]
     if ground_truth:
-        rows = rows[(rows[:, 6] != 0) & ((rows[:, 7] == -1) | (rows[:, 7] == 1))]
+        has_class = width in (8, 9)  # MOT16+ (flag, class, visibility); MOT15's 10 columns end in world x, y, z
+        pedestrian = (rows[:, 7] == -1) | (rows[:, 7] == 1) if has_class else np.ones(len(rows), bool)
+        rows = rows[(rows[:, 6] != 0) & pedestrian]
     if image_size is None and "imWidth" in meta:
         image_size = (int(meta["imWidth"]), int(meta["imHeight"]))
     if frames is None:
@@ -166,6 +207,8 @@ def read_mot(
             raise ValueError(f"{path}: frame {int(r[0])} is outside the sequence ({len(frames)} frames)")
         per[j].append(r)
     w, h = image_size
+    extra = _read_boxdata(os.path.splitext(path)[0] + ".boxdata.csv")
+    keys = sorted(next(iter(extra.values()), {}))
     dets = []
     for (key, p, fi, ts), rs in zip(frames, per):
         a = np.array(rs).reshape(-1, 8)
@@ -179,8 +222,12 @@ def read_mot(
             refuse_invalid([r[2], r[3], r[2] + r[4], r[3] + r[5]], (w, h), f"{path}: frame {fi + 1}, id {int(r[1])}")
         scores = np.ones(len(a)) if ground_truth else a[:, 6]
         order = np.argsort(ids, kind="stable")
-        dets.append(Detections.from_xywh(a[order, 2:6], scores[order], cls[order], class_names=labels,
-                                         image=ImageInfo(key, w, h, p, fi, ts), track_id=ids[order]))
+        d = Detections.from_xywh(a[order, 2:6], scores[order], cls[order], class_names=labels,
+                                 image=ImageInfo(key, w, h, p, fi, ts), track_id=ids[order])
+        if keys:
+            d.data.update({k: np.array([extra.get((fi + 1, int(t)), {}).get(k, np.nan) for t in ids[order]])
+                           for k in keys})
+        dets.append(d)
     return Results(dets, tuple(labels), meta.get("model_id", ""))
 
 

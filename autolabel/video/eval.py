@@ -31,18 +31,34 @@ _COLUMNS = ("HOTA", "DetA", "AssA", "MOTA", "MOTP", "IDF1", "IDSW", "Frag", "MT"
 def evaluate_mot_files(gt_path: str | os.PathLike, pred_path: str | os.PathLike, iou: float = 0.5) -> dict[str, Any]:
     """HOTA, CLEAR and identity metrics of one MOT tracker file against a MOT ground-truth file.
 
+    The ground truth is first read by :func:`autolabel.formats.mot.read_mot` (any
+    MOTChallenge layout: MOT15's ``-1`` flags and world coordinates, MOT16/17's flag,
+    class and visibility) and written again in the MOT16 layout that ``trackers.eval``
+    reads, so a MOT15 file is not read as empty.
+
     Args:
-        gt_path: ground truth (MOTChallenge ``gt.txt``: pedestrian class, consider flag set).
+        gt_path: ground truth (MOTChallenge ``gt.txt``).
         pred_path: tracker output (``frame,id,x,y,w,h,score,...``).
         iou: IoU threshold of CLEAR and identity matching (HOTA averages 0.05..0.95).
 
     Returns:
         ``{metric: value}`` for the metrics in ``_COLUMNS`` (fractions, not percent).
+
+    Raises:
+        ValueError: a malformed file (named).
     """
     from trackers.eval import evaluate_mot_sequence
 
-    r = evaluate_mot_sequence(os.fspath(gt_path), os.fspath(pred_path), metrics=["CLEAR", "HOTA", "Identity"],
-                              threshold=iou)
+    from autolabel.formats.mot import read_mot, write_mot
+
+    gt = read_mot(gt_path, image_size=(1 << 20, 1 << 20), ground_truth=True)
+    if os.path.getsize(pred_path) == 0:  # nothing tracked: every object missed (trackers.eval refuses empty files)
+        tracks = {int(t) for d in gt for t in (d.track_id if d.track_id is not None else [])}
+        return {**{k: 0.0 for k in _COLUMNS}, "IDSW": 0, "Frag": 0, "MT": 0, "PT": 0, "ML": len(tracks),
+                "CLR_FP": 0, "CLR_FN": gt.num_boxes}
+    with tempfile.TemporaryDirectory() as tmp:
+        gt_file = write_mot(gt, tmp, ground_truth=True)[0]
+        r = evaluate_mot_sequence(gt_file, str(pred_path), metrics=["CLEAR", "HOTA", "Identity"], threshold=iou)
     values = {**_metrics(r.CLEAR), **_metrics(r.HOTA), **_metrics(r.Identity)}
     return {k: values[k] for k in _COLUMNS}
 

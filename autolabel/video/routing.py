@@ -3,7 +3,8 @@ to review as frame ranges, and list the frames where tracks break ("check here")
 
 **Segments.** Every pre-label track is cut into segments of at most ``max_frames``
 frames, and wherever its detector support changes (a run of detected boxes, a run of
-gap-filled ones). Each segment is scored by: ``mean_score``, ``min_score``, ``frames``,
+gap-filled ones) or its box starts or stops touching the frame's border (where people
+leave the view and annotations disagree on where the track ends). Each segment is scored by: ``mean_score``, ``min_score``, ``frames``,
 ``agreement`` (share of its frames where the detector found the box itself, not the gap
 filler: ``Detections.data["detected"]``), ``overlap`` (largest IoU of its boxes with
 another track's box on the same frame: where two tracks cross, ids can swap) and
@@ -43,7 +44,7 @@ from autolabel.matching import ACCEPT, IGNORE, match
 from autolabel.routing import clopper_pearson_upper
 from autolabel.video.tracks import sequences, tracks_of
 
-__all__ = ["SegmentPolicy", "Certification", "segments", "route_segments", "check_frames", "segment_errors", "certify"]
+__all__ = ["FEATURES", "SegmentPolicy", "Certification", "segments", "route_segments", "check_frames", "segment_errors", "certify"]
 
 
 @dataclass(frozen=True)
@@ -60,39 +61,70 @@ def segments(tracked: Results, max_frames: int = 25) -> Any:
     """Segments of every pre-label track, scored.
 
     Args:
-        tracked: tracked frames (``track_id`` per box; ``data["detected"]`` where gaps were filled).
+        tracked: tracked frames (``track_id`` per box; ``data["detected"]`` where gaps were
+            filled, ``raw_iou`` and ``joined`` from :mod:`autolabel.video.refine`).
         max_frames: longest segment, in frames.
 
     Returns:
         DataFrame, one row per segment: ``sequence``, ``track_id``, ``start``, ``end``
         (frame indices, inclusive), ``frames``, ``mean_score``, ``min_score``,
-        ``agreement``, ``overlap``, ``break_start``, ``break_end``.
+        ``agreement``, ``overlap``, ``break_start``, ``break_end``, and the features of
+        :data:`FEATURES` (:mod:`autolabel.video.calibrate` learns from them).
     """
     import pandas as pd
 
     rows = []
     for name, frames in sequences(tracked).items():
         first, last = frames[0].info.frame, frames[-1].info.frame
+        size = (frames[0].info.width, frames[0].info.height)
         overlap = _overlaps(frames)
-        keys = ["detected"] if all("detected" in d.data for d in frames) else []
+        keys = [k for k in ("detected", "raw_iou", "joined") if all(k in d.data for d in frames)]
         for t in tracks_of(frames, keys):
-            det = t.data.get("detected", np.ones(len(t), bool)).astype(bool)
             ov = np.array([overlap.get((int(f), t.track_id), 0.0) for f in t.frames])
-            cut = np.flatnonzero((np.diff(det.astype(int)) != 0) | (np.diff(t.frames) != 1)) + 1
-            edges = [0, *cut.tolist(), len(t)]
-            for a, b in zip(edges[:-1], edges[1:]):
-                for s in range(a, b, max_frames):
-                    e = min(s + max_frames, b)
-                    rows.append({
-                        "sequence": name, "track_id": t.track_id, "start": int(t.frames[s]),
-                        "end": int(t.frames[e - 1]), "frames": e - s, "mean_score": float(t.scores[s:e].mean()),
-                        "min_score": float(t.scores[s:e].min()), "agreement": float(det[s:e].mean()),
-                        "overlap": float(ov[s:e].max()),
-                        "break_start": bool(s == 0 and t.frames[0] > first),
-                        "break_end": bool(e == len(t) and t.frames[-1] < last),
-                    })
+            rows += _track_segments(t, ov, (first, last), size, max_frames, name)
     return pd.DataFrame(rows, columns=["sequence", "track_id", "start", "end", "frames", "mean_score", "min_score",
-                                       "agreement", "overlap", "break_start", "break_end"])
+                                       "agreement", "overlap", "break_start", "break_end", *FEATURES[6:]])
+
+
+FEATURES = ("mean_score", "min_score", "agreement", "overlap", "break_start", "break_end", "std_score",
+            "raw_iou_mean", "raw_iou_min", "joined", "height", "border", "log_track_frames", "end_distance")
+"""Segment features: score statistics, detector support (``agreement``), smoothing residuals
+(``raw_iou_*``: IoU of the smoothed box with its detection), overlap with other tracks,
+fragment joins, box size (``height``: share of the frame height), ``border`` (share of
+frames touching the frame's edge), track length and distance to the track's nearest end."""
+
+
+def _track_segments(t: Any, ov: np.ndarray, span: tuple[int, int], size: tuple[int, int], max_frames: int,
+                    name: str) -> list[dict[str, Any]]:
+    """The segment rows of one track (cut at detector-support changes, gaps and ``max_frames``)."""
+    det = np.nan_to_num(t.data.get("detected", np.ones(len(t)))).astype(bool)
+    raw = np.nan_to_num(t.data.get("raw_iou", np.ones(len(t))).astype(float))
+    joined = np.nan_to_num(t.data.get("joined", np.zeros(len(t)))).astype(bool)
+    w, h = size
+    b = t.xyxy
+    border = (b[:, 0] <= 2) | (b[:, 1] <= 2) | (b[:, 2] >= w - 2) | (b[:, 3] >= h - 2)
+    change = (np.diff(det.astype(int)) != 0) | (np.diff(border.astype(int)) != 0)  # support or border contact
+    cut = np.flatnonzero(change | (np.diff(t.frames) != 1)) + 1
+    edges = [0, *cut.tolist(), len(t)]
+    rows = []
+    for a, z in zip(edges[:-1], edges[1:]):
+        for s in range(a, z, max_frames):
+            e = min(s + max_frames, z)
+            seg, d = slice(s, e), det[s:e]
+            rows.append({
+                "sequence": name, "track_id": t.track_id, "start": int(t.frames[s]), "end": int(t.frames[e - 1]),
+                "frames": e - s, "mean_score": float(t.scores[seg].mean()), "min_score": float(t.scores[seg].min()),
+                "agreement": float(d.mean()), "overlap": float(ov[seg].max()),
+                "break_start": bool(s == 0 and t.frames[0] > span[0]),
+                "break_end": bool(e == len(t) and t.frames[-1] < span[1]),
+                "std_score": float(t.scores[seg].std()),
+                "raw_iou_mean": float(raw[seg][d].mean()) if d.any() else 0.0,
+                "raw_iou_min": float(raw[seg][d].min()) if d.any() else 0.0,
+                "joined": bool(joined[seg].any()), "height": float(np.mean(b[seg, 3] - b[seg, 1]) / h),
+                "border": float(border[seg].mean()), "log_track_frames": float(np.log(len(t))),
+                "end_distance": float(min(s, len(t) - e)),
+            })
+    return rows
 
 
 def _overlaps(frames: list) -> dict[tuple[int, int], float]:
@@ -138,7 +170,7 @@ def segment_errors(segs: Any, tracked: Results, gt: Results, iou_accept: float =
     """``segs`` with an ``error`` column: True when any box of the segment needs an edit
     against ``gt`` (not an ``accept`` in the one :class:`~autolabel.matching.Matching`) or
     its boxes pair with more than one ground-truth track (an id switch)."""
-    m = match(tracked, gt, conf=None, iou_accept=iou_accept)
+    m = match(tracked, gt, conf=None, iou_accept=iou_accept, iou_min=min(iou_accept, 0.5))
     gt_ids = np.concatenate([d.track_id for d in m.gt])
     state: dict[tuple[str, int, int], tuple[bool, int]] = {}
     for img, box, edit, g in zip(m.pred_image, m.pred_box, m.pred_edit, m.pred_gt):

@@ -27,6 +27,7 @@ import numpy as np
 from autolabel.config import ConfigError, TrackerConfig
 from autolabel.core import Detections, Results
 from autolabel.video.keyframes import interpolate
+from autolabel.video.refine import RefineOptions, refine_tracks
 from autolabel.video.tracks import Track, from_tracks, sequences
 
 __all__ = ["TRACKERS", "build_tracker", "prelabel_tracks", "track"]
@@ -87,8 +88,9 @@ def track(
     results: Results,
     tracker: TrackerConfig | str | os.PathLike | dict[str, Any] | None = None,
     fps: float | None = None,
+    refine: RefineOptions | bool = True,
 ) -> Results:
-    """Track the boxes of every sequence in ``results``.
+    """Track the boxes of every sequence in ``results``, then refine the tracks offline.
 
     Args:
         results: per-frame detections of one or more sequences (``ImageInfo.frame_index``
@@ -97,10 +99,12 @@ def track(
         tracker: a :class:`TrackerConfig`, a YAML path or a name under ``configs/trackers/``
             (default ``bytetrack``).
         fps: frames per second (default: from the frames' timestamps, else 25).
+        refine: offline refinement (:func:`autolabel.video.refine.refine_tracks`): True
+            (default settings), a :class:`RefineOptions`, or False (the tracker's tracks).
 
     Returns:
         The same frames, each with only its tracked boxes, ``track_id`` (N,) int64 set
-        and ``data["detected"]`` (N,) bool.
+        and ``data["detected"]`` (N,) bool (refined: also ``raw_iou`` and ``joined``).
 
     Raises:
         ValueError: frames that are not video frames; ConfigError: a bad tracker config.
@@ -113,6 +117,10 @@ def track(
         for c in range(len(results.class_names)):
             tracks += _track_class(frames, c, cfg, rate)
         tracks = _postprocess(tracks, cfg)
+        if refine is not False:
+            first = frames[0].image
+            size = (first.width, first.height) if first.width and first.height else None  # type: ignore[union-attr]
+            tracks = refine_tracks(tracks, rate, refine if isinstance(refine, RefineOptions) else None, size)
         for new_id, t in enumerate(sorted(tracks, key=lambda t: (t.frames[0], t.track_id)), start=1):
             t.track_id = new_id
         images = [d.info for d in frames]
@@ -149,8 +157,7 @@ def _track_class(frames: list[Detections], c: int, cfg: TrackerConfig, fps: floa
         unused.append((f, d.xyxy[sorted(free)], d.scores[sorted(free)]))
     for rs in rows.values():
         _backfill(rs, unused, cfg.backfill)
-    return [Track(t, label, np.array([r[0] for r in rs]), np.array([r[1] for r in rs]),
-                  np.array([r[2] for r in rs]),
+    return [Track(t, label, np.array([r[0] for r in rs]), np.array([r[1] for r in rs]), np.array([r[2] for r in rs]),
                   {"detected": np.ones(len(rs), bool)}) for t, rs in rows.items()]
 
 
