@@ -146,6 +146,15 @@ def _parse(path: str) -> tuple[np.ndarray, int]:
     return np.array(rows, np.float64).reshape(-1, 8), width
 
 
+def _frames(path: str, meta: dict[str, str], rows: np.ndarray) -> list[tuple[str, str | None, int, float | None]]:
+    """``(key, path, frame_index, timestamp)`` of a sequence's frames from its ``.ini``
+    (frames 0..seqLength-1 keyed ``<name>#<index>``; without a length, up to the last row's frame)."""
+    name = meta.get("name") or os.path.splitext(os.path.basename(path))[0]
+    fps = float(meta.get("frameRate", 0)) or None
+    n = int(meta.get("seqLength", 0)) or int(rows[:, 0].max(initial=0))
+    return [(f"{name}#{i}", None, i, None if fps is None else round(i / fps, 6)) for i in range(n)]
+
+
 def read_mot(
     path: str | os.PathLike,
     frames: Sequence[tuple[str, str | None, int, float | None]] | None = None,
@@ -190,15 +199,9 @@ def read_mot(
         rows = rows[(rows[:, 6] != 0) & pedestrian]
     if image_size is None and "imWidth" in meta:
         image_size = (int(meta["imWidth"]), int(meta["imHeight"]))
-    if frames is None:
-        if image_size is None:
-            raise ValueError(f"{path}: no .ini beside it; pass image_size=(width, height)")
-        name = meta.get("name") or os.path.splitext(os.path.basename(path))[0]
-        fps = float(meta.get("frameRate", 0)) or None
-        n = int(meta.get("seqLength", 0)) or int(rows[:, 0].max(initial=0))
-        frames = [(f"{name}#{i}", None, i, None if fps is None else round(i / fps, 6)) for i in range(n)]
     if image_size is None:
-        raise ValueError(f"{path}: pass image_size=(width, height)")
+        raise ValueError(f"{path}: no .ini beside it; pass image_size=(width, height)")
+    frames = _frames(path, meta, rows) if frames is None else frames
     index = {f[2]: j for j, f in enumerate(frames)}
     per: list[list[np.ndarray]] = [[] for _ in frames]
     for r in rows:
