@@ -229,3 +229,26 @@ def test_kind_logit_fits_each_kind_on_its_own():
     assert (one.predict(x[:3], np.array(["duplicate"] * 3)) == 0).all()
     with pytest.raises(RuntimeError, match="before fit"):
         KindLogit().predict(x, kinds)
+
+
+def test_missing_clusters_one_candidate_per_spot(coco):
+    """Unpaired predictions on one spot (IoU >= 0.5, exactly 0.5 included) give one missing
+    candidate: on real yolov5n predictions, and on a pair at IoU exactly 0.5 (where NMS
+    that suppresses only above 0.5 would keep both)."""
+    from autolabel.audit.features import box_calibrator, candidates
+
+    gt, pred = coco
+    cand = candidates(pred, gt)
+    miss = cand[cand.kind == "missing"]
+    assert len(miss) > 50
+    for _, m in miss.groupby("image"):
+        iou = box_iou(m[["x1", "y1", "x2", "y2"]].to_numpy(), m[["x1", "y1", "x2", "y2"]].to_numpy())
+        np.fill_diagonal(iou, 0)
+        assert iou.max() < 0.5 and (np.diff(m["rank"].to_numpy()) > 0).all()
+    info = al.ImageInfo("pair.jpg", 640, 480)
+    lab = Detections(np.array([[400.0, 300, 450, 350]]), np.ones(1), np.zeros(1, np.int64), gt.class_names, info)
+    two = Detections(np.array([[0.0, 0, 200, 100], [0, 0, 100, 100]]), np.array([0.9, 0.8]), np.zeros(2, np.int64),
+                     gt.class_names, info)
+    assert box_iou(two.xyxy[:1], two.xyxy[1:])[0, 0] == 0.5
+    c = candidates(Results([two], gt.class_names), Results([lab], gt.class_names), calibrator=box_calibrator(pred, gt))
+    assert list(c.kind) == ["spurious", "missing"] and c.iloc[1][["x2", "pred", "rank"]].tolist() == [200, 0, 0]
