@@ -73,7 +73,7 @@ def candidates(
     pred: Results,
     labels: Results,
     conf: float = 0.25,
-    low_conf: float = 0.01,
+    missing_conf: float = 0.01,
     evidence_conf: float = 0.001,
     iou_accept: float = IOU_ACCEPT,
     calibrator: ClassCalibrator | None = None,
@@ -81,10 +81,10 @@ def candidates(
     """Every candidate error with its kind, location and evidence.
 
     Args:
-        pred: model predictions (all scores down to ``low_conf`` or lower).
+        pred: model predictions (all scores down to ``missing_conf`` or lower).
         labels: the human labels (COCO ``iscrowd`` regions are never suspects).
         conf: a prediction at least this confident is evidence (loose, wrong class).
-        low_conf: predictions from here on that no label pairs with are missing-candidates.
+        missing_conf: predictions from here on that no label pairs with are missing-candidates.
         evidence_conf: predictions from here on are evidence for or against a label.
         iou_accept: tau, the IoU from which a label fits the object.
         calibrator: P(correct | score, class); default :func:`box_calibrator`.
@@ -101,7 +101,7 @@ def candidates(
     pred, labels = align_classes(pred, labels)
     cal = calibrator or box_calibrator(pred, labels)
     names = np.asarray(labels.class_names, dtype=object)
-    hi, lo = match_sweep(pred, labels, [conf, low_conf], iou_accept=iou_accept, iou_min=LOOSE_IOU, relabel=True)
+    hi, lo = match_sweep(pred, labels, [conf, missing_conf], iou_accept=iou_accept, iou_min=LOOSE_IOU, relabel=True)
     n_labels_all = np.bincount(hi.gt_cls[~hi.gt_crowd], minlength=len(names)).astype(np.float64)
     ds = _Dataset(names, n_labels_all / max(n_labels_all.sum(), 1), conf, iou_accept,
                   _paired(hi, len(hi.gt_cls)), _paired(lo, len(lo.gt_cls)), hi, lo)
