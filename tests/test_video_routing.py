@@ -26,7 +26,7 @@ def test_perfect_tracks_are_accepted_except_where_they_break(gt):
     assert set(segs.loc[segs["break_end"], "track_id"]) == {1, 2, 3, 6}
     crossing = segs["overlap"] >= 0.3
     breaks = segs["break_start"] | segs["break_end"]
-    assert (segs.loc[~breaks & ~crossing & (segs["frames"] >= 5), "route"] == "auto_accept").all()
+    assert (segs.loc[~breaks & ~crossing & (segs["frames"] >= 5), "route"] == "accept").all()
     assert (segs.loc[breaks, "route"] == "review").all()
     marks = check_frames(segs)
     assert {(7, 23, "track starts"), (1, 23, "track ends")} <= set(zip(marks.track_id, marks.frame, marks.reason))
@@ -68,6 +68,6 @@ def test_low_scores_and_filled_gaps_send_a_segment_to_review(gt):
 
     segs = route_segments(segments(Results([low(d) for d in gt], gt.class_names)), SegmentPolicy(max_overlap=1.0))
     by = segs.set_index(["track_id", "start"])
-    assert by.loc[(5, 0), "route"] == "review" and by.loc[(5, 25), "route"] == "auto_accept"
+    assert by.loc[(5, 0), "route"] == "review" and by.loc[(5, 25), "route"] == "accept"
     assert by.loc[(4, 40), "agreement"] == 0 and by.loc[(4, 40), "frames"] == 1
     assert "gap filled" in set(check_frames(segs)["reason"])

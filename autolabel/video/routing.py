@@ -10,7 +10,7 @@ filler: ``Detections.data["detected"]``), ``overlap`` (largest IoU of its boxes 
 another track's box on the same frame: where two tracks cross, ids can swap) and
 whether the track starts or ends inside the sequence at the segment (a break).
 
-**Routes** (:class:`SegmentPolicy`; the queue names of image routing): ``auto_accept``
+**Routes** (:class:`SegmentPolicy`; ``segments.csv``'s names): ``accept``
 when ``min_score``, ``agreement`` and ``frames`` reach the policy's floors, ``overlap``
 stays below its ceiling and the segment holds no break; else ``review`` (a frame range). Breaks (a track starting or
 ending away from the sequence's first and last frame, a gap filled in, two tracks
@@ -140,11 +140,11 @@ def _overlaps(frames: list) -> dict[tuple[int, int], float]:
 
 
 def route_segments(segs: Any, policy: SegmentPolicy | None = None) -> Any:
-    """``segs`` with a ``route`` column: ``"auto_accept"`` or ``"review"`` (see the module docs)."""
+    """``segs`` with a ``route`` column: ``"accept"`` or ``"review"`` (see the module docs)."""
     p = policy or SegmentPolicy()
     ok = ((segs["min_score"] >= p.min_score) & (segs["agreement"] >= p.min_agreement) & (segs["frames"] >= p.min_frames)
           & (segs["overlap"] < p.max_overlap) & ~segs["break_start"] & ~segs["break_end"])
-    return segs.assign(route=np.where(ok, "auto_accept", "review"))
+    return segs.assign(route=np.where(ok, "accept", "review"))
 
 
 def check_frames(segs: Any, crossing: float = 0.3) -> Any:
@@ -221,9 +221,9 @@ def certify(routed: Any, delta: float = 0.1, unit_frames: int | None = None) -> 
         span = range(r.start // unit_frames, r.end // unit_frames + 1) if unit_frames else [None]
         here = {str(r.sequence) if c is None else f"{r.sequence}#{c}" for c in span}  # every chunk it touches
         units |= here
-        if r.route == "auto_accept" and r.error:
+        if r.route == "accept" and r.error:
             failed |= here
-    acc = routed["route"] == "auto_accept"
+    acc = routed["route"] == "accept"
     return Certification(len(units), len(failed), float(clopper_pearson_upper(len(failed), len(units), delta)),
                          int(acc.sum()), int(routed.loc[acc, "frames"].sum()), delta,
                          f"{unit_frames} frames" if unit_frames else "sequence")
