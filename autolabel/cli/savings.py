@@ -40,7 +40,7 @@ def _cmd_savings(args: argparse.Namespace) -> int:
 
 
 def _print_savings(args: argparse.Namespace, rep: Any, conf: Any) -> None:
-    s = rep.summary
+    s = {**rep.to_dict(), "images": rep.savings.images}  # the JSON's fields (what --json writes)
     lo, hi = s["saved_fraction_ci95"]
     if s["conf"] is None:
         at = "every prediction as a pre-label"
