@@ -343,7 +343,7 @@ def test_model_ladder_ranks_a_pose_model_with_keypoint_ap_and_savings(subset, tm
     from autolabel.savings.ladder import run_ladder
 
     names = sorted(p.name for p in subset[0].glob("*.jpg"))[:10]
-    ladder, preds, _ = run_ladder(["yolo11n-pose.onnx"], subset[0], subset[1], split=names, min_conf=0.001)
+    ladder, preds, _ = run_ladder(["yolo11n-pose.onnx"], subset[0], subset[1], split=names, evidence_conf=0.001)
     row = ladder.table.iloc[0]
     (res,) = preds.values()
     formats.write_coco(res, tmp_path / "p.json")
