@@ -10,8 +10,17 @@ Routes (what Label Studio 1.x calls, ``label_studio/ml/api_connector.py``):
 - ``POST /predict`` ``{tasks, project, label_config, params}``: ``{"results": [one
   prediction per task]}``, each ``{result, score, model_version[, routing]}`` or
   ``{"error"}`` for a task that failed or was left for the next request;
-- ``POST /webhook``: Label Studio's project events (acknowledged; this backend does not
-  train), ``POST /train``: HTTP 501, ``GET /versions``.
+- ``POST /webhook``: Label Studio's project events: ``START_TRAINING`` (what "Start
+  training" sends, ``{"action", "project": {"id", ...}}``) starts a training, and
+  ``ANNOTATION_CREATED``/``ANNOTATION_UPDATED`` count towards ``--train-after``;
+- ``POST /train`` (Label Studio's older "Start training": ``{"annotations", "project":
+  "<id>.<created>", "label_config"}``): starts a training; the project's annotations are
+  read back through the Label Studio client either way (:mod:`autolabel.serve.training`).
+  Answers ``{"job", "status": "started", "model_version"}``; HTTP 409 ``{"error"}`` while a
+  training runs; HTTP 501 when the backend was started without training;
+- ``GET /train``: the training status (``state`` idle/running/done/failed/cancelled, the
+  validation scores of both models, ``swapped``, ``model_version``); ``DELETE /train``
+  kills a running training (the served model stays); ``GET /versions``.
 
 Security: :func:`serve` binds 127.0.0.1 unless told otherwise; with ``basic_auth`` every
 route requires those credentials (Label Studio's ML backend "Basic Auth" setting). The
@@ -28,6 +37,7 @@ from typing import Any
 
 from autolabel.serve.backend import Backend
 from autolabel.serve.labelconfig import LabelConfigMismatch
+from autolabel.serve.training import ServeTrainer, TrainingBusy
 
 __all__ = ["create_app", "serve", "DEFAULT_HOST", "DEFAULT_PORT"]
 
@@ -37,12 +47,13 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9090
 
 
-def create_app(backend: Backend, basic_auth: tuple[str, str] | None = None) -> Any:
+def create_app(backend: Backend, basic_auth: tuple[str, str] | None = None, trainer: ServeTrainer | None = None) -> Any:
     """The FastAPI application serving ``backend``.
 
     Args:
         backend: the model side.
         basic_auth: ``(user, password)`` every request must carry, or ``None``.
+        trainer: trains on ``/train`` and the webhook's ``START_TRAINING``; ``None``: no training (501).
 
     Returns:
         A ``fastapi.FastAPI`` app (run it with uvicorn, or :func:`serve`).
@@ -96,18 +107,43 @@ def create_app(backend: Backend, basic_auth: tuple[str, str] | None = None) -> A
             return mismatch(e)
         return {"results": results, "model_version": backend.model_version}
 
-    @app.post("/webhook")
-    def webhook(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+    def start(project: Any) -> Any:
+        if trainer is None:
+            log.warning("Label Studio asked to train: this backend was started without training (--train-dir)")
+            return JSONResponse({"error": "training is off: start autolabel serve with --train-dir"}, status_code=501)
+        try:
+            pid = int(str(project.get("id") if isinstance(project, dict) else project).split(".")[0])
+        except ValueError:
+            return JSONResponse({"error": f"no project id in the request (got {project!r})"}, status_code=400)
+        try:
+            return {**trainer.start(pid), "model_version": backend.model_version}
+        except TrainingBusy as e:
+            return JSONResponse({"error": str(e), "model_version": backend.model_version}, status_code=409)
+
+    @app.post("/webhook", response_model=None)
+    def webhook(body: dict[str, Any] = Body(...)) -> Any:
         action = str(body.get("action", ""))
         log.debug("webhook event %s", action)
         if action == "START_TRAINING":
-            log.warning("Label Studio asked to train: autolabel serve does not train; restart it with a new model")
-        return {"status": "ok", "action": action, "trained": False}
+            return start(body.get("project"))
+        if action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED") and trainer is not None:
+            project = body.get("project")
+            pid = project.get("id") if isinstance(project, dict) else None
+            started = trainer.annotation_event(int(pid)) if pid is not None and not trainer.running else None
+            return {"status": "ok", "action": action, "training": started}
+        return {"status": "ok", "action": action}
 
     @app.post("/train", response_model=None)
-    def train() -> Any:
-        log.warning("Label Studio asked to train: autolabel serve does not train; restart it with a new model")
-        return JSONResponse({"error": "autolabel serve does not train; restart it with a new model"}, status_code=501)
+    def train(body: dict[str, Any] = Body(default={})) -> Any:
+        return start(body.get("project"))
+
+    @app.get("/train")
+    def train_status() -> dict[str, Any]:
+        return {**(trainer.status if trainer else {"state": "off"}), "serving": backend.model_version}
+
+    @app.delete("/train")
+    def train_cancel() -> dict[str, Any]:
+        return {"cancelled": bool(trainer and trainer.cancel()), "model_version": backend.model_version}
 
     @app.get("/versions")
     def versions() -> dict[str, Any]:
@@ -122,9 +158,10 @@ def serve(
     port: int = DEFAULT_PORT,
     basic_auth: tuple[str, str] | None = None,
     log_level: str = "info",
+    trainer: ServeTrainer | None = None,
 ) -> None:
     """Run the backend with uvicorn until interrupted (binds ``host``, default 127.0.0.1)."""
     import uvicorn
 
-    log.info("serving %r on http://%s:%d", backend, host, port)
-    uvicorn.run(create_app(backend, basic_auth), host=host, port=port, log_level=log_level)
+    log.info("serving %r on http://%s:%d%s", backend, host, port, " (training on)" if trainer else "")
+    uvicorn.run(create_app(backend, basic_auth, trainer), host=host, port=port, log_level=log_level)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from typing import Any, Mapping, Sequence
 
@@ -89,6 +90,30 @@ class Backend:
         self.images = images or ImageAccess()
         self.time_limit = float(time_limit)
         self.projects: dict[str, RegionNames] = {}
+        self.lock = threading.RLock()  # held by predict and swap: a request sees one model from start to end
+        self._conf: Any = conf
+
+    def swap(self, detector: Any) -> None:
+        """Serve ``detector`` from the next request on (atomically: a running request finishes
+        with the old model). Its classes are the project's labels: the class map and routing
+        policy of the old model are dropped, per-class thresholds kept for classes it has.
+        """
+        from autolabel.detectors.thresholds import ClassThresholds
+
+        given = self._conf
+        thresholds = ClassThresholds(float(given) if isinstance(given, (int, float)) else detector.conf)
+        if given is not None and not isinstance(given, (int, float)):
+            loaded = ClassThresholds.load(given, default=detector.conf)
+            thresholds = ClassThresholds(loaded.default, {c: t for c, t in loaded.classes.items()
+                                                          if c in detector.class_names})
+        with self.lock:
+            if self.policy is not None or self.class_map is not None:
+                log.warning("new model %s: the routing policy and class map of %s are dropped", detector.model_id,
+                            self.model_version)
+            self.detector, self.class_map, self.policy = detector, None, None
+            self.class_names = detector.class_names
+            self.run_conf, self.thresholds = thresholds.floor, thresholds.array(self.class_names)
+        log.info("now serving %s", detector.model_id)
 
     @property
     def model_version(self) -> str:
@@ -132,6 +157,10 @@ class Backend:
         Raises:
             LabelConfigMismatch: no usable config, or it lacks the model's classes.
         """
+        with self.lock:
+            return self._predict(tasks, label_config, project)
+
+    def _predict(self, tasks: Sequence[Mapping[str, Any]], label_config: str | None, project: str | None) -> list[dict[str, Any]]:
         if label_config:
             names = self.region_names(label_config)
         elif project is not None and str(project) in self.projects:
@@ -185,7 +214,7 @@ class Backend:
                 if elapsed > self.time_limit and len(out) < len(items):
                     break
         finally:
-            batches.close()
+            batches.close()  # type: ignore[attr-defined]  # a generator (iter_prelabel)
         return out
 
     def _predictions(self, dets: list[Detections], names: RegionNames) -> list[dict[str, Any]]:

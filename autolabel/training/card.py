@@ -59,7 +59,8 @@ class TrainResult:
                 f"{self.train_seconds:.0f} s{', budget-stopped' if self.stopped_by_budget else ''})")
 
 
-def evaluate(detector: Any, images: str | os.PathLike, ground_truth: str | os.PathLike) -> tuple[float, float]:
+def evaluate(detector: Any, images: str | os.PathLike, ground_truth: str | os.PathLike,
+             class_map: Any = None) -> tuple[float, float]:
     """``(mAP50-95, mAP50)`` of ``detector`` on the images of a COCO ground-truth file.
 
     Args:
@@ -67,6 +68,7 @@ def evaluate(detector: Any, images: str | os.PathLike, ground_truth: str | os.Pa
         images: the folder the ground truth's ``file_name`` values are relative to.
         ground_truth: a COCO JSON (classes paired with the model's by name; a class the
             model lacks scores 0).
+        class_map: maps the model's classes onto the ground truth's first (as served).
 
     Returns:
         pycocotools' mAP50-95 and mAP50 (predictions at conf 0.001, 100 per image).
@@ -77,7 +79,8 @@ def evaluate(detector: Any, images: str | os.PathLike, ground_truth: str | os.Pa
     from autolabel.sources.inputs import from_coco
 
     gt, _ = load_json(ground_truth)
-    pred = prelabel(from_coco(ground_truth, images), detector, conf=0.001, max_det=100, progress=False)
+    pred = prelabel(from_coco(ground_truth, images), detector, conf=0.001, max_det=100, progress=False,
+                    class_map=class_map)
     return coco_map(pred, gt)
 
 
