@@ -31,7 +31,7 @@ import numpy as np
 
 from autolabel.config import DEFAULT_PROFILE, CostProfile
 
-__all__ = ["power_law", "CurveFit", "fit_curve", "plan", "Plan", "honesty_check"]
+__all__ = ["power_law", "CurveFit", "fit_curve", "plan", "Plan", "plan_rounds", "honesty_check"]
 
 _BOUNDS = ([-1.0, 0.0, 0.05], [1.0, 50.0, 3.0])  # a (asymptote), b (scale), c (rate)
 
@@ -205,6 +205,28 @@ def plan(
     lo, hi = (float(v) for v in np.percentile(vals, [q, 100 - q]))
     return Plan(target, curve.images_for(target), (point, None if np.isinf(lo) else lo, None if np.isinf(hi) else hi),
                 int(pool_images), float(hours_per_image), float(price), float(wage))
+
+
+def plan_rounds(
+    df: Any, project_images: int, target: float | None = None, profile: str | CostProfile = DEFAULT_PROFILE,
+    machine_price_per_hour: float | None = None, n_boot: int = 500,
+) -> tuple[CurveFit, Plan]:
+    """:func:`fit_curve` and :func:`plan` from the loop's rounds (:meth:`LoopResult.to_pandas`
+    of one strategy, runs concatenated): hours per image and training minutes as measured.
+
+    Args:
+        df: the rounds. project_images: images the project must label in all.
+        target: saved fraction wanted (default: the mean measured at the last round).
+        profile, machine_price_per_hour: see :func:`plan`. n_boot: bootstrap refits.
+    """
+    sd = (df["saved_fraction_ci95_high"] - df["saved_fraction_ci95_low"]) / 3.92
+    curve = fit_curve(df["labeled_images"], df["saved_fraction"], sd, n_boot)
+    cum = df.sort_values("round").groupby("seed")["train_minutes"].cumsum()
+    if target is None:
+        target = round(float(df.loc[df["labeled_images"] == df["labeled_images"].max(), "saved_fraction"].mean()), 2)
+    hours = float((df["labeling_hours"] / df["labeled_images"]).mean())
+    return curve, plan(curve, project_images, hours, (df.loc[cum.index, "labeled_images"], cum), target, profile,
+                       machine_price_per_hour)
 
 
 def honesty_check(df: Any, early_max: int = 50, n_boot: int = 500, seed: int = 0) -> tuple[CurveFit, Any]:
