@@ -18,7 +18,7 @@ from autolabel.config import EXIT_FAILED
 
 __all__ = ["main", "COMMANDS"]
 
-COMMANDS = ("prelabel", "savings", "routing", "labelstudio", "audit", "serve", "train")  # modules of autolabel.cli, in --help order
+COMMANDS = ("prelabel", "savings", "routing", "labelstudio", "audit", "serve", "train", "loop")  # modules of autolabel.cli, in --help order
 
 
 def _build_parser() -> argparse.ArgumentParser:
