@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 
 from autolabel.config import EXIT_OK
 
@@ -15,7 +16,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from autolabel.cli._common import given
     from autolabel.training import TrainOptions, train
 
-    opts = TrainOptions(**given(base=args.base, budget_minutes=args.budget_minutes, imgsz=args.imgsz,  # type: ignore[arg-type]
+    budget = args.budget_minutes
+    if budget is not None and budget > 0:
+        import psutil  # an Ultralytics dependency
+
+        # the budget counts from the command's start: Python's and the libraries' imports are in it
+        budget = max(budget - (time.time() - psutil.Process().create_time()) / 60, 1e-3)
+    opts = TrainOptions(**given(base=args.base, budget_minutes=budget, imgsz=args.imgsz,  # type: ignore[arg-type]
                                 epochs=args.epochs, seed=args.seed, val_fraction=args.val_fraction,
                                 min_images_per_class=args.min_images_per_class, device=args.device),
                         class_names=args.classes.split(",") if args.classes else None,

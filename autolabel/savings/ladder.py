@@ -32,7 +32,8 @@ import numpy as np
 from autolabel.config import DEFAULT_PROFILE
 from autolabel.core import Results
 
-__all__ = ["MachinePrices", "coco_map", "ladder_row", "Ladder", "pareto_front", "run_ladder", "PROFILES"]
+__all__ = ["MachinePrices", "coco_map", "ladder_row", "Ladder", "pareto_front", "run_ladder", "PROFILES", "training_cost",
+           "model_card_of"]
 
 PROFILES = (DEFAULT_PROFILE, "annotation-factory")
 
@@ -54,6 +55,28 @@ class MachinePrices:
 
     def gpu_cost_per_1000(self, input_size: tuple[int, int] | None) -> float:
         return self.gpu_seconds_per_image(input_size) * 1000 / 3600 * self.gpu_hour
+
+
+def model_card_of(path: str | os.PathLike, model_id: str) -> dict[str, Any] | None:
+    """The ``model_card.json`` beside a model file when it describes this model (``autolabel train``
+    writes it; its ``model_id`` or ``onnx_model_id`` equals ``model_id``), else ``None``."""
+    from autolabel.io.files import load_json
+
+    card_path = os.path.join(os.path.dirname(os.path.abspath(str(path))), "model_card.json")
+    if not os.path.isfile(card_path):
+        return None
+    card, _ = load_json(card_path)
+    return card if isinstance(card, dict) and model_id in (card.get("model_id"), card.get("onnx_model_id")) else None
+
+
+def training_cost(card: Mapping[str, Any], prices: MachinePrices) -> tuple[float, float]:
+    """``(training wall seconds, their price)`` of a fine-tuned model from its card: CPU runs at the
+    core-hour price times the cores the machine had, GPU runs at the GPU-hour price."""
+    t = card.get("training", {})
+    seconds = float(t.get("total_seconds") or t.get("seconds") or 0.0)
+    if str(t.get("device", "cpu")).startswith("cpu"):
+        return seconds, seconds / 3600 * prices.cpu_hour * int(t.get("cpu_cores") or 1)
+    return seconds, seconds / 3600 * prices.gpu_hour
 
 
 def coco_map(pred: Results, gt_coco: Mapping[str, Any]) -> tuple[float, float]:
@@ -226,7 +249,8 @@ class Ladder:
         b.append(("figure", "pareto"))
         for d in dict.fromkeys(df["dataset"]):
             sub = df[df["dataset"] == d].sort_values("saved_hours_per_1000", ascending=False)
-            b += [("h2", d), ("table", sub[[*self._COLS, *nets]])]
+            cols = [*self._COLS, *nets, *(c for c in ("training_s", "training_cost") if c in sub)]
+            b += [("h2", d), ("table", sub[cols])]
         b += [("h2", "Method"), ("p", _METHOD.format(p=self.prices, prof=self.profiles[0]))]
         return b
 
@@ -287,7 +311,10 @@ _METHOD = (
     "half of the images and measured on the other (autolabel.savings.thresholds). CPU seconds: process CPU time per image "
     "of the batch engine with its default (auto-tuned) settings, sampled on a few dozen images. CPU cost at USD "
     "{p.cpu_hour}/core-hour; GPU cost at USD {p.gpu_hour}/GPU-hour assuming {p.gpu_images_per_second_640:.0f} "
-    "images/s at 640x640 (scaled by input area; not measured here). Net: human pay saved minus CPU cost."
+    "images/s at 640x640 (scaled by input area; not measured here). Net: human pay saved minus CPU cost. "
+    "Fine-tuned models (a model_card.json beside the file, from autolabel train) add training_s, the wall seconds of "
+    "their training run, and training_cost, a one-off: those seconds at the core-hour price times the cores used, or "
+    "at the GPU-hour price."
 )
 
 
@@ -340,7 +367,9 @@ def run_ladder(
     seconds: dict[str, float] = {}
     for spec in models:
         det = load_detector(spec)
-        name = det.name if det.name not in preds else f"{det.name}#{len(preds)}"
+        card = model_card_of(spec, det.model_id) if isinstance(spec, (str, os.PathLike)) and os.path.isfile(spec) else None
+        name = f"{os.path.basename(os.path.dirname(os.path.abspath(str(spec))))}/{det.name}" if card else det.name
+        name = name if name not in preds else f"{name}#{len(preds)}"
         cpu0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         res = prelabel(Source(items, f"{len(items)} images under {images}", len(items)), det, conf=min_conf,
                        progress=progress)
@@ -351,7 +380,10 @@ def run_ladder(
             raise ValueError(f"{name}: {len(res.failures)} images could not be read, e.g. {f.key}: {f.reason}")
         cpu = (cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime) / len(items)
         preds[name] = res
-        ladder.add(dataset, ladder_row(name, res, gt, gt_coco, cpu, seconds[name] / len(items), det.input_size,
-                                       getattr(det, "precision", ""), prices))
+        row = ladder_row(name, res, gt, gt_coco, cpu, seconds[name] / len(items), det.input_size,
+                         getattr(det, "precision", ""), prices)
+        if card is not None:  # a fine-tuned rung: its one-off training cost beside the per-image costs
+            row["training_s"], row["training_cost"] = training_cost(card, prices)
+        ladder.add(dataset, row)
     ladder.notes.append(f"Predictions at conf {min_conf}; CPU seconds measured over the whole run on this machine.")
     return ladder, preds, seconds

@@ -178,11 +178,11 @@ def train(labels: Any, images: str | os.PathLike, out: str | os.PathLike,
     opts.check()
     out = str(out)
     deadline = t0 + opts.budget_minutes * 60 if opts.budget_minutes is not None else None
+    os.makedirs(out, exist_ok=True)
+    data, val_keys, data_yaml = _prepare(labels, images, out, opts)
     base = load_detector(opts.base)
     if base.backend != "ultralytics":
         raise ValueError(f"{opts.base}: training needs an Ultralytics .pt checkpoint, got a {base.backend} model")
-    os.makedirs(out, exist_ok=True)
-    data, val_keys, data_yaml = _prepare(labels, images, out, opts)
     n_train = len(data.paths) - len(val_keys)
     gpu = str(opts.device or getattr(base, "device", "cpu")) != "cpu"
     if opts.imgsz is not None:
@@ -240,7 +240,8 @@ def _finish(out: str, data: LabeledData, val_keys: list[str], model: Any, base: 
                        "ultralytics_metrics": ultra},
         "training": {"seconds": train_s, "total_seconds": result.total_seconds, "epochs_run": epochs_run,
                      "stopped_by_budget": stopped, "budget_minutes": opts.budget_minutes, "imgsz": size[0],
-                     "imgsz_reason": size[1], "device": str(trainer.device), "resumed": opts.resume,
+                     "imgsz_reason": size[1], "device": str(trainer.device), "cpu_cores": os.cpu_count(),
+                     "resumed": opts.resume,
                      "settings": {k: _plain(v) for k, v in vars(trainer.args).items()}},
     }
     write_card(result.model_card, card)
