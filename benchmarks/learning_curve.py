@@ -110,9 +110,23 @@ def _options(data: dict[str, Any], dataset: str, strategy: str, seed: int, args:
     opts = LoopOptions(strategy=strategy, rounds=tuple(r for r in args.rounds if r <= len(data["pool"])),
                        imgsz=args.imgsz, epochs=args.epochs, image_steps=args.image_steps,
                        min_epochs=args.min_epochs, max_epochs=args.max_epochs, budget_minutes=args.budget_minutes,
-                       seed=seed, candidates=args.candidates, prelabel_rest=False, n_boot=1000)
+                       seed=seed, candidates=args.candidates, prelabel_rest=False, n_boot=1000,
+                       train_options={"hyper": _hyper(args.hyper)} if args.hyper else {})
     tag = hashlib.sha256(json.dumps([dataset, str(opts)], default=str).encode()).hexdigest()[:10]
     return opts, CACHE / "runs" / dataset / f"{strategy}-seed{seed}-{tag}"
+
+
+def _hyper(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs as Ultralytics training arguments (values read as YAML)."""
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--hyper expects KEY=VALUE, got {pair!r}")
+        out[key] = yaml.safe_load(value)
+    return out
 
 
 def run_one(data: dict[str, Any], dataset: str, strategy: str, seed: int, args: argparse.Namespace) -> Any:
@@ -238,6 +252,7 @@ def write_report(df: Any, args: argparse.Namespace, wall_minutes: float) -> str:
         f"Settings: imgsz {args.imgsz}, rounds at {list(args.rounds)} labeled images, epochs per round "
         + (f"{args.epochs}" if args.epochs else f"= {args.image_steps} image steps / labeled images within "
            f"[{args.min_epochs}, {args.max_epochs}]")
+        + (f", Ultralytics arguments {' '.join(args.hyper)}" if args.hyper else "")
         + f", budget per round {args.budget_minutes or 'none'} min, {args.candidates or 'all'} candidate images "
         "scored per round, warm start from the previous round, base `yolo11n-coco.pt`, cost profile "
         "`extreme-clicking`, savings at each round's best threshold on the fixed held-back set (95% bootstrap "
@@ -273,6 +288,8 @@ def main() -> int:
     p.add_argument("--max-epochs", type=int, default=60)
     p.add_argument("--budget-minutes", type=float, default=None, help="wall-clock budget of each round's training")
     p.add_argument("--candidates", type=int, default=None, help="unlabeled images scored per round (default all)")
+    p.add_argument("--hyper", nargs="*", default=[], help="Ultralytics training arguments KEY=VALUE "
+                   "(e.g. val=False warmup_epochs=0: no per-epoch validation, no warm-up)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--note", default="", help="a line for the report's 'What ran' (e.g. how the runs were split)")
     p.add_argument("--report-only", action="store_true", help="write the report from the cached runs only")
