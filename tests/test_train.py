@@ -159,3 +159,28 @@ def test_bad_input_is_refused_before_training(tmp_path, capsys, case, message):
         assert ("helmet" if case == "empty_class" else "mask_weared_incorrect") in err  # the class is named
     if case in ("missing_image", "unreadable"):
         assert str(labels) in err  # the file is named
+
+
+def test_an_interrupted_run_resumes_from_its_last_epoch(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    _subset(tmp_path / "labels.json")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "autolabel.cli", "train", "--labels", str(tmp_path / "labels.json"), "--images",
+           str(FACES / "images"), "--out", str(out), "--imgsz", "160", "--epochs", "3", "--min-images-per-class", "2",
+           "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    csv, last = out / "train" / "results.csv", out / "train" / "weights" / "last.pt"
+    deadline = time.monotonic() + 300
+    while not (csv.is_file() and len(csv.read_text().splitlines()) >= 2 and last.is_file()):
+        assert proc.poll() is None and time.monotonic() < deadline, "training ended before it could be interrupted"
+        time.sleep(0.2)
+    proc.kill()  # interrupted after its first epoch
+    proc.wait()
+    assert not (out / "model.pt").exists()
+    result = al.train(tmp_path / "labels.json", FACES / "images", out, FAST, epochs=3, resume=True)
+    epochs = [int(r.split(",")[0]) for r in csv.read_text().splitlines()[1:]]
+    assert epochs[-1] == 3 and result.epochs < 3  # it went on to epoch 3 without starting over
+    assert read_card(result.out)["training"]["resumed"] and Path(result.model_pt).is_file()

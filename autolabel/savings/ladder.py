@@ -168,7 +168,7 @@ def pareto_front(saving: Sequence[float], cost: Sequence[float]) -> np.ndarray:
     the same saving for less)."""
     s, c = np.asarray(saving, float), np.asarray(cost, float)
     better = (s[None, :] >= s[:, None]) & (c[None, :] <= c[:, None]) & ((s[None, :] > s[:, None]) | (c[None, :] < c[:, None]))
-    return ~better.any(1)
+    return np.asarray(~better.any(1), dtype=bool)
 
 
 @dataclass(eq=False)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
@@ -118,38 +118,6 @@ def _prepare(labels: Any, images: str | os.PathLike, out: str, opts: TrainOption
     return data, val, write_dataset(data, val, data_dir)
 
 
-def _fit(base_path: str, data_yaml: str, out: str, imgsz: int, opts: TrainOptions, deadline: float | None) -> tuple[Any, Any, float]:
-    """Run Ultralytics' trainer; returns the YOLO model, the :class:`Budget` and its wall seconds."""
-    from ultralytics import YOLO
-
-    from autolabel.detectors.ultralytics import no_autoinstall
-    from autolabel.training.budget import Budget
-
-    budget = Budget(deadline, opts.epochs)
-    last = os.path.join(out, "train", "weights", "last.pt")
-    t0 = time.monotonic()
-    with no_autoinstall():
-        if opts.resume:
-            if not os.path.isfile(last):
-                raise FileNotFoundError(f"{last}: nothing to resume in {out}")
-            model = YOLO(last)
-            budget.attach(model)
-            model.train(resume=True, data=data_yaml, verbose=opts.progress,
-                        **({"time": 1.0} if deadline is not None else {}))  # the Budget sets the real limit
-        else:
-            model = YOLO(base_path)
-            budget.attach(model)
-            args = {**TRAINER_DEFAULTS, "data": data_yaml, "imgsz": imgsz, "seed": opts.seed,
-                    "epochs": opts.epochs or DEFAULT_EPOCHS, "project": os.path.abspath(out), "name": "train",
-                    "workers": opts.workers, "verbose": opts.progress, **dict(opts.hyper)}
-            if opts.device is not None:
-                args["device"] = opts.device
-            if deadline is not None:
-                args["time"] = 1.0  # turns on Ultralytics' time mode; the Budget sets the real limit at the start
-            model.train(**args)
-    return model, budget, time.monotonic() - t0
-
-
 def train(labels: Any, images: str | os.PathLike, out: str | os.PathLike,
           options: TrainOptions | None = None, **overrides: Any) -> TrainResult:
     """Fine-tune a detector on labeled images; write ``model.pt``, ``model.onnx`` and the card to ``out``.
@@ -192,14 +160,70 @@ def train(labels: Any, images: str | os.PathLike, out: str | os.PathLike,
         imgsz, why = choice.imgsz, choice.reason
     _say(opts, f"{n_train} training and {len(val_keys)} held-back validation images, classes {list(data.class_names)}; "
                f"imgsz {imgsz} ({why})")
-    model, budget, train_s = _fit(str(base.model.ckpt_path), data_yaml, out, imgsz, opts, deadline)  # type: ignore[attr-defined]
-    result = _finish(out, data, val_keys, model, base, (imgsz, why), opts, (budget, train_s, t0))
+    fitted = _fit(str(base.model.ckpt_path), data_yaml, out, imgsz, opts, deadline)  # type: ignore[attr-defined]
+    result = _finish(out, data, val_keys, fitted, base, (imgsz, why), opts, t0)
     _say(opts, result.summary())
     return result
 
 
-def _finish(out: str, data: LabeledData, val_keys: list[str], model: Any, base: Any, size: tuple[int, str],
-            opts: TrainOptions, timing: tuple[Any, float, float]) -> TrainResult:
+@dataclass(frozen=True)
+class _Fitted:
+    """What the trainer left: the best weights, its validation metrics and settings (recorded in
+    ``out/train/finished.json``, so that resuming a finished run only exports)."""
+
+    best: str
+    metrics: dict[str, float]
+    settings: dict[str, Any]
+    device: str
+    epochs_run: int
+    seconds: float
+
+
+def _fit(base_path: str, data_yaml: str, out: str, imgsz: int, opts: TrainOptions, deadline: float | None) -> _Fitted:
+    """Run Ultralytics' trainer (or find the finished run being resumed)."""
+    import json
+
+    from ultralytics import YOLO
+
+    from autolabel.detectors.ultralytics import no_autoinstall
+    from autolabel.io.files import atomic_write, load_json
+    from autolabel.training.budget import Budget
+
+    finished, last = os.path.join(out, "train", "finished.json"), os.path.join(out, "train", "weights", "last.pt")
+    if opts.resume and os.path.isfile(finished):
+        return _Fitted(**load_json(finished)[0])
+    budget = Budget(deadline, opts.epochs)
+    t0 = time.monotonic()
+    with no_autoinstall():
+        if opts.resume:
+            if not os.path.isfile(last):
+                raise FileNotFoundError(f"{last}: nothing to resume in {out} (no epoch was finished)")
+            model = YOLO(last)
+            budget.attach(model)
+            model.train(resume=True, data=data_yaml, verbose=opts.progress,
+                        **({"time": 1.0} if deadline is not None else {}))  # the Budget sets the real limit
+        else:
+            model = YOLO(base_path)
+            budget.attach(model)
+            args = {**TRAINER_DEFAULTS, "data": data_yaml, "imgsz": imgsz, "seed": opts.seed,
+                    "epochs": opts.epochs or DEFAULT_EPOCHS, "project": os.path.abspath(out), "name": "train",
+                    "workers": opts.workers, "verbose": opts.progress, **dict(opts.hyper)}
+            if opts.device is not None:
+                args["device"] = opts.device
+            if deadline is not None:
+                args["time"] = 1.0  # turns on Ultralytics' time mode; the Budget sets the real limit at the start
+            model.train(**args)
+    trainer: Any = model.trainer
+    fitted = _Fitted(str(trainer.best if trainer.best.exists() else trainer.last),
+                     {k: float(v) for k, v in (trainer.metrics or {}).items() if isinstance(v, (int, float))},
+                     {k: _plain(v) for k, v in vars(trainer.args).items()}, str(trainer.device), budget.epochs_run,
+                     time.monotonic() - t0)
+    atomic_write(finished, json.dumps(asdict(fitted), indent=1))
+    return fitted
+
+
+def _finish(out: str, data: LabeledData, val_keys: list[str], fitted: _Fitted, base: Any, size: tuple[int, str],
+            opts: TrainOptions, t0: float) -> TrainResult:
     """Copy the best weights, export ONNX, evaluate on the validation split, write the card."""
     from importlib.metadata import version
 
@@ -208,11 +232,9 @@ def _finish(out: str, data: LabeledData, val_keys: list[str], model: Any, base: 
     from autolabel.formats import write_coco
     from autolabel.io.files import load_json, safe_join
 
-    budget, train_s, t0 = timing
-    trainer = model.trainer
-    best = str(trainer.best if trainer.best.exists() else trainer.last)
+    train_s, epochs_run = fitted.seconds, fitted.epochs_run
     pt = safe_join(out, "model.pt")
-    shutil.copyfile(best, pt + ".tmp")
+    shutil.copyfile(fitted.best, pt + ".tmp")
     os.replace(pt + ".tmp", pt)
     onnx = _export(pt, size[0], out)
     val_dir = os.path.join(out, "data", "images", "val")
@@ -222,8 +244,6 @@ def _finish(out: str, data: LabeledData, val_keys: list[str], model: Any, base: 
     gt_path = write_coco(Results(val_results, data.class_names), os.path.join(out, "data", "val.json"))[0]
     det_pt, det_onnx = load_detector(pt), load_detector(onnx)
     m, m50 = evaluate(det_pt, val_dir, gt_path)
-    ultra = {k: float(v) for k, v in (trainer.metrics or {}).items() if isinstance(v, (int, float))}
-    epochs_run = budget.epochs_run
     stopped = opts.budget_minutes is not None and (opts.epochs is None or epochs_run < opts.epochs)
     result = TrainResult(out, pt, onnx, os.path.join(out, CARD_NAME), det_pt.model_id, det_onnx.model_id,
                          tuple(data.class_names), m50, m, train_s, time.monotonic() - t0, size[0], size[1],
@@ -237,12 +257,12 @@ def _finish(out: str, data: LabeledData, val_keys: list[str], model: Any, base: 
         "validation": {"split_file": "data/split.json", "ground_truth": "data/val.json", "keys": val_keys,
                        "fraction": opts.val_fraction if opts.val_keys is None else None, "seed": opts.seed,
                        "map50": m50, "map50_95": m, "scored_by": "pycocotools on model.pt predictions (conf 0.001)",
-                       "ultralytics_metrics": ultra},
+                       "ultralytics_metrics": fitted.metrics},
         "training": {"seconds": train_s, "total_seconds": result.total_seconds, "epochs_run": epochs_run,
                      "stopped_by_budget": stopped, "budget_minutes": opts.budget_minutes, "imgsz": size[0],
-                     "imgsz_reason": size[1], "device": str(trainer.device), "cpu_cores": os.cpu_count(),
+                     "imgsz_reason": size[1], "device": fitted.device, "cpu_cores": os.cpu_count(),
                      "resumed": opts.resume,
-                     "settings": {k: _plain(v) for k, v in vars(trainer.args).items()}},
+                     "settings": fitted.settings},
     }
     write_card(result.model_card, card)
     return result
