@@ -98,7 +98,7 @@ def test_savings_and_the_ladder_take_the_fine_tuned_model(run):
     ladder, _, _ = run_ladder([result.model_onnx], images, gt, prices=MachinePrices(cpu_hour=1.0))
     row = ladder.rows[0]
     card = read_card(result.out)
-    assert row["model"] == "out/model" and row["training_s"] == card["training"]["total_seconds"]
+    assert row["model"] == "out-model" and row["training_s"] == card["training"]["total_seconds"]
     assert row["training_cost"] == pytest.approx(row["training_s"] / 3600 * card["training"]["cpu_cores"])
     assert "training_cost" in ladder.to_markdown()
 

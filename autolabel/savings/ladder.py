@@ -368,7 +368,7 @@ def run_ladder(
     for spec in models:
         det = load_detector(spec)
         card = model_card_of(spec, det.model_id) if isinstance(spec, (str, os.PathLike)) and os.path.isfile(spec) else None
-        name = f"{os.path.basename(os.path.dirname(os.path.abspath(str(spec))))}/{det.name}" if card else det.name
+        name = f"{os.path.basename(os.path.dirname(os.path.abspath(str(spec))))}-{det.name}" if card else det.name
         name = name if name not in preds else f"{name}#{len(preds)}"
         cpu0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         res = prelabel(Source(items, f"{len(items)} images under {images}", len(items)), det, conf=min_conf,

@@ -8,6 +8,9 @@ before the first epoch, the final validation of ``best.pt``, nor our ONNX export
 evaluation after it. :class:`Budget` therefore sets ``trainer.args.time`` (read live by the
 trainer) to what is left of the whole budget minus a reserve for those steps, measured as it
 goes (validation seconds), and caps the epochs when both a budget and ``epochs`` are given.
+Ultralytics checks its time only after an optimizer step, which with gradient accumulation
+(``nbs`` / ``batch``) may come only every few batches: :class:`Budget` also stops the epoch
+loop after any batch past the budget (the trainer then validates and saves as usual).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class Budget:
         model.add_callback("on_train_start", self._start)
         model.add_callback("on_val_start", self._val_begin)
         model.add_callback("on_val_end", self._val_end)
+        model.add_callback("on_train_batch_end", self._batch_end)
         model.add_callback("on_train_epoch_end", self._count)
         model.add_callback("on_fit_epoch_end", self._epoch_end)
 
@@ -64,6 +68,12 @@ class Budget:
 
     def _val_end(self, validator: Any) -> None:
         self.val_seconds = max(self.val_seconds, time.monotonic() - self._val_start)
+
+    def _batch_end(self, trainer: Any) -> None:
+        # Ultralytics checks its time only after an optimizer step, which with gradient accumulation
+        # (nbs / batch) comes every few batches: the budget is checked after every batch here
+        if self.deadline is not None and time.monotonic() > self.deadline - self.reserve():
+            trainer.stop = True
 
     def _count(self, trainer: Any) -> None:
         self.epochs_run += 1
