@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "train", help="fine-tune a detector on your labels: model.pt, model.onnx and model_card.json in --out",
         description="Fine-tune an Ultralytics detector on labeled images (COCO, YOLO, VOC, CVAT, Label Studio, or a "
                     "`labelstudio pull` export) with a seeded held-back validation split, within a wall-clock budget. "
-                    + _SECURITY, epilog=_SECURITY)
+                    + _SECURITY)
     p.add_argument("--labels", required=True, help="labels: a COCO/Label Studio .json, a YOLO data.yaml, a CVAT .xml, "
                                                    "or a folder (VOC root, YOLO root, pull export)")
     p.add_argument("--images", required=True, help="image folder (a label's file name is relative to it)")
