@@ -138,6 +138,7 @@ class _State:
     """What carries over between rounds."""
 
     model: str
+    pool: list[str]
     labeled: list[str] = field(default_factory=list)
     truth: list[Any] = field(default_factory=list)
     rest_predictions: Results | None = None  # the current model on the remaining pool
@@ -181,11 +182,10 @@ def run_loop(
     if train is None:
         from autolabel.training import train as train_fn
         train = train_fn
-    profile = CostProfile.load(o.profile)
-    state, rounds = _State(o.base), []
+    state, rounds = _State(o.base, pool), []
     for i, target in enumerate(o.rounds, start=1):
         t0 = time.monotonic()
-        picked = _choose(images, pool, state, target - len(state.labeled), o, seed=o.seed * 1000 + i)
+        picked = _choose(images, state, target - len(state.labeled), o, seed=o.seed * 1000 + i)
         got = source.labels(picked)
         state.labeled += picked
         state.truth += list(got)
@@ -194,7 +194,7 @@ def run_loop(
         res = train(labels, images, rdir, **_train_args(labels, state, o))
         minutes = float(res.total_seconds) / 60
         state.model, state.trained = res.model_pt, True
-        r = _measure(images, heldout, gt_coco, state, (i, picked, labels, minutes, res.epochs), pool, rdir, o, profile)
+        r = _measure(images, heldout, gt_coco, state, (i, picked, labels, minutes, res.epochs), rdir, o)
         rounds.append(r)
         if progress:
             print(f"round {i}: {r.labeled_images} labeled, mAP50 {r.map50:.3f}, saved {r.saved_fraction:.1%} "
@@ -246,10 +246,10 @@ def _predict(images: str, keys: Sequence[str], model: str, o: LoopOptions) -> Re
     return prelabel(src, load_detector(model), conf=o.conf, progress=False)
 
 
-def _choose(images: str, pool: Sequence[str], state: _State, k: int, o: LoopOptions, seed: int) -> list[str]:
+def _choose(images: str, state: _State, k: int, o: LoopOptions, seed: int) -> list[str]:
     """The next ``k`` keys: the strategy over (a sample of) the unlabeled pool."""
     done = set(state.labeled)
-    rest = [p for p in pool if p not in done]
+    rest = [p for p in state.pool if p not in done]
     rng = np.random.default_rng(seed)
     if o.candidates is not None and len(rest) > max(o.candidates, k):
         rest = [rest[j] for j in np.sort(rng.choice(len(rest), o.candidates, replace=False))]
@@ -284,14 +284,15 @@ def _uncertainty(images: str, rest: Sequence[str], state: _State, o: LoopOptions
     return uncertainty_scores(policy, pred)
 
 
-def _measure(images: str, heldout: Results, gt_coco: Any, state: _State, step: tuple[Any, ...], pool: Sequence[str],
-             rdir: str, o: LoopOptions, profile: CostProfile) -> RoundResult:
+def _measure(images: str, heldout: Results, gt_coco: Any, state: _State, step: tuple[Any, ...], rdir: str,
+             o: LoopOptions) -> RoundResult:
     """The round's numbers on the held-back set (and the rest of the pool, with ``prelabel_rest``)."""
     from autolabel.savings.edits import scratch_seconds
     from autolabel.savings.ladder import coco_map
     from autolabel.savings.report import savings_report
 
     i, picked, labels, minutes, epochs = step
+    profile = CostProfile.load(o.profile)
     held = [d.image.key for d in heldout if d.image]
     pred = _predict(images, held, state.model, o)
     rep = savings_report(pred, heldout, profile, conf="best", n_boot=o.n_boot)
@@ -299,7 +300,8 @@ def _measure(images: str, heldout: Results, gt_coco: Any, state: _State, step: t
     frac, ci = float(s["saved_fraction"]), tuple(float(x) for x in s["saved_fraction_ci95"])
     boxes = np.array([int((~d.crowd).sum()) for d in labels])
     held_scratch = float(np.sum(scratch_seconds(np.array([int((~d.crowd).sum()) for d in heldout]), profile)))
-    rest = [p for p in pool if p not in set(state.labeled)]
+    done = set(state.labeled)
+    rest = [p for p in state.pool if p not in done]
     per_image_h = held_scratch / max(len(held), 1) / 3600
     state.rest_predictions = None
     if o.prelabel_rest and rest:

@@ -136,8 +136,8 @@ def fit_curve(
         p = _fit(n[idx], s[idx] + rng.normal(0.0, 1.0, len(idx)) * sd[idx])
         if p is not None:
             draws.append(p)
-    return CurveFit(tuple(float(x) for x in params), np.array(draws).reshape(-1, 3), tuple(int(c) for c in counts),
-                    level)
+    a, b, c = (float(x) for x in params)
+    return CurveFit((a, b, c), np.array(draws).reshape(-1, 3), tuple(int(k) for k in counts), level)
 
 
 @dataclass(frozen=True)
