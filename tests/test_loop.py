@@ -227,3 +227,24 @@ def test_planner_on_the_real_loop_run(loop_run):
         assert p.break_even[0] is None
     with pytest.raises(ValueError, match="3 distinct"):
         honesty_check(df, early_max=8)  # rounds 4 and 8 only: 3 parameters need 3 counts
+
+
+def test_cli_plans_a_real_run_and_refuses_bad_input(loop_run, tmp_path, capsys):
+    from autolabel.cli import main as cli
+
+    out = loop_run[4]
+    assert cli(["loop-plan", str(out / "loop.json"), "--project-images", "1000", "--target", "0.3"]) == 0
+    text = capsys.readouterr().out
+    assert "CurveFit(s(n) = " in text and '"break_even"' in text
+    assert cli(["loop", "--images", str(FACES / "images"), "--labels", str(tmp_path / "none.json"),
+                "--out", str(tmp_path / "run")]) == 2
+    assert "none.json: no such labels file" in capsys.readouterr().err
+    labels = tmp_path / "few.json"
+    coco = json.loads((FACES / "instances.json").read_text())
+    ims = coco["images"][:20]
+    labels.write_text(json.dumps({**coco, "images": ims, "annotations": [
+        a for a in coco["annotations"] if a["image_id"] in {i["id"] for i in ims}]}))
+    assert cli(["loop", "--images", str(FACES / "images"), "--labels", str(labels), "--rounds", "10", "40",
+                "--out", str(tmp_path / "run")]) == 2
+    assert "the pool has 16" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "round_1").exists()  # refused before any training
