@@ -29,11 +29,11 @@ __all__ = ["TrainOptions", "train", "DEFAULT_BASE", "DEFAULT_EPOCHS"]
 DEFAULT_BASE = "yolo11n-coco.pt"
 DEFAULT_EPOCHS = 30  #: epochs without a budget (the issue's recipe: 30 epochs at 320 px)
 #: Ultralytics settings of every run (any may be overridden through ``TrainOptions.hyper``): no plots
-#: (they need fonts from the network), images cached in RAM, early stop after 20 flat epochs, and one
-#: warm-up epoch instead of three: a pretrained base needs little, and a budget of a few minutes on a
-#: CPU buys only 5-20 epochs (on face-masks, 10 min: see benchmarks/reports/train-heldout.md)
+#: (they need fonts from the network), images cached in RAM, early stop after 20 flat epochs; the rest
+#: is Ultralytics' defaults (tried on face-masks with a 10-minute budget, none of freeze=10, batch 8 or
+#: nbs=batch, or one warm-up epoch did better: benchmarks/reports/train-heldout.md)
 TRAINER_DEFAULTS: Mapping[str, Any] = {"plots": False, "cache": "ram", "patience": 20, "deterministic": True,
-                                       "batch": 16, "close_mosaic": 5, "warmup_epochs": 1.0, "exist_ok": True}
+                                       "batch": 16, "close_mosaic": 5, "exist_ok": True}
 
 
 @dataclass(frozen=True)
