@@ -20,7 +20,8 @@ from typing import Any
 
 __all__ = ["Budget"]
 
-EXPORT_SECONDS = 15.0  #: reserve for the ONNX export, the card's evaluation and the copies (2-core CPU)
+#: reserve for the ONNX export, loading both models and the copies (a shared 2-core CPU took up to 30 s)
+EXPORT_SECONDS = 30.0
 _MIN_HOURS = 1e-5  # Ultralytics turns time mode off at 0: the smallest budget left is kept > 0
 
 
@@ -49,8 +50,9 @@ class Budget:
         model.add_callback("on_fit_epoch_end", self._epoch_end)
 
     def reserve(self) -> float:
-        """Seconds kept back for the final validation, export and evaluation."""
-        return EXPORT_SECONDS + 2.0 * self.val_seconds
+        """Seconds kept back for the validations still to come (the stopped epoch's, Ultralytics' final
+        one of ``best.pt``, the card's), the export and the copies."""
+        return EXPORT_SECONDS + 3.0 * self.val_seconds
 
     def _hours_left(self, trainer: Any) -> float:
         assert self.deadline is not None
