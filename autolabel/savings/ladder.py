@@ -69,6 +69,12 @@ def model_card_of(path: str | os.PathLike, model_id: str) -> dict[str, Any] | No
     return card if isinstance(card, dict) and model_id in (card.get("model_id"), card.get("onnx_model_id")) else None
 
 
+def _rung_name(spec: Any, det: Any) -> tuple[str, dict[str, Any] | None]:
+    """A rung's name and, for a fine-tuned model, its card (then named ``<run folder>-<model>``)."""
+    card = model_card_of(spec, det.model_id) if isinstance(spec, (str, os.PathLike)) and os.path.isfile(spec) else None
+    return (f"{os.path.basename(os.path.dirname(os.path.abspath(str(spec))))}-{det.name}" if card else det.name), card
+
+
 def training_cost(card: Mapping[str, Any], prices: MachinePrices) -> tuple[float, float]:
     """``(training wall seconds, their price)`` of a fine-tuned model from its card: CPU runs at the
     core-hour price times the cores the machine had, GPU runs at the GPU-hour price."""
@@ -367,8 +373,7 @@ def run_ladder(
     seconds: dict[str, float] = {}
     for spec in models:
         det = load_detector(spec)
-        card = model_card_of(spec, det.model_id) if isinstance(spec, (str, os.PathLike)) and os.path.isfile(spec) else None
-        name = f"{os.path.basename(os.path.dirname(os.path.abspath(str(spec))))}-{det.name}" if card else det.name
+        name, card = _rung_name(spec, det)
         name = name if name not in preds else f"{name}#{len(preds)}"
         cpu0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         res = prelabel(Source(items, f"{len(items)} images under {images}", len(items)), det, conf=min_conf,

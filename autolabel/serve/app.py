@@ -107,6 +107,20 @@ def create_app(backend: Backend, basic_auth: tuple[str, str] | None = None, trai
             return mismatch(e)
         return {"results": results, "model_version": backend.model_version}
 
+    _training_routes(app, backend, trainer)
+
+    @app.get("/versions")
+    def versions() -> dict[str, Any]:
+        return {"versions": [backend.model_version]}
+
+    return app
+
+
+def _training_routes(app: Any, backend: Backend, trainer: ServeTrainer | None) -> None:
+    """``/webhook`` and ``/train`` (start, status, cancel) on ``app``."""
+    from fastapi import Body
+    from fastapi.responses import JSONResponse
+
     def start(project: Any) -> Any:
         if trainer is None:
             log.warning("Label Studio asked to train: this backend was started without training (--train-dir)")
@@ -131,7 +145,7 @@ def create_app(backend: Backend, basic_auth: tuple[str, str] | None = None, trai
             pid = project.get("id") if isinstance(project, dict) else None
             started = trainer.annotation_event(int(pid)) if pid is not None and not trainer.running else None
             return {"status": "ok", "action": action, "training": started}
-        return {"status": "ok", "action": action}
+        return {"status": "ok", "action": action, "trained": False}
 
     @app.post("/train", response_model=None)
     def train(body: dict[str, Any] = Body(default={})) -> Any:
@@ -144,12 +158,6 @@ def create_app(backend: Backend, basic_auth: tuple[str, str] | None = None, trai
     @app.delete("/train")
     def train_cancel() -> dict[str, Any]:
         return {"cancelled": bool(trainer and trainer.cancel()), "model_version": backend.model_version}
-
-    @app.get("/versions")
-    def versions() -> dict[str, Any]:
-        return {"versions": [backend.model_version]}
-
-    return app
 
 
 def serve(
