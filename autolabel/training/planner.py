@@ -4,8 +4,10 @@
 (:mod:`autolabel.training.loop`), with an inverse power law ``s(n) = a - b * n**-c``
 (``scipy.optimize.curve_fit``; ``a`` <= 1 is the saving the model approaches, ``c`` how
 fast), and bootstraps it: every draw resamples the points (runs, i.e. seeds) at each labeled-image count
-and shifts each point by its own measurement noise (the held-back bootstrap interval read as
-+-1.96 sd), then refits. Percentiles of the draws' predictions are the intervals.
+and shifts each point by noise of its own measurement sd (the held-back bootstrap interval read as
++-1.96 sd) combined with the fit's residual sd (how far the points stray from the curve: misfit
+and run-to-run spread, so a curve that does not fit gets wide intervals), then refits.
+Percentiles of the draws' predictions are the intervals.
 
 :func:`plan` reads the curve: the labeled images a target saving needs, and the break-even
 point, the fewest labeled images ``n`` at which the hours the model saves on the rest of the
@@ -62,12 +64,14 @@ class CurveFit:
         params: ``(a, b, c)`` fitted to every point.
         draws: (B, 3) parameters of the bootstrap refits.
         n_fit: the distinct labeled-image counts fitted. level: interval coverage.
+        residual_sd: root mean square residual of the fit (divided by points - 3, at least 1).
     """
 
     params: tuple[float, float, float]
     draws: np.ndarray
     n_fit: tuple[int, ...]
     level: float = 0.95
+    residual_sd: float = 0.0
 
     def __repr__(self) -> str:
         a, b, c = self.params
@@ -109,7 +113,7 @@ def fit_curve(
     Args:
         labeled: labeled images of each point. saved: its saved fraction.
         noise_sd: each point's measurement sd (e.g. (ci95 high - low) / 3.92); drawn into
-            every bootstrap point (default: none).
+            every bootstrap point with the residual sd (default: the residual sd only).
         n_boot: bootstrap refits. seed: their random state. level: interval coverage.
 
     Returns:
@@ -127,7 +131,9 @@ def fit_curve(
     params = _fit(n, s)
     if params is None:
         raise ValueError("the inverse power law did not converge on these points")
-    sd = np.zeros(len(n)) if noise_sd is None else np.asarray(noise_sd, np.float64)
+    resid = s - power_law(n, *params)
+    rsd = float(np.sqrt(np.sum(resid ** 2) / max(len(n) - 3, 1)))
+    sd = np.hypot(np.zeros(len(n)) if noise_sd is None else np.asarray(noise_sd, np.float64), rsd)
     rng = np.random.default_rng(seed)
     groups = [np.flatnonzero(n == c) for c in counts]
     draws = []
@@ -137,7 +143,7 @@ def fit_curve(
         if p is not None:
             draws.append(p)
     a, b, c = (float(x) for x in params)
-    return CurveFit((a, b, c), np.array(draws).reshape(-1, 3), tuple(int(k) for k in counts), level)
+    return CurveFit((a, b, c), np.array(draws).reshape(-1, 3), tuple(int(k) for k in counts), level, rsd)
 
 
 @dataclass(frozen=True)
