@@ -99,9 +99,8 @@ class CurveFit:
 
         point = need(np.asarray(self.params))
         d = np.array([need(p) for p in self.draws]) if len(self.draws) else np.array([point])
-        q = 50 * (1 - self.level)
-        lo, hi = np.percentile(d, [q, 100 - q])
-        return point, float(lo), float(hi)
+        q = 50 * (1 - self.level)  # order statistics, not interpolation: a draw that never gets there stays inf
+        return point, float(np.percentile(d, q, method="lower")), float(np.percentile(d, 100 - q, method="higher"))
 
 
 def fit_curve(
