@@ -18,6 +18,7 @@ from autolabel.engine import JobOptions, run_job
 from autolabel.pipeline import prelabel
 from autolabel.sources import NoImagesError, open_source
 from autolabel.io.images import load_image
+from autolabel.training import TrainOptions, TrainResult, train
 
 __version__ = "0.1.0"
 
@@ -37,4 +38,7 @@ __all__ = [
     "open_source",
     "prelabel",
     "run_job",
+    "train",
+    "TrainOptions",
+    "TrainResult",
 ]

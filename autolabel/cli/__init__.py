@@ -18,7 +18,7 @@ from autolabel.config import EXIT_FAILED
 
 __all__ = ["main", "COMMANDS"]
 
-COMMANDS = ("prelabel", "savings", "routing", "video", "labelstudio", "audit", "serve")  # modules of autolabel.cli, in --help order
+COMMANDS = ("prelabel", "savings", "routing", "video", "labelstudio", "audit", "serve", "train", "loop")  # modules of autolabel.cli, in --help order
 
 
 def _build_parser() -> argparse.ArgumentParser:

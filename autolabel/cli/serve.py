@@ -51,7 +51,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         args.model, conf=args.class_conf, iou=args.iou, max_det=args.max_det, class_map=args.class_map,
         policy=args.policy, images=images, time_limit=args.time_limit, detector_options=det_opts,
     )
-    serve(backend, args.host, args.port, basic_auth, log_level=args.log_level, limits=limits)
+    trainer = None
+    if args.train_dir:
+        from autolabel.serve.training import ServeTrainer, TrainSettings
+
+        settings = TrainSettings(os.path.abspath(args.train_dir), **given(
+            budget_minutes=args.train_budget_minutes, base=args.train_base, imgsz=args.train_imgsz,
+            epochs=args.train_epochs, min_images_per_class=args.train_min_images_per_class, train_after=args.train_after))
+        os.makedirs(settings.work_dir, exist_ok=True)
+        trainer = ServeTrainer(backend, settings, images.client)
+    serve(backend, args.host, args.port, basic_auth, log_level=args.log_level, limits=limits, trainer=trainer)
     return EXIT_OK
 
 
@@ -89,4 +98,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--basic-auth-user", default=None,
                    help=f"require HTTP Basic Auth with this user (password from ${PASSWORD_ENV})")
     s.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    t = s.add_argument_group("training", "Label Studio's 'Start training' (/train, webhook START_TRAINING) fine-tunes "
+                                         "on the project's submitted annotations in the background and swaps the model "
+                                         "in only when validation improves. Security: the base .pt is a pickle that can "
+                                         "run code when loaded; use only a checkpoint you trust.")
+    t.add_argument("--train-dir", default=None, help="turns training on: run folders go here")
+    t.add_argument("--train-budget-minutes", type=float, default=None, help="wall-clock budget of one training (10)")
+    t.add_argument("--train-base", default=None, help="checkpoint to fine-tune (default yolo11n-coco.pt)")
+    t.add_argument("--train-imgsz", type=int, default=None, help="training input size (default: chosen from the data)")
+    t.add_argument("--train-epochs", type=int, default=None, help="epochs at most (default: as many as the budget allows)")
+    t.add_argument("--train-min-images-per-class", type=int, default=None, help="refuse classes with fewer images (5)")
+    t.add_argument("--train-after", type=int, default=None,
+                   help="also start a training after this many new annotations (webhook ANNOTATION_CREATED)")
     s.set_defaults(func=_cmd_serve)

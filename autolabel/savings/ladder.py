@@ -30,7 +30,8 @@ import numpy as np
 from autolabel.config import DEFAULT_PROFILE
 from autolabel.core import Results
 
-__all__ = ["MachinePrices", "ModelRun", "coco_map", "ladder_row", "Ladder", "pareto_front", "run_ladder", "PROFILES"]
+__all__ = ["MachinePrices", "ModelRun", "coco_map", "ladder_row", "Ladder", "pareto_front", "run_ladder", "PROFILES",
+           "training_cost", "model_card_of"]
 
 PROFILES = (DEFAULT_PROFILE, "annotation-factory")
 
@@ -52,6 +53,34 @@ class MachinePrices:
 
     def gpu_cost_per_1000(self, input_size: tuple[int, int] | None) -> float:
         return self.gpu_seconds_per_image(input_size) * 1000 / 3600 * self.gpu_hour
+
+
+def model_card_of(path: str | os.PathLike, model_id: str) -> dict[str, Any] | None:
+    """The ``model_card.json`` beside a model file when it describes this model (``autolabel train``
+    writes it; its ``model_id`` or ``onnx_model_id`` equals ``model_id``), else ``None``."""
+    from autolabel.io.files import load_json
+
+    card_path = os.path.join(os.path.dirname(os.path.abspath(str(path))), "model_card.json")
+    if not os.path.isfile(card_path):
+        return None
+    card, _ = load_json(card_path)
+    return card if isinstance(card, dict) and model_id in (card.get("model_id"), card.get("onnx_model_id")) else None
+
+
+def _rung_name(spec: Any, det: Any) -> tuple[str, dict[str, Any] | None]:
+    """A rung's name and, for a fine-tuned model, its card (then named ``<run folder>-<model>``)."""
+    card = model_card_of(spec, det.model_id) if isinstance(spec, (str, os.PathLike)) and os.path.isfile(spec) else None
+    return (f"{os.path.basename(os.path.dirname(os.path.abspath(str(spec))))}-{det.name}" if card else det.name), card
+
+
+def training_cost(card: Mapping[str, Any], prices: MachinePrices) -> tuple[float, float]:
+    """``(training wall seconds, their price)`` of a fine-tuned model from its card: CPU runs at the
+    core-hour price times the cores the machine had, GPU runs at the GPU-hour price."""
+    t = card.get("training", {})
+    seconds = float(t.get("total_seconds") or t.get("seconds") or 0.0)
+    if str(t.get("device", "cpu")).startswith("cpu"):
+        return seconds, seconds / 3600 * prices.cpu_hour * int(t.get("cpu_cores") or 1)
+    return seconds, seconds / 3600 * prices.gpu_hour
 
 
 def coco_map(pred: Results, gt_coco: Mapping[str, Any], iou_type: str = "bbox") -> tuple[float, float]:
@@ -166,7 +195,7 @@ def pareto_front(saving: Sequence[float], cost: Sequence[float]) -> np.ndarray:
     the same saving for less)."""
     s, c = np.asarray(saving, float), np.asarray(cost, float)
     better = (s[None, :] >= s[:, None]) & (c[None, :] <= c[:, None]) & ((s[None, :] > s[:, None]) | (c[None, :] < c[:, None]))
-    return np.asarray(~better.any(1))
+    return np.asarray(~better.any(1), dtype=bool)
 
 
 @dataclass(eq=False)
@@ -250,7 +279,8 @@ class Ladder:
         for d in dict.fromkeys(df["dataset"]):
             sub = df[df["dataset"] == d].sort_values("saved_hours_per_1000", ascending=False)
             kp = [c for c in self._KP_COLS if c in sub and sub[c].notna().any()]  # pose models on keypoint data
-            b += [("h2", d), ("table", sub[[*self._COLS, *nets, *kp]])]
+            trained = [c for c in ("training_s", "training_cost") if c in sub]  # fine-tuned rungs
+            b += [("h2", d), ("table", sub[[*self._COLS, *nets, *kp, *trained]])]
         b += [("h2", "Method"), ("p", _METHOD.format(p=self.prices, prof=self.profiles[0]))]
         return b
 
@@ -290,7 +320,10 @@ _METHOD = (
     "half of the images and measured on the other (autolabel.savings.thresholds). CPU seconds: process CPU time per image "
     "of the batch engine with its default (auto-tuned) settings, sampled on a few dozen images. CPU cost at USD "
     "{p.cpu_hour}/core-hour; GPU cost at USD {p.gpu_hour}/GPU-hour assuming {p.gpu_images_per_second_640:.0f} "
-    "images/s at 640x640 (scaled by input area; not measured here). Net: human pay saved minus CPU cost."
+    "images/s at 640x640 (scaled by input area; not measured here). Net: human pay saved minus CPU cost. "
+    "Fine-tuned models (a model_card.json beside the file, from autolabel train) add training_s, the wall seconds of "
+    "their training run, and training_cost, a one-off: those seconds at the core-hour price times the cores used, or "
+    "at the GPU-hour price."
 )
 
 
@@ -345,8 +378,9 @@ def run_ladder(
     preds: dict[str, Results] = {}
     seconds: dict[str, float] = {}
     dets = [load_detector(spec) for spec in models]  # every model loads (and passes its check) before any work
-    for det in dets:
-        name = det.name if det.name not in preds else f"{det.name}#{len(preds)}"
+    for spec, det in zip(models, dets):
+        name, card = _rung_name(spec, det)
+        name = name if name not in preds else f"{name}#{len(preds)}"
         cpu0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         res = prelabel(Source(items, f"{len(items)} images under {images}", len(items)), det, conf=evidence_conf,
                        progress=progress)
@@ -358,6 +392,9 @@ def run_ladder(
         cpu = (cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime) / len(items)
         preds[name] = res
         run = ModelRun(name, cpu, seconds[name] / len(items), det.input_size, getattr(det, "precision", ""))
-        ladder.add(dataset, ladder_row(run, res, gt, gt_coco, prices))
+        row = ladder_row(run, res, gt, gt_coco, prices)
+        if card is not None:  # a fine-tuned rung: its one-off training cost beside the per-image costs
+            row["training_s"], row["training_cost"] = training_cost(card, prices)
+        ladder.add(dataset, row)
     ladder.notes.append(f"Predictions at conf {evidence_conf}; CPU seconds measured over the whole run on this machine.")
     return ladder, preds, seconds

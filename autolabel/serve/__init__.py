@@ -11,13 +11,16 @@ named after the project's own labeling config::
 
 :mod:`~autolabel.serve.labelconfig` reads region names, :mod:`~autolabel.serve.images`
 decides which image URLs may be read, :mod:`~autolabel.serve.backend` predicts, and
-:mod:`~autolabel.serve.app` speaks the HTTP protocol.
+:mod:`~autolabel.serve.app` speaks the HTTP protocol, and :mod:`~autolabel.serve.training`
+fine-tunes on the project's annotations when Label Studio says "Start training"
+(``autolabel serve --train-dir DIR``), swapping the model in only when it validates better.
 """
 
 from autolabel.serve.app import DEFAULT_HOST, DEFAULT_PORT, Limits, create_app, serve
 from autolabel.serve.backend import Backend
 from autolabel.serve.images import ImageAccess, RefusedURL
 from autolabel.serve.labelconfig import LabelConfigMismatch, RegionNames, parse_label_config
+from autolabel.serve.training import ServeTrainer, TrainingBusy, TrainSettings
 
 __all__ = [
     "Backend",
@@ -26,6 +29,9 @@ __all__ = [
     "LabelConfigMismatch",
     "RegionNames",
     "parse_label_config",
+    "ServeTrainer",
+    "TrainSettings",
+    "TrainingBusy",
     "create_app",
     "Limits",
     "serve",

@@ -10,8 +10,17 @@ Routes (what Label Studio 1.x calls, ``label_studio/ml/api_connector.py``):
 - ``POST /predict`` ``{tasks, project, label_config, params}``: ``{"results": [one
   prediction per task]}``, each ``{result, score, model_version[, routing]}`` or
   ``{"error"}`` for a task that failed or was left for the next request;
-- ``POST /webhook``: Label Studio's project events (acknowledged; this backend does not
-  train), ``POST /train``: HTTP 501, ``GET /versions``.
+- ``POST /webhook``: Label Studio's project events: ``START_TRAINING`` (what "Start
+  training" sends, ``{"action", "project": {"id", ...}}``) starts a training, and
+  ``ANNOTATION_CREATED``/``ANNOTATION_UPDATED`` count towards ``--train-after``;
+- ``POST /train`` (Label Studio's older "Start training": ``{"annotations", "project":
+  "<id>.<created>", "label_config"}``): starts a training; the project's annotations are
+  read back through the Label Studio client either way (:mod:`autolabel.serve.training`).
+  Answers ``{"job", "status": "started", "model_version"}``; HTTP 409 ``{"error"}`` while a
+  training runs; HTTP 501 when the backend was started without training;
+- ``GET /train``: the training status (``state`` idle/running/done/failed/cancelled, the
+  validation scores of both models, ``swapped``, ``model_version``); ``DELETE /train``
+  kills a running training (the served model stays); ``GET /versions``.
 
 Security: :func:`serve` binds 127.0.0.1 unless told otherwise; with ``basic_auth`` every
 route requires those credentials (Label Studio's ML backend "Basic Auth" setting),
@@ -32,13 +41,13 @@ import copy
 import json
 import logging
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from autolabel.serve.backend import Backend
 from autolabel.serve.labelconfig import LabelConfigMismatch
+from autolabel.serve.training import ServeTrainer, TrainingBusy
 
 __all__ = ["create_app", "serve", "Limits", "DEFAULT_HOST", "DEFAULT_PORT"]
 
@@ -127,8 +136,7 @@ def _setup(backend: Backend, body: dict[str, Any]) -> tuple[int, dict[str, Any]]
         return _mismatch(backend, e)
 
 
-def _predict(backend: Backend, limits: Limits, lock: threading.Lock, body: dict[str, Any],
-             arrived: float) -> tuple[int, dict[str, Any]]:
+def _predict(backend: Backend, limits: Limits, body: dict[str, Any], arrived: float) -> tuple[int, dict[str, Any]]:
     """Status and JSON answer of ``/predict``: the request checked against the limits, then
     the tasks predicted once the lock is free, within the time left since ``arrived``."""
     tasks, config = body.get("tasks"), body.get("label_config")
@@ -142,46 +150,70 @@ def _predict(backend: Backend, limits: Limits, lock: threading.Lock, body: dict[
     try:
         names = backend.names_for(config, body.get("project"))
         # the time limit counts from arrival: a request that waited it out runs nothing (Label Studio asks again)
-        got = lock.acquire(timeout=max(0.0, backend.time_limit - (time.monotonic() - arrived)))
+        got = backend.lock.acquire(timeout=max(0.0, backend.time_limit - (time.monotonic() - arrived)))
         try:
             results = backend.predict(tasks, names=names, started=arrived)
         finally:
             if got:
-                lock.release()
+                backend.lock.release()
     except LabelConfigMismatch as e:
         return _mismatch(backend, e)
     return 200, {"results": results, "model_version": backend.model_version}
 
 
-def _other_routes(app: Any, backend: Backend, Body: Any, JSONResponse: Any) -> None:  # noqa: N803 - FastAPI's names
-    """``/webhook`` (acknowledged), ``/train`` (501: this backend does not train) and ``/versions``."""
-    untrained = "autolabel serve does not train; restart it with a new model"
+def _training_routes(app: Any, backend: Backend, trainer: ServeTrainer | None) -> None:
+    """``/webhook`` and ``/train`` (start, status, cancel) on ``app``."""
+    from fastapi import Body
+    from fastapi.responses import JSONResponse
 
-    @app.post("/webhook")
-    def webhook(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+    def start(project: Any) -> Any:
+        if trainer is None:
+            log.warning("Label Studio asked to train: this backend was started without training (--train-dir)")
+            return JSONResponse({"error": "training is off: start autolabel serve with --train-dir"}, status_code=501)
+        try:
+            pid = int(str(project.get("id") if isinstance(project, dict) else project).split(".")[0])
+        except ValueError:
+            return JSONResponse({"error": f"no project id in the request (got {project!r})"}, status_code=400)
+        try:
+            return {**trainer.start(pid), "model_version": backend.model_version}
+        except TrainingBusy as e:
+            return JSONResponse({"error": str(e), "model_version": backend.model_version}, status_code=409)
+
+    @app.post("/webhook", response_model=None)
+    def webhook(body: dict[str, Any] = Body(...)) -> Any:
         action = str(body.get("action", ""))
         log.debug("webhook event %s", action)
         if action == "START_TRAINING":
-            log.warning("Label Studio asked to train: %s", untrained)
+            return start(body.get("project"))
+        if action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED") and trainer is not None:
+            project = body.get("project")
+            pid = project.get("id") if isinstance(project, dict) else None
+            started = trainer.annotation_event(int(pid)) if pid is not None and not trainer.running else None
+            return {"status": "ok", "action": action, "training": started}
         return {"status": "ok", "action": action, "trained": False}
 
     @app.post("/train", response_model=None)
-    def train() -> Any:
-        log.warning("Label Studio asked to train: %s", untrained)
-        return JSONResponse({"error": untrained}, status_code=501)
+    def train(body: dict[str, Any] = Body(default={})) -> Any:
+        return start(body.get("project"))
 
-    @app.get("/versions")
-    def versions() -> dict[str, Any]:
-        return {"versions": [backend.model_version]}
+    @app.get("/train")
+    def train_status() -> dict[str, Any]:
+        return {**(trainer.status if trainer else {"state": "off"}), "serving": backend.model_version}
+
+    @app.delete("/train")
+    def train_cancel() -> dict[str, Any]:
+        return {"cancelled": bool(trainer and trainer.cancel()), "model_version": backend.model_version}
 
 
-def create_app(backend: Backend, basic_auth: tuple[str, str] | None = None, limits: Limits | None = None) -> Any:
+def create_app(backend: Backend, basic_auth: tuple[str, str] | None = None, limits: Limits | None = None,
+               trainer: ServeTrainer | None = None) -> Any:
     """The FastAPI application serving ``backend``.
 
     Args:
         backend: the model side.
         basic_auth: ``(user, password)`` every request must carry, or ``None``.
         limits: body size and tasks per request (:class:`Limits`; default ``Limits()``).
+        trainer: trains on ``/train`` and the webhook's ``START_TRAINING``; ``None``: no training (501).
 
     Returns:
         An ASGI app: ``fastapi.FastAPI`` inside the body limit (run it with uvicorn, or :func:`serve`).
@@ -207,7 +239,6 @@ def create_app(backend: Backend, basic_auth: tuple[str, str] | None = None, limi
     # the docs routes are declared below, under the same credentials as every other route
     app = FastAPI(title="autolabel ML backend", dependencies=[Depends(authorized)], docs_url=None, redoc_url=None,
                   openapi_url=None)
-    lock = threading.Lock()  # one batch in inference at a time; a detector need not be thread-safe
 
     def answer(status_and_json: tuple[int, dict[str, Any]]) -> Any:
         status, data = status_and_json
@@ -227,12 +258,17 @@ def create_app(backend: Backend, basic_auth: tuple[str, str] | None = None, limi
 
     def predict(request: Request, body: dict[str, Any] = Body(...)) -> Any:
         arrived = request.scope.get("state", {}).get("arrived", time.monotonic())
-        return answer(_predict(backend, limits, lock, body, arrived))
+        return answer(_predict(backend, limits, body, arrived))
 
     predict.__annotations__["request"] = Request  # the class itself: it is imported here, not at module level
     app.post("/predict", response_model=None)(predict)
 
-    _other_routes(app, backend, Body, JSONResponse)
+    _training_routes(app, backend, trainer)
+
+    @app.get("/versions")
+    def versions() -> dict[str, Any]:
+        return {"versions": [backend.model_version]}
+
     return _BodyLimit(app, limits.max_body_bytes)
 
 
@@ -243,6 +279,7 @@ def serve(
     basic_auth: tuple[str, str] | None = None,
     log_level: str = "info",
     limits: Limits | None = None,
+    trainer: ServeTrainer | None = None,
 ) -> None:
     """Run the backend with uvicorn until interrupted (binds ``host``, default 127.0.0.1);
     every log line has its query strings redacted (:mod:`~autolabel.serve.redact`)."""
@@ -256,5 +293,6 @@ def serve(
     config.setdefault("filters", {})["redact"] = {"()": "autolabel.serve.redact.RedactFilter"}
     for handler in config["handlers"].values():
         handler.setdefault("filters", []).append("redact")
-    log.info("serving %r on http://%s:%d (%s)", backend, host, port, limits or Limits())
-    uvicorn.run(create_app(backend, basic_auth, limits), host=host, port=port, log_level=log_level, log_config=config)
+    log.info("serving %r on http://%s:%d (%s)%s", backend, host, port, limits or Limits(),
+             " (training on)" if trainer else "")
+    uvicorn.run(create_app(backend, basic_auth, limits, trainer), host=host, port=port, log_level=log_level, log_config=config)

@@ -18,6 +18,7 @@ one per core), under its pixel limits.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any, Mapping, Sequence
 
@@ -90,6 +91,26 @@ class Backend:
         self.images = images or ImageAccess()
         self.time_limit = float(time_limit)
         self.projects: dict[str, RegionNames] = {}
+        self.lock = threading.RLock()  # held by predict and swap: a request sees one model from start to end
+        self._conf: Any = conf
+
+    def swap(self, detector: Any) -> None:
+        """Serve ``detector`` from the next request on (atomically: a running request finishes
+        with the old model). Its classes are the project's labels: the class map and routing
+        policy of the old model are dropped, per-class thresholds kept for classes it has.
+        """
+        from autolabel.detectors.thresholds import ClassThresholds
+
+        loaded = ClassThresholds.load(detector.conf if self._conf is None else self._conf, default=detector.conf)
+        thresholds = ClassThresholds(loaded.default, {c: v for c, v in loaded.classes.items() if c in detector.class_names})
+        with self.lock:
+            if self.policy is not None or self.class_map is not None:
+                log.warning("new model %s: the routing policy and class map of %s are dropped", detector.model_id,
+                            self.model_version)
+            self.detector, self.class_map, self.policy = detector, None, None
+            self.class_names = detector.class_names
+            self.run_conf, self.thresholds = thresholds.floor, thresholds.array(self.class_names)
+        log.info("now serving %s", detector.model_id)
 
     @property
     def model_version(self) -> str:

@@ -256,6 +256,13 @@ class ImageAccess:
             raise ImageReadError(_redact(url), f"Label Studio answered HTTP {r.status_code}")
         return r.content
 
+    def client(self) -> Any:
+        """A Label Studio :class:`~autolabel.labelstudio.Client` for this host and token (training reads
+        the project's annotations with it). Raises ``ValueError`` when no host or token is known yet."""
+        from autolabel.labelstudio import Client
+
+        return Client(self.url, self._token)
+
     def _authorization(self) -> str:
         with self._lock:
             if self._auth is None:
