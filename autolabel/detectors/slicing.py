@@ -137,7 +137,20 @@ def _place(d: Detections, win: tuple[int, int, int, int], frame: tuple[int, int]
 
 def with_slicing(detector: Detector, slice: bool | None = None, tile: tuple[int, int] | None = None) -> Detector:
     """``detector`` with sliced inference: ``None`` auto (large frames only), True every
-    frame, False none (the detector itself); ``tile`` as :class:`SlicedDetector`."""
+    frame, False none (the detector itself); ``tile`` as :class:`SlicedDetector`.
+
+    Tiles are merged box by box, so pose and segmentation models (keypoints, masks) are
+    not sliced: auto mode leaves them as they are.
+
+    Raises:
+        ValueError: ``slice=True`` for a pose or segmentation model.
+    """
     if slice is False or isinstance(detector, SlicedDetector):
+        return detector
+    layout = getattr(detector, "layout", None)
+    if detector.keypoint_spec is not None or getattr(layout, "n_masks", 0):
+        if slice:
+            raise ValueError(f"{detector.name}: sliced inference merges boxes only; it does not take a pose or "
+                             "segmentation model (leave out --slice)")
         return detector
     return SlicedDetector(detector, "auto" if slice is None else "on", tile=tile)
