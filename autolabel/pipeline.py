@@ -136,7 +136,7 @@ def prelabel(
     max_det: int | None = None,
     progress: bool = True,
     class_map: Any = None,
-    slice: bool | None = None,
+    slice: bool | None = False,
     **source_options: Any,
 ) -> Results:
     """Pre-label every image of ``source`` with ``detector`` (default: the bundled
@@ -151,8 +151,10 @@ def prelabel(
         progress: show a progress bar.
         class_map: a :class:`~autolabel.classmap.ClassMap` or a YAML path: renames,
             merges and drops classes.
-        slice: sliced inference (:mod:`autolabel.detectors.slicing`): None slices only
-            frames too large for the model input, True every image, False none.
+        slice: sliced inference (:mod:`autolabel.detectors.slicing`): True every image,
+            False none (the default for images: slicing costs several detector passes a
+            frame), None only frames too large for the model input (the default of
+            tracked video, :func:`autolabel.video.tracking.prelabel_tracks`).
         source_options: go to :func:`~autolabel.sources.open_source`.
 
     Returns:

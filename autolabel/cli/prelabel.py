@@ -52,7 +52,7 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
         detector_options=given(device=args.device, batch_size=args.batch_size, threads=args.threads,
                                draft=False if args.no_draft else None),
         ray_options=RayOptions.model_validate(ray) if args.engine == "ray" else None,
-        postprocess=post, slice=args.slice,
+        postprocess=post, slice=(None if args.track else False) if args.slice is None else args.slice,
     )
     try:
         summary = run_job(args.source, args.out, args.model, args.format, options)
@@ -124,8 +124,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     pre.add_argument("--track", action="store_true", help="SOURCE is a sequence (MOT folder, video): give boxes track ids")
     pre.add_argument("--tracker", default=None, help="tracker config name or YAML (configs/trackers; default bytetrack)")
     pre.add_argument("--slice", action=argparse.BooleanOptionalAction, default=None,
-                     help="sliced inference: tiles + full frame, merged by NMS (default: only frames shrunk 1.5x "
-                          "or more at the model input; --slice every image, --no-slice none)")
+                     help="sliced inference: tiles + full frame, merged by NMS (default: with --track only frames "
+                          "shrunk 1.5x or more at the model input, else none; --slice every image, --no-slice none)")
     pre.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
                      help="with --track: offline track refinement (stitch, fill, drop, smooth; --no-refine: off)")
     pre.set_defaults(func=_cmd_prelabel)

@@ -41,7 +41,7 @@ class JobOptions(Options):
         postprocess: whole-input post-processing at export (:data:`~autolabel.engine.job.Postprocess`,
             e.g. tracking a sequence's boxes), re-run from the log on every export.
         slice: sliced inference of large frames (:func:`autolabel.detectors.slicing.with_slicing`;
-            ``None``: automatic; local engine only).
+            ``None``: automatic, large frames only; default ``False``; local engine only).
     """
 
     conf: Any = None
@@ -60,7 +60,7 @@ class JobOptions(Options):
     source_options: dict[str, Any] = Field(default_factory=dict)
     export: StrictBool = True
     postprocess: Callable[[Any], Any] | None = None
-    slice: StrictBool | None = None
+    slice: StrictBool | None = False
 
     @field_validator("conf")
     @classmethod

@@ -61,6 +61,7 @@ def prelabel_tracks(
     cfg = TrackerConfig.load(tracker)
     source_keys = {"every", "every_seconds", "fps"}
     src = open_source(source, **{k: prelabel_options.pop(k) for k in source_keys & set(prelabel_options)})
+    prelabel_options.setdefault("slice", None)  # tracked video: slice frames too large for the model input
     results = prelabel(src, detector, conf=cfg.detection_conf if conf is None else conf, **prelabel_options)
     return track(results, cfg, fps=getattr(src, "fps", None))
 
