@@ -107,8 +107,8 @@ def _route_table(s: dict[str, Any]) -> str:
     secs = s.get("expected_seconds", {})
     rows = [(q, n, secs.get(q, 0.0) / 3600) for q, n in s["queues"].items()]
     t = pd.DataFrame(rows, columns=["queue", "images", "expected hours"])
-    lines = [f"{s['images']} images routed with threshold {s['threshold']:.4f} "
-             f"({s['risk']} <= {s['alpha']:g}, delta {s['delta']:g})",
+    thr = "none (nothing is auto-accepted)" if s["threshold"] is None else f"{s['threshold']:.4f}"
+    lines = [f"{s['images']} images routed with threshold {thr} ({s['risk']} <= {s['alpha']:g}, delta {s['delta']:g})",
              t.to_string(index=False, float_format=lambda v: f"{v:.2f}")]
     if secs:
         lines.append(f"expected hours: routed {secs['routed total'] / 3600:.2f}, reviewing everything "

@@ -148,7 +148,7 @@ def with_slicing(detector: Detector, slice: bool | None = None, tile: tuple[int,
     if slice is False or isinstance(detector, SlicedDetector):
         return detector
     layout = getattr(detector, "layout", None)
-    if detector.keypoint_spec is not None or getattr(layout, "n_masks", 0):
+    if detector.keypoint_spec is not None or getattr(layout, "n_masks", False):
         if slice:
             raise ValueError(f"{detector.name}: sliced inference merges boxes only; it does not take a pose or "
                              "segmentation model (leave out --slice)")
