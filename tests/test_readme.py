@@ -42,6 +42,13 @@ BLOCKS: dict[str, tuple[str, object]] = {
     "autolabel prelabel ../shared/data/tud-campus --track": (
         "skip", "tracking video and a benchmark report; test_tracking.py and test_video_*.py cover them"),
     "autolabel serve --model yolov5n.onnx": ("skip", "a long-running server; test_serve.py starts `autolabel serve`"),
+    "autolabel prelabel photos/ --model yolo11n-pose.onnx": (
+        "skip", "a pose model over a folder of photos; test_keypoints.py runs prelabel and savings on keypoints"),
+    "autolabel train --labels first50.json": (
+        "skip", "training for minutes; test_train.py runs `autolabel train` for seconds and prelabels with its model"),
+    "from autolabel.training.loop import": ("skip", "rounds of training; test_loop.py runs a 3-round loop"),
+    "autolabel loop --images photos/": ("skip", "rounds of training; test_loop.py runs the loop and its CLI"),
+    "autolabel loop-plan loop/loop.json": ("skip", "needs finished loop runs; test_loop.py runs loop-plan on a real run"),
 }
 
 
