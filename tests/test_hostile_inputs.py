@@ -13,14 +13,13 @@ import hashlib
 import http.server
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from serve_process import start_serve, stop_serve
 
 import autolabel as al
 from autolabel.cli import main as cli
@@ -28,7 +27,6 @@ from autolabel.config import ConfigError, CostProfile
 from autolabel.formats import labelstudio_config, read_coco
 from autolabel.routing import FittedPolicy, fit_policy, route
 
-from ls_server import SERVER
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "s3cret-ls-token-4711"
@@ -96,39 +94,12 @@ def hosts(jpeg):
     stranger.shutdown()
 
 
-def _start(args: list[str], log: Path):
+def _served(args: list[str], log: Path, auth=None):
     """``autolabel serve`` in its own process; the token and the Basic Auth password in its
     environment, and no Label Studio URL unless ``args`` name one."""
-    port = SERVER.free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY")}
     env.update(PYTHONPATH=str(ROOT), LABEL_STUDIO_API_KEY=TOKEN, AUTOLABEL_SERVE_PASSWORD=PASSWORD)
-    cmd = [sys.executable, "-m", "autolabel.cli", "serve", "--port", str(port), *args]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    return proc, f"http://127.0.0.1:{port}"
-
-
-def _served(args: list[str], log: Path, auth=None):
-    proc, url = _start(args, log)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()
-        try:
-            if httpx.get(url + "/health", auth=auth, timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    proc.kill()
-    pytest.fail(f"autolabel serve did not answer /health:\n{log.read_text()}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:  # still answering a request: uvicorn waits for it
-        proc.kill()
-        proc.wait(20)
+    return start_serve(args, log, env, auth)
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +133,7 @@ def local_only(docroot, tmp_path_factory):
     proc, url = _served(["--document-root", str(docroot), "--basic-auth-user", "ls", "--max-tasks", "200",
                          "--max-body-mb", "1", "--time-limit", "4"], log, AUTH)
     yield url, log, proc
-    _stop(proc)
+    stop_serve(proc)
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +142,7 @@ def with_host(hosts, docroot, tmp_path_factory):
     log = tmp_path_factory.mktemp("serve-host") / "serve.log"
     proc, url = _served(["--label-studio-url", hosts[0].url, "--document-root", str(docroot)], log)
     yield url, log
-    _stop(proc)
+    stop_serve(proc)
 
 
 @pytest.fixture(scope="module")

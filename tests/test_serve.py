@@ -10,14 +10,13 @@ images. The server fixture is in ``conftest.py`` (shared with ``test_labelstudio
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from serve_process import start_serve, stop_serve
 
 import autolabel as al
 from autolabel import labelstudio as ls
@@ -28,7 +27,6 @@ from autolabel.formats import labelstudio_config, read_coco
 from autolabel.routing import fit_policy, route
 from autolabel.serve import Backend, ImageAccess, LabelConfigMismatch, create_app, parse_label_config
 
-from ls_server import SERVER
 
 ROOT = Path(__file__).resolve().parent.parent
 N = 20
@@ -49,28 +47,11 @@ def keys(coco150):
 @pytest.fixture(scope="module")
 def backend(server, coco150, tmp_path_factory):
     """``autolabel serve`` in its own process, on the default host, reading local files from disk."""
-    port = SERVER.free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     env = {**os.environ, "LABEL_STUDIO_API_KEY": server.token, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "autolabel.cli", "serve", "--port", str(port), "--label-studio-url", server.url,
-           "--document-root", str(coco150.parent)]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail(f"autolabel serve did not answer /health:\n{log.read_text()}")
+    proc, url = start_serve(["--label-studio-url", server.url, "--document-root", str(coco150.parent)], log, env)
     yield url, log
-    proc.terminate()
-    proc.wait(20)
+    stop_serve(proc)
 
 
 def _project(client, title, names, coco150, keys):

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from serve_process import start_serve, stop_serve
 
 import autolabel as al
 from autolabel import labelstudio as ls
@@ -28,7 +27,6 @@ from autolabel.labelstudio.client import tasks as project_tasks
 from autolabel.labelstudio.push import _local_files_prefix
 
 from conftest import DATA
-from ls_server import SERVER
 from test_train import _subset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,26 +55,13 @@ def backend(server, project, tmp_path_factory):
     """``autolabel serve`` with training on, serving a model that finds no faces at all."""
     tmp = tmp_path_factory.mktemp("serve-train")
     (tmp / "map.yaml").write_text("mapping:\n  toaster: with_mask\nkeep_unmapped: false\n")
-    port = SERVER.free_port()
     env = {**os.environ, "LABEL_STUDIO_API_KEY": server.token, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "autolabel.cli", "serve", "--port", str(port), "--label-studio-url", server.url,
-           "--document-root", str(DATA), "--model", "yolo11n-coco.pt", "--class-map", str(tmp / "map.yaml"),
-           "--train-dir", str(tmp / "runs"), "--train-imgsz", "160", "--train-epochs", "2",
-           "--train-budget-minutes", "3", "--train-min-images-per-class", "2"]
-    log = tmp / "serve.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(400):
-        assert proc.poll() is None, log.read_text()
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
+    args = ["--label-studio-url", server.url, "--document-root", str(DATA), "--model", "yolo11n-coco.pt",
+            "--class-map", str(tmp / "map.yaml"), "--train-dir", str(tmp / "runs"), "--train-imgsz", "160",
+            "--train-epochs", "2", "--train-budget-minutes", "3", "--train-min-images-per-class", "2"]
+    proc, url = start_serve(args, tmp / "serve.log", env, wait_s=400 * 0.3)
     yield url, tmp
-    proc.terminate()
-    proc.wait(20)
+    stop_serve(proc)
 
 
 def _wait(url: str, timeout: float = 300) -> dict:
