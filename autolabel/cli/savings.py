@@ -40,21 +40,21 @@ def _cmd_savings(args: argparse.Namespace) -> int:
 
 
 def _print_savings(args: argparse.Namespace, rep: Any, conf: Any) -> None:
-    s = {**rep.to_dict(), "images": rep.savings.images}  # the JSON's fields (what --json writes)
-    lo, hi = s["saved_fraction_ci95"]
-    if s["conf"] is None:
+    s = rep.savings
+    lo, hi = s.saved_fraction_ci95
+    if s.conf is None:
         at = "every prediction as a pre-label"
     elif conf == "best":
-        at = f"pre-label threshold {s['conf']:.2f}, the best of the sweep"
+        at = f"pre-label threshold {s.conf:.2f}, the best of the sweep"
     else:
-        at = f"pre-label threshold {s['conf']:.2f}"
-    print(f"{s['images']} images, {s['gt_boxes']} ground-truth boxes, {s['pred_boxes']} pre-labels ({at}); "
-          f"edits: " + ", ".join(f"{k} {v}" for k, v in s["edits"].items()))
-    print(f"human seconds: {s['scratch_seconds']:.0f} from scratch, {s['assisted_seconds']:.0f} assisted; saved "
-          f"{s['saved_fraction']:.1%} (95% CI {lo:.1%} to {hi:.1%}) at threshold "
-          f"{'none' if s['conf'] is None else format(s['conf'], '.2f')}; best threshold of the sweep {rep.best_threshold}")
-    if s["below_threshold"]:
-        print(f"note: {args.predictions} holds {s['below_threshold']} predictions scoring below {s['conf']:.2f}; "
+        at = f"pre-label threshold {s.conf:.2f}"
+    print(f"{s.images} images, {s.gt_boxes} ground-truth boxes, {s.pred_boxes} pre-labels ({at}); "
+          f"edits: " + ", ".join(f"{k} {v}" for k, v in s.edits.items()))
+    print(f"human seconds: {s.scratch_seconds:.0f} from scratch, {s.assisted_seconds:.0f} assisted; saved "
+          f"{s.saved_fraction:.1%} (95% CI {lo:.1%} to {hi:.1%}) at threshold "
+          f"{'none' if s.conf is None else format(s.conf, '.2f')}; best threshold of the sweep {rep.best_threshold}")
+    if rep.below_threshold:
+        print(f"note: {args.predictions} holds {rep.below_threshold} predictions scoring below {s.conf:.2f}; "
               "they are not counted as pre-labels (filter them out when importing: --conf at prelabel time)",
               file=sys.stderr)
 

@@ -91,7 +91,7 @@ class Backend:
         self.images = images or ImageAccess()
         self.time_limit = float(time_limit)
         self.projects: dict[str, RegionNames] = {}
-        self.lock = threading.RLock()  # held by predict and swap: a request sees one model from start to end
+        self.lock = threading.RLock()  # held by /predict (serve.app) and swap: a request sees one model throughout
         self._conf: Any = conf
 
     def swap(self, detector: Any) -> None:
