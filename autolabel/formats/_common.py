@@ -15,8 +15,7 @@ import numpy as np
 
 from autolabel.core import Detections, Failure, ImageInfo, Results
 from autolabel.io.files import safe_join, safe_relpath
-
-Size = tuple[int, int]  # (width, height)
+from autolabel.io.images import Size
 
 
 # -- writing ---------------------------------------------------------------------------
